@@ -1,0 +1,76 @@
+//! The layer-wise one-shot method kind (magnitude, Wanda, SparseGPT, SwiftPrune).
+//!
+//! The core drives block-sequential calibration and hands a method one weight matrix at a
+//! time, with the statistics it asked for. The method says how much each weight matters
+//! ([`LayerwiseMethod::score`]); the core builds the mask for the comparison group the method
+//! picks. A method that must also change the surviving weights (SparseGPT) overrides
+//! [`LayerwiseMethod::decide`].
+
+use serde::de::DeserializeOwned;
+
+use crate::mask::Mask;
+use crate::pattern::{Group, Pattern};
+use crate::stats::{StatKind, Stats};
+use crate::{Error, Result};
+
+/// One linear layer as a method sees it: plain slices and shapes, no tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerView<'a> {
+    /// Decoder block index.
+    pub block: usize,
+    /// Full name for messages, e.g. `blk.3.q_proj`.
+    pub name: &'a str,
+    pub d_out: usize,
+    pub d_in: usize,
+    /// Row-major (d_out, d_in) weight.
+    pub weight: &'a [f32],
+    /// Statistics of this linear's inputs (empty for [`StatKind::None`]).
+    pub stats: &'a Stats,
+}
+
+/// What a method decided for one linear.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// One score per weight, row-major (d_out, d_in); the core prunes the lowest per group.
+    Scores(Vec<f32>),
+    /// The method chose the mask itself and rewrote the surviving weights.
+    MaskAndWeights { mask: Mask, weight: Vec<f32> },
+}
+
+/// A layer-wise one-shot pruning method.
+pub trait LayerwiseMethod: Send + Sync {
+    /// Registry name.
+    fn name(&self) -> &str;
+
+    /// The statistics of each linear's inputs this method needs.
+    fn stats(&self) -> StatKind;
+
+    /// The comparison group used for `pattern`, or [`Error::Unsupported`].
+    fn group(&self, pattern: &Pattern) -> Result<Group>;
+
+    /// Importance of every weight of `layer`, row-major (d_out, d_in); low means prunable.
+    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>>;
+
+    /// The method's decision for `layer`; by default its scores.
+    fn decide(&self, layer: &LayerView<'_>, _pattern: &Pattern, _group: Group) -> Result<Decision> {
+        Ok(Decision::Scores(self.score(layer)?))
+    }
+
+    /// The effective configuration (defaults filled in), recorded in every report.
+    fn config(&self) -> serde_json::Value;
+}
+
+/// Parses a method's serde config from JSON (`null` means all defaults); unknown fields are
+/// errors if the config type says `#[serde(deny_unknown_fields)]`.
+pub fn parse_config<C: DeserializeOwned + Default>(method: &str, value: &serde_json::Value) -> Result<C> {
+    if value.is_null() {
+        return Ok(C::default());
+    }
+    serde_json::from_value(value.clone())
+        .map_err(|e| Error::BadConfig { method: method.to_string(), reason: e.to_string() })
+}
+
+/// The error for a pattern a method does not support.
+pub fn unsupported(method: &str, pattern: &Pattern) -> Error {
+    Error::Unsupported { method: method.to_string(), what: format!("pattern {pattern}") }
+}

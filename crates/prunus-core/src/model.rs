@@ -1,0 +1,54 @@
+//! The model as the pruning pipeline sees it.
+//!
+//! The core knows no model family: a family (prunus-model's Llama) implements
+//! [`PrunableModel`], and the pipeline drives it block by block.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// One prunable linear layer of a decoder block, `y = x W^T` with `W` of shape (d_out, d_in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinearInfo {
+    /// Short name inside its block, e.g. `q_proj` (Hugging Face naming).
+    pub name: String,
+    /// The capture site whose activations are this linear's input. Linears that read the
+    /// same tensor (q, k, v; gate, up) share a site, so its statistics are gathered once.
+    pub input_site: String,
+    pub d_out: usize,
+    pub d_in: usize,
+}
+
+/// Called by [`PrunableModel::block_forward`] with each capture site's name and the input
+/// of the linears reading it, flattened to (n_tokens, d_in).
+pub type CaptureFn<'a> = dyn FnMut(&str, &Tensor) -> Result<()> + 'a;
+
+/// A decoder-only model whose blocks can be run one at a time.
+pub trait PrunableModel {
+    /// Number of decoder blocks.
+    fn n_blocks(&self) -> usize;
+
+    /// The prunable linears of block `block`, in forward order.
+    fn linears(&self, block: usize) -> Vec<LinearInfo>;
+
+    /// Token ids (n_samples, seq_len) u32 -> hidden states entering block 0,
+    /// (n_samples, seq_len, d_model) f32.
+    fn embed(&self, tokens: &Tensor) -> Result<Tensor>;
+
+    /// Runs block `block` on hidden states (n_samples, seq_len, d_model) with a causal mask
+    /// and returns its output of the same shape. If `capture` is given, it is called once per
+    /// capture site with that site's input, (n_samples * seq_len, d_in).
+    fn block_forward(
+        &self,
+        block: usize,
+        hidden: &Tensor,
+        capture: Option<&mut CaptureFn<'_>>,
+    ) -> Result<Tensor>;
+
+    /// The weight of linear `name` in block `block`, (d_out, d_in) f32.
+    fn weight(&self, block: usize, name: &str) -> Result<Tensor>;
+
+    /// Replaces the weight of linear `name` in block `block`; the shape must not change.
+    fn set_weight(&mut self, block: usize, name: &str, weight: Tensor) -> Result<()>;
+}

@@ -1,0 +1,148 @@
+//! The method registry: the only way anything names a method.
+//!
+//! A plugin crate registers itself with `inventory::submit!` at the bottom of its `lib.rs`;
+//! a binary that links the crate (see `prunus-all`) sees it here. The listing is sorted by
+//! name, an unknown name gets a "did you mean", and a name registered twice is an error that
+//! names both registrations.
+
+use crate::method::LayerwiseMethod;
+use crate::{Error, Result};
+
+/// Builds a configured layer-wise method from its JSON config (`null` = defaults).
+pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Box<dyn LayerwiseMethod>>;
+
+/// How a registered method is run. Later kinds (model-level, training-time) join here.
+#[derive(Clone, Copy)]
+pub enum Factory {
+    /// Driven by the core's block-sequential calibration pipeline.
+    Layerwise(LayerwiseFactory),
+}
+
+/// One registered method.
+pub struct MethodRegistration {
+    /// Unique name used on the command line and in matrices, e.g. `wanda`.
+    pub name: &'static str,
+    /// One line for `prunus list`.
+    pub summary: &'static str,
+    /// Bumped whenever the method's numbers can change; recorded in every report.
+    pub version: &'static str,
+    /// The crate that registered it (for duplicate errors): use `env!("CARGO_PKG_NAME")`.
+    pub origin: &'static str,
+    pub factory: Factory,
+}
+
+impl std::fmt::Debug for MethodRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MethodRegistration")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("origin", &self.origin)
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+inventory::collect!(MethodRegistration);
+
+impl MethodRegistration {
+    /// A short label of the method kind.
+    pub fn kind(&self) -> &'static str {
+        match self.factory {
+            Factory::Layerwise(_) => "layer-wise",
+        }
+    }
+
+    /// Builds the method as a layer-wise one, with `config` (`null` = defaults).
+    pub fn build_layerwise(&self, config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
+        match self.factory {
+            Factory::Layerwise(f) => f(config),
+        }
+    }
+}
+
+/// Every registered method, sorted by name; an error if a name is registered twice.
+pub fn list() -> Result<Vec<&'static MethodRegistration>> {
+    checked(inventory::iter::<MethodRegistration>.into_iter().collect())
+}
+
+/// The method called `name`, or [`Error::UnknownMethod`] with the closest registered name.
+pub fn find(name: &str) -> Result<&'static MethodRegistration> {
+    lookup(&list()?, name)
+}
+
+fn checked(mut regs: Vec<&'static MethodRegistration>) -> Result<Vec<&'static MethodRegistration>> {
+    regs.sort_by(|a, b| a.name.cmp(b.name).then(a.origin.cmp(b.origin)));
+    if let Some(w) = regs.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(Error::DuplicateMethod {
+            name: w[0].name.to_string(),
+            first: w[0].origin.to_string(),
+            second: w[1].origin.to_string(),
+        });
+    }
+    Ok(regs)
+}
+
+fn lookup(regs: &[&'static MethodRegistration], name: &str) -> Result<&'static MethodRegistration> {
+    if let Some(r) = regs.iter().find(|r| r.name == name) {
+        return Ok(r);
+    }
+    Err(Error::UnknownMethod {
+        name: name.to_string(),
+        suggestion: closest(name, regs.iter().map(|r| r.name)).map(str::to_string),
+    })
+}
+
+/// The candidate closest to `name` by edit distance, if it is plausibly a typo.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 2).max(1))
+        .min()
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn never(_: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
+        Err(Error::Invalid("test factory".into()))
+    }
+
+    fn leak(name: &'static str, origin: &'static str) -> &'static MethodRegistration {
+        Box::leak(Box::new(MethodRegistration {
+            name,
+            summary: "test",
+            version: "0",
+            origin,
+            factory: Factory::Layerwise(never),
+        }))
+    }
+
+    #[test]
+    fn listing_is_sorted() {
+        let regs = checked(vec![leak("wanda", "a"), leak("magnitude", "b"), leak("sparsegpt", "c")]).unwrap();
+        let names: Vec<_> = regs.iter().map(|r| r.name).collect();
+        assert_eq!(names, ["magnitude", "sparsegpt", "wanda"]);
+    }
+
+    #[test]
+    fn duplicates_name_both_origins() {
+        let e = checked(vec![leak("wanda", "prunus-wanda"), leak("wanda", "my-fork")]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("`wanda`") && msg.contains("prunus-wanda") && msg.contains("my-fork"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_names_get_a_suggestion() {
+        let regs = checked(vec![leak("wanda", "a"), leak("magnitude", "b")]).unwrap();
+        let e = lookup(&regs, "wandda").unwrap_err();
+        assert_eq!(e.to_string(), "unknown method `wandda` (did you mean `wanda`?)");
+        let e = lookup(&regs, "Magnitud").unwrap_err();
+        assert!(e.to_string().contains("did you mean `magnitude`"), "{e}");
+        let e = lookup(&regs, "zzzzzzzzzzzz").unwrap_err();
+        assert!(e.to_string().contains("prunus list"), "{e}");
+    }
+}

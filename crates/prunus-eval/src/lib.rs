@@ -1,0 +1,1 @@
+//! prunus-eval (in progress)

@@ -1,0 +1,11 @@
+//! Links every method plugin into the binary that depends on this crate.
+//!
+//! `inventory` only sees registrations of crates the final binary actually links; naming each
+//! plugin crate here (and calling [`link`] from the binary) guarantees that. A new plugin adds
+//! one dependency line in Cargo.toml and one `use` line below.
+
+use prunus_magnitude as _;
+use prunus_wanda as _;
+
+/// Call once from a binary (or test) to make sure every plugin is linked.
+pub fn link() {}
