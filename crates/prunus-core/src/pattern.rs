@@ -116,6 +116,17 @@ pub enum Group {
     NM { n: usize, m: usize },
 }
 
+impl Group {
+    /// Whether masks over this group can realise `pattern` (N:M needs the same N:M group).
+    pub fn realises(&self, pattern: &Pattern) -> bool {
+        match (self, pattern) {
+            (Group::PerMatrix | Group::PerRow, Pattern::Unstructured { .. }) => true,
+            (Group::NM { n, m }, Pattern::NM { n: pn, m: pm }) => n == pn && m == pm,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -110,6 +110,12 @@ pub fn prune_layerwise(
 ) -> Result<PruneOutcome> {
     crate::pattern::check_sparsity(pattern.sparsity())?;
     let group = method.group(pattern)?;
+    if !group.realises(pattern) {
+        return Err(Error::Invalid(format!(
+            "method `{}` chose comparison group {group}, which cannot realise pattern {pattern}",
+            method.name()
+        )));
+    }
     let n_blocks = model.n_blocks();
     for block in 0..n_blocks {
         for lin in model.linears(block) {
