@@ -1,0 +1,124 @@
+//! The run report: everything needed to trace a number back to what produced it.
+//!
+//! Written by `prunus prune` / `prunus eval` as JSON, read by `cargo xtask bench`.
+
+use prunus_core::pipeline::LayerRecord;
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the report's fields change meaning.
+pub const REPORT_VERSION: u32 = 1;
+
+/// One run of the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub report_version: u32,
+    /// `prune` or `eval`.
+    pub command: String,
+    pub prunus_version: String,
+    /// Commit the binary was built from (`unknown` outside a git checkout).
+    pub git_commit: String,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix: u64,
+    pub model: ModelInfo,
+    /// The pruning method, absent for a dense evaluation.
+    pub method: Option<MethodInfo>,
+    pub sparsity: Option<SparsityInfo>,
+    pub calibration: Option<CalibrationInfo>,
+    pub evaluations: Vec<Evaluation>,
+    pub seconds: Seconds,
+    /// Peak resident set size of the process (VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Worker threads available to the numeric kernels.
+    pub threads: usize,
+    /// Where the pruned model was written, if it was.
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Human label, e.g. `SmolLM2-135M-Instruct (Q4_1, dequantized)`.
+    pub label: String,
+    pub path: String,
+    /// sha256 of the model file (GGUF) or of model.safetensors / the shard index.
+    pub sha256: String,
+    /// `gguf` or `hf`.
+    pub format: String,
+    pub architecture: String,
+    pub n_params: usize,
+    pub n_blocks: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    /// Effective configuration, defaults filled in.
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SparsityInfo {
+    /// `unstructured` or `N:M`.
+    pub pattern: String,
+    pub requested: f64,
+    /// Over the pruned linears (all linears of all decoder blocks).
+    pub realised: f64,
+    pub pruned: usize,
+    pub numel: usize,
+    /// The comparison group, e.g. `per-row`.
+    pub group: String,
+    pub per_layer: Vec<LayerRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationInfo {
+    pub corpus: String,
+    /// Which split of the corpus (`calibration pool`).
+    pub split: String,
+    pub n_samples: usize,
+    pub seq_len: usize,
+    pub seed: u64,
+    /// Tokens in the calibration stream the windows were drawn from.
+    pub stream_tokens: usize,
+    /// Start offset of each window in that stream, in draw order.
+    pub offsets: Vec<usize>,
+    /// `CPython random.seed(seed); start = randint(0, len - seq_len - 1)`.
+    pub sampler: String,
+}
+
+/// One measured number with its protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub task: String,
+    pub task_version: u32,
+    pub metric: String,
+    pub value: f64,
+    pub seq_len: Option<usize>,
+    pub windows: Option<usize>,
+    pub predictions: Option<usize>,
+    pub protocol: String,
+}
+
+/// Wall seconds per stage.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Seconds {
+    pub load: f64,
+    pub tokenize: f64,
+    pub calibration_forward: f64,
+    pub statistics: f64,
+    pub score_and_mask: f64,
+    /// Calibration forward + statistics + score and mask: the whole pruning stage.
+    pub prune_total: f64,
+    pub evaluation: f64,
+    pub save: f64,
+    pub total: f64,
+}
+
+/// Peak resident set size of this process in bytes, from /proc (Linux); `None` elsewhere.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
