@@ -1,1 +1,132 @@
-fn main() {}
+//! `prunus`: prune and evaluate language models.
+//!
+//! Subcommands: `list` (registered methods), `eval` (perplexity of a model), `prune` (prune
+//! with a registered method, evaluate, save, report) and `inspect` (architecture, parameter
+//! counts, sparsity per layer). Errors print as one line and exit with status 1; progress
+//! bars go to stderr; `RUST_LOG=info` shows the log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod commands;
+mod session;
+
+#[derive(Parser)]
+#[command(
+    name = "prunus",
+    version,
+    about = "Prune and evaluate large language models",
+    long_about = "Prune and evaluate large language models.\n\n\
+                  MODEL is `default` (SmolLM2-135M-Instruct, fetched and cached on first use; \
+                  cache in $PRUNUS_HOME, default ~/.cache/prunus), a GGUF file, or a Hugging Face \
+                  directory with config.json, model.safetensors (or shards with an index) and tokenizer.json."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the registered pruning methods and evaluation tasks.
+    List,
+    /// Evaluate a model (dense or already pruned).
+    Eval(EvalArgs),
+    /// Prune a model with a registered method, evaluate it and optionally save it.
+    Prune(PruneArgs),
+    /// Show a model's architecture, parameter counts and per-layer sparsity.
+    Inspect {
+        /// `default`, a GGUF file or a Hugging Face directory.
+        model: String,
+    },
+}
+
+/// How the model is evaluated.
+#[derive(Args, Clone)]
+struct EvalOpts {
+    /// Perplexity window length in tokens.
+    #[arg(long, default_value_t = 512)]
+    seq_len: usize,
+    /// Maximum number of evaluation windows (the protocol takes the first W windows).
+    #[arg(long, default_value_t = 64)]
+    max_windows: usize,
+    /// Windows per forward batch (memory vs speed; does not change the numbers).
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Write the JSON run report to this file.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// `default`, a GGUF file or a Hugging Face directory.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// Task to evaluate (see `prunus list`).
+    #[arg(long, default_value = "ppl:wiki-vital")]
+    task: String,
+    #[command(flatten)]
+    eval: EvalOpts,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// `default`, a GGUF file or a Hugging Face directory.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// Pruning method (see `prunus list`).
+    #[arg(long)]
+    method: String,
+    /// Method configuration as JSON, e.g. '{"unstructured_group":"per_row"}' (default: the method's defaults).
+    #[arg(long, value_name = "JSON")]
+    config: Option<String>,
+    /// Fraction of weights to remove, in [0, 1), for unstructured patterns (N:M implies N/M).
+    #[arg(long, default_value_t = 0.5)]
+    sparsity: f64,
+    /// `unstructured`, or `N:M` (N of every M consecutive input weights of a row removed, e.g. 2:4).
+    #[arg(long, default_value = "unstructured")]
+    pattern: String,
+    /// Calibration windows drawn from the wiki-vital calibration pool (for methods that use data).
+    #[arg(long, default_value_t = 32)]
+    calib_samples: usize,
+    /// Length of each calibration window in tokens (defaults to --seq-len).
+    #[arg(long)]
+    calib_seq_len: Option<usize>,
+    /// Seed of the calibration sampler (CPython-compatible random.seed / randint).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Task evaluated after pruning, or `none`.
+    #[arg(long, default_value = "ppl:wiki-vital")]
+    eval: String,
+    /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    opts: EvalOpts,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    prunus_all::link();
+    let result = match Cli::parse().command {
+        Command::List => commands::list(),
+        Command::Eval(a) => commands::eval(a),
+        Command::Prune(a) => commands::prune(a),
+        Command::Inspect { model } => commands::inspect(&model),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Loading what every command needs: the model, its tokenizer, and the corpus tokens.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use prunus_eval::report::ModelInfo;
+use prunus_model::LlamaModel;
+use tokenizers::Tokenizer;
+
+/// The label of the default model in every table.
+pub const DEFAULT_LABEL: &str = "SmolLM2-135M-Instruct (Q4_1, dequantized)";
+
+/// A loaded model with its tokenizer and provenance.
+pub struct Loaded {
+    pub model: LlamaModel,
+    pub tokenizer: Tokenizer,
+    /// The tokenizer as tokenizer.json text, for saving with a pruned model.
+    pub tokenizer_json: String,
+    pub info: ModelInfo,
+    pub path: PathBuf,
+    pub seconds: f64,
+}
+
+/// A spinner on stderr for a stage of unknown length (hidden when stderr is not a terminal).
+pub fn spinner(msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("template"));
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// A bar on stderr over `len` steps.
+pub fn bar(len: u64, msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:24} [{bar:32}] {pos}/{len} ({elapsed}, eta {eta})")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// Resolves `default` to the cached SmolLM2 GGUF (fetching it if needed).
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    if spec == "default" {
+        let pb = spinner("fetching the default model (first use only)");
+        let path = prunus_data::assets::default_model_path().context("preparing the default model")?;
+        pb.finish_and_clear();
+        return Ok(path);
+    }
+    let path = PathBuf::from(spec);
+    if !path.exists() {
+        bail!("model `{spec}` not found: give `default`, a GGUF file or a Hugging Face directory");
+    }
+    Ok(path)
+}
+
+/// Loads the model and tokenizer named by `spec`.
+pub fn load(spec: &str) -> Result<Loaded> {
+    let path = resolve(spec)?;
+    let start = Instant::now();
+    let pb = spinner(&format!("loading {}", path.display()));
+    let device = Device::Cpu;
+    let (model, tokenizer, tokenizer_json, format, sha_file) = if path.is_dir() {
+        let model = LlamaModel::from_hf_dir(&path, &device).with_context(|| format!("loading {}", path.display()))?;
+        let tok_path = path.join("tokenizer.json");
+        let tokenizer = prunus_data::tokenizer::from_file(&tok_path)?;
+        let json = std::fs::read_to_string(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?;
+        let weights = if path.join("model.safetensors").exists() {
+            path.join("model.safetensors")
+        } else {
+            path.join("model.safetensors.index.json")
+        };
+        (model, tokenizer, json, "hf", weights)
+    } else {
+        let model = LlamaModel::from_gguf(&path, &device).with_context(|| format!("loading {}", path.display()))?;
+        let tokenizer = prunus_data::tokenizer::from_gguf(&path)?;
+        let json = tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
+        (model, tokenizer, json, "gguf", path.clone())
+    };
+    pb.set_message("hashing the model file");
+    let sha256 = prunus_data::assets::sha256_file(&sha_file)?;
+    pb.finish_and_clear();
+    let label = if spec == "default" { DEFAULT_LABEL.to_string() } else { file_label(&path) };
+    let info = ModelInfo {
+        label,
+        path: path.display().to_string(),
+        sha256,
+        format: format.into(),
+        architecture: "llama".into(),
+        n_params: model.n_params(),
+        n_blocks: model.config().num_hidden_layers,
+    };
+    Ok(Loaded { model, tokenizer, tokenizer_json, info, path, seconds: start.elapsed().as_secs_f64() })
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+/// The wiki-vital corpus tokenized: (eval split, calibration pool).
+pub struct CorpusTokens {
+    pub eval: Vec<u32>,
+    pub calib: Vec<u32>,
+    pub seconds: f64,
+}
+
+/// Tokenizes (or reads from the token cache) the wiki-vital splits.
+pub fn wiki_vital_tokens(tokenizer: &Tokenizer, need_calib: bool) -> Result<CorpusTokens> {
+    let start = Instant::now();
+    let pb = spinner("tokenizing wiki-vital (cached after the first run)");
+    let path = prunus_data::assets::wiki_vital_path().context("preparing the wiki-vital corpus")?;
+    let corpus = prunus_data::corpus::wiki_vital(&path)?;
+    let eval = prunus_data::tokenizer::encode_cached(tokenizer, &corpus.eval_text)?;
+    let calib = if need_calib { prunus_data::tokenizer::encode_cached(tokenizer, &corpus.calib_text)? } else { Vec::new() };
+    pb.finish_and_clear();
+    Ok(CorpusTokens { eval, calib, seconds: start.elapsed().as_secs_f64() })
+}
