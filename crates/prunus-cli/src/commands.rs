@@ -132,7 +132,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     if let Some(out) = &args.out {
         let t = Instant::now();
         let pb = session::spinner(&format!("saving to {}", out.display()));
-        loaded.model.save_hf_dir(out, loaded.tokenizer_json.as_bytes()).with_context(|| format!("saving to {}", out.display()))?;
+        loaded.model.save_hf_dir(out, &prunus_model::SaveOptions { tokenizer_json: Some(loaded.tokenizer_json.as_bytes()), overwrite: false }).with_context(|| format!("saving to {}", out.display()))?;
         pb.finish_and_clear();
         seconds.save = t.elapsed().as_secs_f64();
     }
@@ -178,14 +178,14 @@ pub fn inspect(spec: &str) -> Result<()> {
     println!("path:         {}", loaded.path.display());
     println!("sha256:       {}", loaded.info.sha256);
     println!("architecture: llama ({} layers, hidden {}, ffn {}, {} heads, {} kv heads, vocab {}, tied embeddings: {})",
-        cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings);
+        cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.n_kv_heads(), cfg.vocab_size, cfg.tie_word_embeddings);
     println!("parameters:   {} total", loaded.model.n_params());
-    let rows = loaded.model.sparsity_report();
-    let (zeros, numel) = rows.iter().fold((0usize, 0usize), |(z, n), r| (z + r.1, n + r.2));
+    let rows = loaded.model.sparsity_report()?;
+    let (zeros, numel) = rows.iter().fold((0usize, 0usize), |(z, n), r| (z + r.zeros, n + r.numel));
     println!("linears:      {} weights in {} block linears, sparsity {:.4}", numel, rows.len(), zeros as f64 / numel.max(1) as f64);
     println!("{:<28} {:>10} {:>10} {:>9}", "tensor", "zeros", "numel", "sparsity");
-    for (name, z, n) in rows {
-        println!("{:<28} {:>10} {:>10} {:>9.4}", name, z, n, z as f64 / n.max(1) as f64);
+    for r in rows {
+        println!("{:<28} {:>10} {:>10} {:>9.4}", format!("blk.{}.{}", r.block, r.name), r.zeros, r.numel, r.fraction());
     }
     Ok(())
 }
@@ -228,7 +228,7 @@ fn evaluate(loaded: &Loaded, task: &'static Task, tokens: &[u32], o: &EvalOpts) 
         TaskKind::Perplexity => {
             let windows = prunus_eval::perplexity::n_windows(task.corpus, tokens.len(), o.seq_len, o.max_windows)?;
             let pb = bar(windows as u64, &format!("evaluating {}", task.name));
-            let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> { Ok(loaded.model.nll(t)?) };
+            let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> { Ok(loaded.model.nll(t).map_err(prunus_core::Error::from)?) };
             let r = prunus_eval::perplexity(task.corpus, tokens, o.seq_len, o.max_windows, o.batch_size, &mut nll, &mut |n| pb.set_position(n as u64))?;
             pb.finish_and_clear();
             Ok(Evaluation {

@@ -84,7 +84,7 @@ struct PruneArgs {
     #[arg(long, value_name = "JSON")]
     config: Option<String>,
     /// Fraction of weights to remove, in [0, 1), for unstructured patterns (N:M implies N/M).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     sparsity: f64,
     /// `unstructured`, or `N:M` (N of every M consecutive input weights of a row removed, e.g. 2:4).
     #[arg(long, default_value = "unstructured")]

@@ -1,0 +1,138 @@
+//! The `prunus` binary on bad input: one clear line on stderr naming the offending flag,
+//! file or value, a nonzero exit, and no partial output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn prunus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prunus")).args(args).output().expect("run prunus")
+}
+
+/// Asserts failure with exactly one `error:` line containing every `needle`.
+fn fails_with(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    for n in needles {
+        assert!(errors[0].contains(n), "error line lacks `{n}`: {}", errors[0]);
+    }
+}
+
+#[test]
+fn list_shows_the_registered_methods_sorted() {
+    let out = prunus(&["list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let m = text.find("magnitude").expect("magnitude listed");
+    let w = text.find("wanda").expect("wanda listed");
+    assert!(m < w, "{text}");
+    assert!(text.contains("ppl:wiki-vital"));
+}
+
+#[test]
+fn help_explains_flags_with_defaults() {
+    let out = prunus(&["prune", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--sparsity", "--pattern", "--calib-samples", "--seq-len", "--seed", "--out", "--report"] {
+        assert!(text.contains(flag), "prune --help lacks {flag}");
+    }
+    assert!(text.contains("[default: 0.5]") && text.contains("[default: 32]"), "{text}");
+}
+
+#[test]
+fn unknown_method_gets_a_suggestion() {
+    fails_with(&prunus(&["prune", "--method", "wandaa"]), &["unknown method `wandaa`", "did you mean `wanda`"]);
+}
+
+#[test]
+fn sparsity_outside_the_unit_interval_is_refused() {
+    for s in ["1", "1.5", "-0.1", "NaN"] {
+        fails_with(&prunus(&["prune", "--method", "magnitude", "--sparsity", s]), &["sparsity", "outside [0, 1)"]);
+    }
+}
+
+#[test]
+fn bad_n_m_patterns_are_refused() {
+    fails_with(&prunus(&["prune", "--method", "magnitude", "--pattern", "4:4"]), &["4:4", "0 < N < M"]);
+    fails_with(&prunus(&["prune", "--method", "magnitude", "--pattern", "2-4"]), &["2-4"]);
+    // 576 is not a multiple of 5: refused before any weight changes, naming the linear.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = prunus(&["prune", "--method", "magnitude", "--pattern", "2:5", "--eval", "none", "--report", report.to_str().unwrap()]);
+    fails_with(&out, &["2:5", "blk.0.q_proj", "d_in = 576", "does not divide"]);
+    assert!(!report.exists(), "no report on failure");
+}
+
+#[test]
+fn unknown_tasks_and_short_corpora_are_refused() {
+    fails_with(&prunus(&["eval", "--task", "ppl:wikitext2"]), &["unknown task `ppl:wikitext2`"]);
+    fails_with(&prunus(&["eval", "--seq-len", "1000000"]), &["wiki-vital", "too few for one window of seq_len 1000000"]);
+    fails_with(
+        &prunus(&["prune", "--method", "wanda", "--calib-seq-len", "2000000", "--eval", "none"]),
+        &["2000000"],
+    );
+}
+
+#[test]
+fn output_directory_must_be_new_and_writable() {
+    let model = prunus_data::assets::default_model_path().unwrap();
+    let model_dir = model.parent().unwrap().to_str().unwrap().to_string();
+    fails_with(&prunus(&["prune", "--method", "magnitude", "--out", &model_dir]), &["--out", "input model"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let below_file = file.join("out");
+    fails_with(&prunus(&["prune", "--method", "magnitude", "--out", below_file.to_str().unwrap()]), &["--out", "not writable"]);
+    assert!(!below_file.exists());
+}
+
+#[test]
+fn corrupt_and_missing_models_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.gguf");
+    fails_with(&prunus(&["eval", "--model", missing.to_str().unwrap()]), &["nope.gguf", "not found"]);
+    // The first 1 MB of the real file: a valid header whose tensor data is cut off.
+    let model = prunus_data::assets::default_model_path().unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..1 << 20]).unwrap();
+    fails_with(&prunus(&["inspect", truncated.to_str().unwrap()]), &["truncated.gguf"]);
+    let garbage = dir.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"GGUF but not really a gguf file at all").unwrap();
+    fails_with(&prunus(&["eval", "--model", garbage.to_str().unwrap()]), &["garbage.gguf"]);
+}
+
+#[test]
+fn prune_writes_a_loadable_model_and_a_complete_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pruned");
+    let report = dir.path().join("report.json");
+    let run = prunus(&[
+        "prune", "--method", "wanda", "--pattern", "2:4", "--calib-samples", "2", "--calib-seq-len", "64",
+        "--seq-len", "128", "--max-windows", "2", "--out", out.to_str().unwrap(), "--report", report.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["method"]["name"], "wanda");
+    assert_eq!(r["sparsity"]["realised"], 0.5);
+    assert_eq!(r["sparsity"]["per_layer"].as_array().unwrap().len(), 30 * 7);
+    assert_eq!(r["calibration"]["offsets"].as_array().unwrap().len(), 2);
+    assert_eq!(r["model"]["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    assert_eq!(r["evaluations"][0]["seq_len"], 128);
+    // The saved model loads back (as a Hugging Face directory), keeps its 2:4 sparsity and evaluates
+    // to the same perplexity.
+    let inspect = prunus(&["inspect", out.to_str().unwrap()]);
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("sparsity 0.5000"));
+    let report2 = dir.path().join("report2.json");
+    let eval = prunus(&["eval", "--model", out.to_str().unwrap(), "--seq-len", "128", "--max-windows", "2", "--report", report2.to_str().unwrap()]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let r2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report2).unwrap()).unwrap();
+    let (a, b) = (r["evaluations"][0]["value"].as_f64().unwrap(), r2["evaluations"][0]["value"].as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-9 * a, "ppl after save/load {b} != {a}");
+    assert!(!Path::new(&format!("{}.tmp", report.display())).exists());
+}
