@@ -1,0 +1,216 @@
+//! The Llama configuration, with Hugging Face `config.json` field names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// A token id, or several (Llama 3 lists several end-of-sequence ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+/// Configuration of a Llama-architecture decoder (Llama, SmolLM2), read from and written to
+/// Hugging Face `config.json`. Unknown fields are ignored on reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// `["LlamaForCausalLM"]`.
+    #[serde(default = "default_architectures")]
+    pub architectures: Vec<String>,
+    /// `"llama"`.
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    pub vocab_size: usize,
+    /// d_model.
+    pub hidden_size: usize,
+    /// The SwiGLU width (d_ffn).
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Defaults to `num_attention_heads` (no GQA) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    /// Defaults to `hidden_size / num_attention_heads` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_rms_norm_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_max_position_embeddings")]
+    pub max_position_embeddings: usize,
+    /// Whether the output head shares the token embedding (Hugging Face's default is false).
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<TokenIds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<TokenIds>,
+    /// Only `"silu"` is supported.
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    /// Biases on q/k/v/o are not supported (must be false).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Biases on the MLP are not supported (must be false).
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// RoPE scaling is not supported (must be absent or null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// The dtype of the stored weights (`"float32"` when this crate writes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_dtype: Option<String>,
+}
+
+fn default_architectures() -> Vec<String> {
+    vec!["LlamaForCausalLM".to_string()]
+}
+fn default_model_type() -> String {
+    "llama".to_string()
+}
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_max_position_embeddings() -> usize {
+    2048
+}
+fn default_hidden_act() -> String {
+    "silu".to_string()
+}
+
+impl LlamaConfig {
+    /// A config with the given sizes and Hugging Face defaults elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        vocab_size: usize,
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        num_key_value_heads: usize,
+        tie_word_embeddings: bool,
+    ) -> Self {
+        LlamaConfig {
+            architectures: default_architectures(),
+            model_type: default_model_type(),
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads: Some(num_key_value_heads),
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: default_rope_theta(),
+            max_position_embeddings: default_max_position_embeddings(),
+            tie_word_embeddings,
+            bos_token_id: None,
+            eos_token_id: None,
+            hidden_act: default_hidden_act(),
+            attention_bias: false,
+            mlp_bias: false,
+            rope_scaling: None,
+            torch_dtype: None,
+        }
+    }
+
+    /// The tiny config used by unit tests: vocab 64, hidden 32, FFN 48, 2 layers, 4 heads,
+    /// 2 KV heads (head_dim 8), tied embeddings.
+    pub fn tiny() -> Self {
+        LlamaConfig::new(64, 32, 48, 2, 4, 2, true)
+    }
+
+    /// The number of key/value heads (GQA groups).
+    pub fn n_kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// The per-head dimension.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Query heads per key/value head.
+    pub fn n_rep(&self) -> usize {
+        self.num_attention_heads / self.n_kv_heads().max(1)
+    }
+
+    /// Parses and validates a `config.json` text.
+    pub fn from_json(text: &str) -> std::result::Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Checks that the config describes a model this crate can build.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, value: String, reason: &str| {
+            Err(ModelError::Config { field: field.to_string(), value, reason: reason.to_string() })
+        };
+        if self.model_type != "llama" {
+            return bad("model_type", format!("{:?}", self.model_type), "only `llama` is supported");
+        }
+        if let Some(a) = self.architectures.iter().find(|a| a.as_str() != "LlamaForCausalLM") {
+            return bad("architectures", format!("{a:?}"), "only `LlamaForCausalLM` is supported");
+        }
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.n_kv_heads()),
+            ("head_dim", self.head_dim()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if value == 0 {
+                return bad(field, "0".into(), "must be positive");
+            }
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return bad("vocab_size", self.vocab_size.to_string(), "token ids must fit in u32");
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return bad(
+                "hidden_size",
+                self.hidden_size.to_string(),
+                &format!("not divisible by num_attention_heads = {} (and no head_dim given)", self.num_attention_heads),
+            );
+        }
+        if !self.num_attention_heads.is_multiple_of(self.n_kv_heads()) {
+            return bad(
+                "num_key_value_heads",
+                self.n_kv_heads().to_string(),
+                &format!("does not divide num_attention_heads = {}", self.num_attention_heads),
+            );
+        }
+        if !self.head_dim().is_multiple_of(2) {
+            return bad("head_dim", self.head_dim().to_string(), "rope needs an even head dimension");
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return bad("rms_norm_eps", self.rms_norm_eps.to_string(), "must be positive and finite");
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad("rope_theta", self.rope_theta.to_string(), "must be positive and finite");
+        }
+        if self.hidden_act != "silu" {
+            return bad("hidden_act", format!("{:?}", self.hidden_act), "only `silu` is supported");
+        }
+        if self.attention_bias {
+            return bad("attention_bias", "true".into(), "attention biases are not supported");
+        }
+        if self.mlp_bias {
+            return bad("mlp_bias", "true".into(), "mlp biases are not supported");
+        }
+        if let Some(s) = &self.rope_scaling
+            && !s.is_null()
+        {
+            return bad("rope_scaling", s.to_string(), "rope scaling is not supported");
+        }
+        Ok(())
+    }
+}

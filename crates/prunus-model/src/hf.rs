@@ -1,0 +1,288 @@
+//! Hugging Face directories: `config.json` + `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`), read memory-mapped, and written so that transformers'
+//! `LlamaForCausalLM.from_pretrained` loads them as they are.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::{Load, MmapedSafetensors};
+use candle_core::{DType, Device, Tensor};
+use safetensors::Dtype;
+
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::layout::tensor_specs;
+use crate::llama::LlamaModel;
+
+/// Options for [`LlamaModel::save_hf_dir`].
+#[derive(Debug, Clone, Default)]
+pub struct SaveOptions<'a> {
+    /// Written verbatim as `tokenizer.json` when given.
+    pub tokenizer_json: Option<&'a [u8]>,
+    /// Replace an existing non-empty output directory (it is swapped out only once the new
+    /// one is complete).
+    pub overwrite: bool,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ModelError + 'a {
+    move |source| ModelError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// Reads and validates `dir/config.json`.
+pub fn read_config(dir: &Path) -> Result<LlamaConfig> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
+    let config: LlamaConfig =
+        serde_json::from_str(&text).map_err(|source| ModelError::ConfigParse { path: path.clone(), source })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The safetensors files of a directory: the shards named by the index, or the single file.
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(io("read", &index))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Safetensors { path: index.clone(), reason: e.to_string() })?;
+        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| ModelError::Safetensors {
+            path: index.clone(),
+            reason: "no `weight_map` object".into(),
+        })?;
+        let mut files = BTreeSet::new();
+        for (tensor, file) in map {
+            let file = file.as_str().ok_or_else(|| ModelError::Safetensors {
+                path: index.clone(),
+                reason: format!("weight_map entry for `{tensor}` is not a file name: {file}"),
+            })?;
+            if Path::new(file).components().count() != 1 || file.starts_with('.') {
+                return Err(ModelError::Safetensors {
+                    path: index.clone(),
+                    reason: format!("weight_map entry for `{tensor}` names `{file}`, not a file in the directory"),
+                });
+            }
+            files.insert(file.to_string());
+        }
+        Ok(files.into_iter().map(|f| dir.join(f)).collect())
+    } else {
+        Ok(vec![dir.join("model.safetensors")])
+    }
+}
+
+impl LlamaModel {
+    /// Loads a Hugging Face Llama directory (config.json + model.safetensors, or shards with
+    /// model.safetensors.index.json); f32, f16 and bf16 tensors are converted to f32 on
+    /// `device`. The files are memory-mapped; each tensor is copied out once.
+    pub fn from_hf_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = read_config(dir)?;
+        let files = safetensors_files(dir)?;
+        let mut maps = Vec::with_capacity(files.len());
+        let mut routing: HashMap<String, usize> = HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            if !file.is_file() {
+                return Err(ModelError::Io {
+                    op: "open",
+                    path: file.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            // SAFETY: the mapping is read-only; as with any mmap, the file must not be
+            // truncated or rewritten by another process while the model loads.
+            let st = unsafe { MmapedSafetensors::new(file) }
+                .map_err(|e| ModelError::Safetensors { path: file.clone(), reason: e.to_string() })?;
+            for (name, _) in st.tensors() {
+                routing.insert(name, i);
+            }
+            maps.push(st);
+        }
+        // Fail on the first absent block before listing every tensor the config implies.
+        for i in 0..config.num_hidden_layers {
+            let name = format!("model.layers.{i}.input_layernorm.weight");
+            if !routing.contains_key(&name) {
+                return Err(ModelError::MissingTensor { path: dir.to_path_buf(), tensor: name });
+            }
+        }
+        let mut tensors = HashMap::new();
+        for (name, shape) in tensor_specs(&config) {
+            let i = *routing
+                .get(&name)
+                .ok_or_else(|| ModelError::MissingTensor { path: dir.to_path_buf(), tensor: name.clone() })?;
+            let view = maps[i]
+                .get(&name)
+                .map_err(|e| ModelError::Safetensors { path: files[i].clone(), reason: e.to_string() })?;
+            if view.shape() != shape.as_slice() {
+                return Err(ModelError::ShapeMismatch { tensor: name, expected: shape, found: view.shape().to_vec() });
+            }
+            match view.dtype() {
+                Dtype::F32 | Dtype::F16 | Dtype::BF16 => {}
+                other => {
+                    return Err(ModelError::UnsupportedDtype {
+                        path: files[i].clone(),
+                        tensor: name,
+                        dtype: format!("{other:?}"),
+                    });
+                }
+            }
+            let t = view
+                .load(&Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .map_err(|e| ModelError::Safetensors { path: files[i].clone(), reason: format!("tensor `{name}`: {e}") })?;
+            tensors.insert(name, t);
+        }
+        let extra = routing.len().saturating_sub(tensors.len());
+        if extra > 0 {
+            tracing::debug!(extra, "ignoring tensors that a llama does not use");
+        }
+        let mut model = LlamaModel::from_tensors(config, tensors, device, dir)?;
+        model.set_source(std::fs::canonicalize(dir).ok());
+        Ok(model)
+    }
+
+    /// Loads a model from a GGUF file or a Hugging Face directory.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_dir() { Self::from_hf_dir(path, device) } else { Self::from_gguf(path, device) }
+    }
+
+    /// The config as written by [`save_hf_dir`](Self::save_hf_dir): f32, every derived size
+    /// explicit, tying as stored.
+    pub fn export_config(&self) -> LlamaConfig {
+        let mut c = self.config().clone();
+        c.architectures = vec!["LlamaForCausalLM".into()];
+        c.model_type = "llama".into();
+        c.torch_dtype = Some("float32".into());
+        c.tie_word_embeddings = self.is_tied();
+        c.num_key_value_heads = Some(c.n_kv_heads());
+        c.head_dim = Some(c.head_dim());
+        c
+    }
+
+    /// Writes a Hugging Face directory: `config.json`, `model.safetensors` (f32, Hugging Face
+    /// names and Q/K layout, no `lm_head.weight` when tied) and, if given, `tokenizer.json`.
+    /// Everything is written into a temporary directory next to `out` and renamed into place
+    /// when complete. Refuses `out` when it is (or contains) the path the model was loaded
+    /// from, when it is an existing file, or a non-empty directory without `overwrite`.
+    pub fn save_hf_dir(&self, out: impl AsRef<Path>, options: &SaveOptions<'_>) -> Result<()> {
+        let out = out.as_ref();
+        let refuse = |reason: String| ModelError::OutputDir { path: out.to_path_buf(), reason };
+        let name = out.file_name().ok_or_else(|| refuse("the path has no final component".into()))?.to_owned();
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| refuse(format!("cannot create parent directory: {e}")))?;
+        let parent = std::fs::canonicalize(&parent).map_err(|e| refuse(format!("cannot resolve parent directory: {e}")))?;
+        let target = parent.join(&name);
+        if let Some(src) = self.source()
+            && src.starts_with(&target)
+        {
+            return Err(refuse(format!("it is the input model's path ({})", src.display())));
+        }
+        let existing = match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => {
+                let empty = std::fs::read_dir(&target)
+                    .map_err(|e| refuse(format!("cannot read existing directory: {e}")))?
+                    .next()
+                    .is_none();
+                if !empty && !options.overwrite {
+                    return Err(refuse("the directory exists and is not empty (set overwrite to replace it)".into()));
+                }
+                Some(empty)
+            }
+            Ok(_) => return Err(refuse("it exists and is not a directory".into())),
+            Err(_) => None,
+        };
+
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
+            .tempdir_in(&parent)
+            .map_err(|e| refuse(format!("cannot create a temporary directory in {}: {e}", parent.display())))?;
+        self.write_hf_files(tmp.path(), options)?;
+
+        match existing {
+            None => {}
+            Some(true) => std::fs::remove_dir(&target).map_err(|e| refuse(format!("cannot replace empty directory: {e}")))?,
+            Some(false) => {
+                let old = tempfile::Builder::new()
+                    .prefix(&format!(".{}.old-", name.to_string_lossy()))
+                    .tempdir_in(&parent)
+                    .map_err(|e| refuse(format!("cannot create a temporary directory: {e}")))?;
+                let old_path = old.path().to_path_buf();
+                // Rename the existing output over the (empty) placeholder; drop removes it.
+                std::fs::rename(&target, &old_path).map_err(|e| refuse(format!("cannot move the old directory aside: {e}")))?;
+                let tmp_path = tmp.keep();
+                if let Err(e) = std::fs::rename(&tmp_path, &target) {
+                    let _ = std::fs::rename(&old_path, &target);
+                    let _ = std::fs::remove_dir_all(&tmp_path);
+                    return Err(refuse(format!("cannot move the new directory into place: {e}")));
+                }
+                drop(old);
+                tracing::info!(path = %target.display(), "replaced model directory");
+                return Ok(());
+            }
+        }
+        let tmp_path = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp_path, &target) {
+            let _ = std::fs::remove_dir_all(&tmp_path);
+            return Err(refuse(format!("cannot move the new directory into place: {e}")));
+        }
+        tracing::info!(path = %target.display(), "wrote model directory");
+        Ok(())
+    }
+
+    fn write_hf_files(&self, dir: &Path, options: &SaveOptions<'_>) -> Result<()> {
+        let config_path = dir.join("config.json");
+        let mut text = serde_json::to_string_pretty(&self.export_config())
+            .map_err(|source| ModelError::ConfigParse { path: config_path.clone(), source })?;
+        text.push('\n');
+        std::fs::write(&config_path, text).map_err(io("write", &config_path))?;
+
+        let st_path = dir.join("model.safetensors");
+        let mut views = Vec::new();
+        for (name, t) in self.named_tensors() {
+            views.push((name, F32View::new(t)?));
+        }
+        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(views, Some(metadata), &st_path)
+            .map_err(|e| ModelError::Safetensors { path: st_path.clone(), reason: e.to_string() })?;
+
+        if let Some(tok) = options.tokenizer_json {
+            let p = dir.join("tokenizer.json");
+            std::fs::write(&p, tok).map_err(io("write", &p))?;
+        }
+        Ok(())
+    }
+}
+
+/// An f32 tensor's bytes, little-endian, ready for safetensors.
+struct F32View {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl F32View {
+    fn new(t: &Tensor) -> Result<Self> {
+        let data = t.to_dtype(DType::F32)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+        let mut bytes = Vec::with_capacity(data.len() * 4);
+        for v in data {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(F32View { shape: t.dims().to_vec(), bytes })
+    }
+}
+
+impl safetensors::View for F32View {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}

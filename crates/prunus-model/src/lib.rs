@@ -1,0 +1,43 @@
+//! prunus-model: model families, their file formats, and the forward pass the pruning
+//! pipeline drives.
+//!
+//! One family is implemented: the Llama architecture (Llama, SmolLM2, and checkpoints with
+//! the same layout), as [`LlamaModel`]. A model is a set of f32 candle tensors named and
+//! laid out as in Hugging Face transformers: linear weights are (d_out, d_in), and the
+//! query/key rows use the `rotate_half` RoPE layout. It comes from
+//!
+//! - a GGUF file ([`LlamaModel::from_gguf`]): every tensor is dequantized to f32 and the
+//!   query/key rows that llama.cpp permutes for interleaved RoPE are put back
+//!   ([`layout::unpermute_qk_from_gguf`]);
+//! - a Hugging Face directory ([`LlamaModel::from_hf_dir`]): `config.json` plus one or several
+//!   memory-mapped safetensors files, f32/f16/bf16;
+//! - a seeded generator ([`LlamaModel::synthetic`]) for tests.
+//!
+//! It goes back out as a Hugging Face directory ([`LlamaModel::save_hf_dir`]) that
+//! transformers loads as it is. The forward pass is batched over windows, tokens
+//! (n_samples, seq_len) -> logits (n_samples, seq_len, vocab), and [`LlamaModel::nll`] scores
+//! perplexity windows without materialising all logits at once. The pruning pipeline sees
+//! the model through [`prunus_core::PrunableModel`]: blocks run one at a time, and each
+//! linear's input is handed to a capture callback at its site (`attn_in`, `attn_out`,
+//! `mlp_in`, `mlp_act`).
+//!
+//! Errors are [`ModelError`] values naming the file, tensor, field or value at fault; they
+//! convert into [`prunus_core::Error`]. Nothing here prints; progress goes to `tracing`.
+
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod hf;
+mod kernels;
+pub mod layout;
+pub mod llama;
+pub mod rng;
+
+pub use config::{LlamaConfig, TokenIds};
+pub use error::{ModelError, Result};
+pub use gguf::{GgufSummary, GgufTensor, inspect_gguf};
+pub use hf::SaveOptions;
+pub use llama::{LINEARS, LinearSparsity, LlamaModel, ParamCounts};
+
+// `gemm` is a dependency only to enable its `x86-v4` kernels for candle's CPU matmul.
+use gemm as _;

@@ -1,0 +1,686 @@
+//! The Llama decoder: weights, forward pass, next-token NLL, and the [`PrunableModel`] view.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{D, DType, Device, Tensor};
+use prunus_core::{LinearInfo, PrunableModel};
+
+use crate::config::LlamaConfig;
+use crate::error::{CandleContext, ModelError, Result};
+use crate::layout::tensor_specs;
+use crate::rng::SplitMix64;
+
+/// The prunable linears of a block, in forward order, with their capture sites.
+pub const LINEARS: [(&str, &str); 7] = [
+    ("q_proj", "attn_in"),
+    ("k_proj", "attn_in"),
+    ("v_proj", "attn_in"),
+    ("o_proj", "attn_out"),
+    ("gate_proj", "mlp_in"),
+    ("up_proj", "mlp_in"),
+    ("down_proj", "mlp_act"),
+];
+
+/// A capture callback with the caller's error type.
+type SiteFn<'a, E> = dyn FnMut(&str, &Tensor) -> std::result::Result<(), E> + 'a;
+
+/// Elements of one logits chunk in [`LlamaModel::token_nll`] (64 MiB of f32).
+const LOGITS_CHUNK_ELEMS: usize = 1 << 24;
+
+/// One decoder block. Linear weights are (d_out, d_in) f32, `y = x W^T`; q/k rows are in the
+/// Hugging Face layout (`rotate_half` RoPE).
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: Tensor,
+    q_proj: Tensor,
+    k_proj: Tensor,
+    v_proj: Tensor,
+    o_proj: Tensor,
+    ffn_norm: Tensor,
+    gate_proj: Tensor,
+    up_proj: Tensor,
+    down_proj: Tensor,
+}
+
+impl Block {
+    fn linear(&self, name: &str) -> Option<&Tensor> {
+        Some(match name {
+            "q_proj" => &self.q_proj,
+            "k_proj" => &self.k_proj,
+            "v_proj" => &self.v_proj,
+            "o_proj" => &self.o_proj,
+            "gate_proj" => &self.gate_proj,
+            "up_proj" => &self.up_proj,
+            "down_proj" => &self.down_proj,
+            _ => return None,
+        })
+    }
+
+    fn linear_mut(&mut self, name: &str) -> Option<&mut Tensor> {
+        Some(match name {
+            "q_proj" => &mut self.q_proj,
+            "k_proj" => &mut self.k_proj,
+            "v_proj" => &mut self.v_proj,
+            "o_proj" => &mut self.o_proj,
+            "gate_proj" => &mut self.gate_proj,
+            "up_proj" => &mut self.up_proj,
+            "down_proj" => &mut self.down_proj,
+            _ => return None,
+        })
+    }
+
+    /// (Hugging Face name suffix, tensor) pairs, in the order of [`tensor_specs`].
+    fn named(&self) -> [(&'static str, &Tensor); 9] {
+        [
+            ("input_layernorm.weight", &self.attn_norm),
+            ("self_attn.q_proj.weight", &self.q_proj),
+            ("self_attn.k_proj.weight", &self.k_proj),
+            ("self_attn.v_proj.weight", &self.v_proj),
+            ("self_attn.o_proj.weight", &self.o_proj),
+            ("post_attention_layernorm.weight", &self.ffn_norm),
+            ("mlp.gate_proj.weight", &self.gate_proj),
+            ("mlp.up_proj.weight", &self.up_proj),
+            ("mlp.down_proj.weight", &self.down_proj),
+        ]
+    }
+}
+
+/// Per-sequence-length tensors shared by all blocks of one forward pass.
+struct PassCtx {
+    /// RoPE tables, (seq_len, head_dim/2).
+    cos: Tensor,
+    sin: Tensor,
+    seq: usize,
+    n_rep: usize,
+    device: Device,
+    /// Additive causal mask, (n_rep * seq_len, seq_len), built on first use (the fused CPU
+    /// kernel does not need it).
+    mask: std::sync::OnceLock<Tensor>,
+}
+
+impl PassCtx {
+    /// Row r is position r % seq_len (queries of the n_rep heads sharing a KV head are
+    /// stacked along rows).
+    fn mask(&self) -> candle_core::Result<Tensor> {
+        if let Some(m) = self.mask.get() {
+            return Ok(m.clone());
+        }
+        let (seq, rows) = (self.seq, self.n_rep * self.seq);
+        let mut mask = Vec::with_capacity(rows * seq);
+        for r in 0..rows {
+            let pos = r % seq;
+            mask.extend((0..seq).map(|j| if j > pos { f32::NEG_INFINITY } else { 0.0 }));
+        }
+        let m = Tensor::from_vec(mask, (rows, seq), &self.device)?;
+        Ok(self.mask.get_or_init(|| m).clone())
+    }
+}
+
+/// A Llama-architecture causal LM held as f32 candle tensors.
+#[derive(Debug, Clone)]
+pub struct LlamaModel {
+    config: LlamaConfig,
+    device: Device,
+    /// (vocab, d_model).
+    embed: Tensor,
+    blocks: Vec<Block>,
+    /// (d_model).
+    norm: Tensor,
+    /// (vocab, d_model); `None` when tied to `embed`.
+    lm_head: Option<Tensor>,
+    /// Canonical path of the file or directory this model was loaded from.
+    source: Option<PathBuf>,
+    /// Use autograd-friendly (unfused) ops for norms, softmax and RoPE.
+    differentiable: bool,
+}
+
+/// Parameter counts of a model; tied embeddings are counted once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParamCounts {
+    pub total: usize,
+    /// The token embedding (vocab * d_model).
+    pub embedding: usize,
+    /// The output head when untied, else 0.
+    pub lm_head: usize,
+    /// All RMSNorm weights.
+    pub norms: usize,
+    /// All block linears.
+    pub linears: usize,
+    /// Linear parameters of each block.
+    pub per_block_linears: Vec<usize>,
+}
+
+/// Zeros in one block linear.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinearSparsity {
+    pub block: usize,
+    /// Short name (`q_proj`, ...).
+    pub name: String,
+    /// Entries exactly equal to zero.
+    pub zeros: usize,
+    pub numel: usize,
+}
+
+impl LinearSparsity {
+    /// Fraction of exact zeros.
+    pub fn fraction(&self) -> f64 {
+        if self.numel == 0 { 0.0 } else { self.zeros as f64 / self.numel as f64 }
+    }
+}
+
+impl LlamaModel {
+    /// Builds a model from Hugging Face-named tensors (see [`tensor_specs`]); every tensor is
+    /// checked against the config's shape, converted to f32 and moved to `device`. Q/K rows
+    /// must already be in the Hugging Face layout. Extra tensors are ignored.
+    pub fn from_tensors(
+        config: LlamaConfig,
+        mut tensors: HashMap<String, Tensor>,
+        device: &Device,
+        source_name: &std::path::Path,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = tensors.remove(name).ok_or_else(|| ModelError::MissingTensor {
+                path: source_name.to_path_buf(),
+                tensor: name.to_string(),
+            })?;
+            if t.dims() != shape {
+                return Err(ModelError::ShapeMismatch {
+                    tensor: name.to_string(),
+                    expected: shape.to_vec(),
+                    found: t.dims().to_vec(),
+                });
+            }
+            t.to_dtype(DType::F32)
+                .and_then(|t| t.to_device(device))
+                .and_then(|t| t.contiguous())
+                .ctx(|| format!("converting tensor `{name}` to f32"))
+        };
+        let specs = tensor_specs(&config);
+        let mut it = specs.iter();
+        let mut next = || {
+            let (name, shape) = it.next().expect("tensor_specs lists every tensor");
+            take(name, shape)
+        };
+        let embed = next()?;
+        let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        for _ in 0..config.num_hidden_layers {
+            blocks.push(Block {
+                attn_norm: next()?,
+                q_proj: next()?,
+                k_proj: next()?,
+                v_proj: next()?,
+                o_proj: next()?,
+                ffn_norm: next()?,
+                gate_proj: next()?,
+                up_proj: next()?,
+                down_proj: next()?,
+            });
+        }
+        let norm = next()?;
+        let lm_head = if config.tie_word_embeddings { None } else { Some(next()?) };
+        Ok(LlamaModel {
+            config,
+            device: device.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            source: None,
+            differentiable: false,
+        })
+    }
+
+    /// A deterministic random model for tests (on the CPU): linears uniform in
+    /// ±1/sqrt(d_in), embeddings uniform in ±1, norm weights 1 ± 0.1.
+    pub fn synthetic(config: LlamaConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let mut rng = SplitMix64::new(seed);
+        let device = Device::Cpu;
+        let mut tensors = HashMap::new();
+        for (name, shape) in tensor_specs(&config) {
+            let numel: usize = shape.iter().product();
+            let data: Vec<f32> = if shape.len() == 1 {
+                (0..numel).map(|_| 1.0 + rng.uniform(0.1)).collect()
+            } else if name == "model.embed_tokens.weight" {
+                (0..numel).map(|_| rng.uniform(1.0)).collect()
+            } else {
+                let a = 1.0 / (shape[1] as f32).sqrt();
+                (0..numel).map(|_| rng.uniform(a)).collect()
+            };
+            let t = Tensor::from_vec(data, shape, &device)?;
+            tensors.insert(name, t);
+        }
+        Self::from_tensors(config, tensors, &device, std::path::Path::new("<synthetic>"))
+    }
+
+    /// The config.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The canonical path this model was loaded from, if any.
+    pub fn source(&self) -> Option<&std::path::Path> {
+        self.source.as_deref()
+    }
+
+    pub(crate) fn set_source(&mut self, source: Option<PathBuf>) {
+        self.source = source;
+    }
+
+    /// Whether the output head shares the token embedding.
+    pub fn is_tied(&self) -> bool {
+        self.lm_head.is_none()
+    }
+
+    /// Switches RMSNorm, softmax and RoPE between candle's fused kernels (fast, no gradient;
+    /// the default) and compositions of differentiable ops (for training and backward passes).
+    pub fn set_differentiable(&mut self, on: bool) {
+        self.differentiable = on;
+    }
+
+    /// The token embedding, (vocab, d_model).
+    pub fn embedding(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// The output head, (vocab, d_model) (the embedding when tied).
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Every stored tensor with its Hugging Face name, in [`tensor_specs`] order (no
+    /// `lm_head.weight` when tied). Q/K are in the Hugging Face layout.
+    pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed)];
+        for (i, b) in self.blocks.iter().enumerate() {
+            for (suffix, t) in b.named() {
+                out.push((format!("model.layers.{i}.{suffix}"), t));
+            }
+        }
+        out.push(("model.norm.weight".to_string(), &self.norm));
+        if let Some(h) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), h));
+        }
+        out
+    }
+
+    /// Parameter counts (tied embeddings counted once).
+    pub fn param_counts(&self) -> ParamCounts {
+        let embedding = self.embed.elem_count();
+        let lm_head = self.lm_head.as_ref().map_or(0, |t| t.elem_count());
+        let mut norms = self.norm.elem_count();
+        let mut per_block_linears = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            norms += b.attn_norm.elem_count() + b.ffn_norm.elem_count();
+            per_block_linears.push(
+                LINEARS.iter().map(|(n, _)| b.linear(n).map_or(0, |t| t.elem_count())).sum(),
+            );
+        }
+        let linears: usize = per_block_linears.iter().sum();
+        ParamCounts {
+            total: embedding + lm_head + norms + linears,
+            embedding,
+            lm_head,
+            norms,
+            linears,
+            per_block_linears,
+        }
+    }
+
+    /// Total parameter count (tied embeddings counted once).
+    pub fn n_params(&self) -> usize {
+        self.param_counts().total
+    }
+
+    /// Exact zeros in every block linear, block by block in forward order.
+    pub fn sparsity_report(&self) -> Result<Vec<LinearSparsity>> {
+        let mut out = Vec::with_capacity(self.blocks.len() * LINEARS.len());
+        for (block, b) in self.blocks.iter().enumerate() {
+            for (name, _) in LINEARS {
+                let w = b.linear(name).expect("every block has every linear");
+                let zeros = w
+                    .eq(0f32)
+                    .and_then(|m| m.to_dtype(DType::F32))
+                    .and_then(|m| m.sum_all())
+                    .and_then(|s| s.to_scalar::<f32>())
+                    .ctx(|| format!("counting zeros of block {block} {name}"))?;
+                out.push(LinearSparsity {
+                    block,
+                    name: name.to_string(),
+                    zeros: zeros as usize,
+                    numel: w.elem_count(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn block(&self, block: usize) -> Result<&Block> {
+        self.blocks.get(block).ok_or(ModelError::BlockOutOfRange { block, n_blocks: self.blocks.len() })
+    }
+
+    /// Checks a token tensor: (n_samples, seq_len), integer ids below vocab_size. Returns it
+    /// as u32 with its dims.
+    fn check_tokens(&self, tokens: &Tensor) -> Result<(Tensor, usize, usize)> {
+        let (n, seq) = tokens.dims2().map_err(|_| ModelError::Tokens {
+            reason: format!("expected shape (n_samples, seq_len), got {:?}", tokens.dims()),
+        })?;
+        if n == 0 || seq == 0 {
+            return Err(ModelError::Tokens { reason: format!("empty token tensor {:?}", tokens.dims()) });
+        }
+        let ids = match tokens.dtype() {
+            DType::U32 => tokens.clone(),
+            DType::U8 | DType::I64 | DType::I32 | DType::I16 => {
+                let min = tokens.to_dtype(DType::I64)?.flatten_all()?.min(0)?.to_scalar::<i64>()?;
+                if min < 0 {
+                    return Err(ModelError::Tokens { reason: format!("negative token id {min}") });
+                }
+                let max = tokens.to_dtype(DType::I64)?.flatten_all()?.max(0)?.to_scalar::<i64>()?;
+                if max > u32::MAX as i64 {
+                    return Err(ModelError::Tokens { reason: format!("token id {max} does not fit in u32") });
+                }
+                tokens.to_dtype(DType::U32)?
+            }
+            other => {
+                return Err(ModelError::Tokens { reason: format!("token ids must be integers, got {other:?}") });
+            }
+        };
+        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max as usize >= self.config.vocab_size {
+            return Err(ModelError::Tokens {
+                reason: format!("token id {max} is out of range for vocab_size {}", self.config.vocab_size),
+            });
+        }
+        if seq > self.config.max_position_embeddings {
+            tracing::warn!(seq, max = self.config.max_position_embeddings, "sequence longer than max_position_embeddings");
+        }
+        let ids = ids.to_device(&self.device)?;
+        Ok((ids, n, seq))
+    }
+
+    fn pass_ctx(&self, seq: usize) -> Result<PassCtx> {
+        let hd = self.config.head_dim();
+        let half = hd / 2;
+        let theta = self.config.rope_theta;
+        let mut cos = Vec::with_capacity(seq * half);
+        let mut sin = Vec::with_capacity(seq * half);
+        for p in 0..seq {
+            for i in 0..half {
+                let inv_freq = 1.0 / theta.powf((2 * i) as f64 / hd as f64);
+                let a = p as f64 * inv_freq;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        Ok(PassCtx {
+            cos: Tensor::from_vec(cos, (seq, half), &self.device)?,
+            sin: Tensor::from_vec(sin, (seq, half), &self.device)?,
+            seq,
+            n_rep: self.config.n_rep(),
+            device: self.device.clone(),
+            mask: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        let eps = self.config.rms_norm_eps as f32;
+        if self.differentiable {
+            candle_nn::ops::rms_norm_slow(x, w, eps)
+        } else {
+            candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)
+        }
+    }
+
+    /// Token ids (n_samples, seq_len) -> embeddings (n_samples, seq_len, d_model).
+    pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (ids, n, seq) = self.check_tokens(tokens)?;
+        let x = self.embed.index_select(&ids.flatten_all()?, 0)?; // (n * seq, d_model)
+        Ok(x.reshape((n, seq, self.config.hidden_size))?)
+    }
+
+    /// Runs block `b` on (n_samples, seq_len, d_model) hidden states.
+    fn run_block<E>(
+        &self,
+        b: usize,
+        x: &Tensor,
+        ctx: &PassCtx,
+        mut capture: Option<&mut SiteFn<'_, E>>,
+    ) -> std::result::Result<Tensor, E>
+    where
+        E: From<ModelError> + From<candle_core::Error>,
+    {
+        let blk = self.block(b)?;
+        let c = &self.config;
+        let (n, seq, d) = x.dims3()?;
+        if d != c.hidden_size {
+            return Err(ModelError::ShapeMismatch {
+                tensor: format!("hidden states entering block {b}"),
+                expected: vec![n, seq, c.hidden_size],
+                found: x.dims().to_vec(),
+            }
+            .into());
+        }
+        let (h, kvh, hd, rep) = (c.num_attention_heads, c.n_kv_heads(), c.head_dim(), c.n_rep());
+        let rows = n * seq;
+
+        // Attention.
+        let xn = self.rms_norm(x, &blk.attn_norm)?.reshape((rows, d))?; // (n*seq, d_model)
+        if let Some(f) = capture.as_mut() {
+            f("attn_in", &xn)?;
+        }
+        // (n*seq, heads*hd) -> (n, heads, seq, hd)
+        let split = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
+            t.reshape((n, seq, heads, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(xn.matmul(&blk.q_proj.t()?)?, h)?;
+        let k = split(xn.matmul(&blk.k_proj.t()?)?, kvh)?;
+        let v = split(xn.matmul(&blk.v_proj.t()?)?, kvh)?;
+        let (q, k) = if self.differentiable {
+            (
+                candle_nn::rotary_emb::rope_slow(&q, &ctx.cos, &ctx.sin)?,
+                candle_nn::rotary_emb::rope_slow(&k, &ctx.cos, &ctx.sin)?,
+            )
+        } else {
+            (
+                candle_nn::rotary_emb::rope(&q, &ctx.cos, &ctx.sin)?,
+                candle_nn::rotary_emb::rope(&k, &ctx.cos, &ctx.sin)?,
+            )
+        };
+        // GQA without copying K/V: the n_rep query heads of a KV head are stacked along rows,
+        // (n, heads, seq, hd) -> (n, kv_heads, n_rep*seq, hd).
+        let q = (q * (1.0 / (hd as f64).sqrt()))?.reshape((n, kvh, rep * seq, hd))?;
+        let scores = q.matmul(&k.t()?)?; // (n, kv_heads, n_rep*seq, seq)
+        let probs = if self.differentiable {
+            candle_nn::ops::softmax(&scores.broadcast_add(&ctx.mask()?)?, D::Minus1)?
+        } else if self.device.is_cpu() {
+            crate::kernels::causal_softmax(&scores)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&ctx.mask()?)?)?
+        };
+        let o = probs.matmul(&v)?; // (n, kv_heads, n_rep*seq, hd)
+        // -> (n, heads, seq, hd) -> (n, seq, heads, hd) -> (n*seq, heads*hd)
+        let o = o.reshape((n, h, seq, hd))?.transpose(1, 2)?.contiguous()?.reshape((rows, h * hd))?;
+        if let Some(f) = capture.as_mut() {
+            f("attn_out", &o)?;
+        }
+        let attn = o.matmul(&blk.o_proj.t()?)?.reshape((n, seq, d))?;
+        let x = (x + attn)?;
+
+        // SwiGLU MLP.
+        let xn = self.rms_norm(&x, &blk.ffn_norm)?.reshape((rows, d))?; // (n*seq, d_model)
+        if let Some(f) = capture.as_mut() {
+            f("mlp_in", &xn)?;
+        }
+        let gate = xn.matmul(&blk.gate_proj.t()?)?; // (n*seq, d_ffn)
+        let up = xn.matmul(&blk.up_proj.t()?)?;
+        let act = (gate.silu()? * up)?;
+        if let Some(f) = capture.as_mut() {
+            f("mlp_act", &act)?;
+        }
+        let down = act.matmul(&blk.down_proj.t()?)?.reshape((n, seq, d))?;
+        Ok((x + down)?)
+    }
+
+    /// Runs block `block` on hidden states (n_samples, seq_len, d_model) with a causal mask.
+    pub fn block_forward(&self, block: usize, hidden: &Tensor) -> Result<Tensor> {
+        let seq = hidden.dim(1)?;
+        let ctx = self.pass_ctx(seq)?;
+        self.run_block::<ModelError>(block, hidden, &ctx, None)
+    }
+
+    /// The final RMSNorm, (..., d_model) -> (..., d_model).
+    pub fn final_norm(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.rms_norm(hidden, &self.norm)?)
+    }
+
+    /// The output head on normed hidden states, (..., d_model) -> (..., vocab). Use it on
+    /// chunks of [`forward_hidden`](Self::forward_hidden) to bound memory.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let dims = hidden.dims().to_vec();
+        let d = self.config.hidden_size;
+        if dims.last() != Some(&d) {
+            return Err(ModelError::ShapeMismatch {
+                tensor: "hidden states entering lm_head".into(),
+                expected: vec![d],
+                found: dims,
+            });
+        }
+        let rows = hidden.elem_count() / d;
+        let flat = hidden.reshape((rows, d))?;
+        let logits = flat.matmul(&self.lm_head_weight().t()?)?; // (rows, vocab)
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("non-empty") = self.config.vocab_size;
+        Ok(logits.reshape(out_dims)?)
+    }
+
+    /// Tokens (n_samples, seq_len) -> hidden states after the final norm,
+    /// (n_samples, seq_len, d_model).
+    pub fn forward_hidden(&self, tokens: &Tensor) -> Result<Tensor> {
+        let mut x = self.embed(tokens)?;
+        let ctx = self.pass_ctx(x.dim(1)?)?;
+        for b in 0..self.blocks.len() {
+            x = self.run_block::<ModelError>(b, &x, &ctx, None)?;
+        }
+        self.final_norm(&x)
+    }
+
+    /// Tokens (n_samples, seq_len) -> logits (n_samples, seq_len, vocab). For long windows
+    /// and large vocabularies prefer [`token_nll`](Self::token_nll).
+    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        let h = self.forward_hidden(tokens)?;
+        self.logits(&h)
+    }
+
+    /// Per-position next-token NLL, (n_samples, seq_len) -> (n_samples, seq_len - 1) f32:
+    /// entry (i, t) is -log p(tokens[i, t+1] | tokens[i, ..=t]). Log-softmax is computed in
+    /// f32, the output head in chunks of positions so that memory stays bounded.
+    pub fn token_nll(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (ids, n, seq) = self.check_tokens(tokens)?;
+        if seq < 2 {
+            return Err(ModelError::Tokens { reason: format!("seq_len {seq} leaves nothing to predict") });
+        }
+        let d = self.config.hidden_size;
+        let hidden = self.forward_hidden(&ids)?; // (n, seq, d_model)
+        let rows = n * (seq - 1);
+        let h = hidden.narrow(1, 0, seq - 1)?.contiguous()?.reshape((rows, d))?; // (n*(seq-1), d_model)
+        let targets = ids.narrow(1, 1, seq - 1)?.contiguous()?.reshape((rows, 1))?; // (n*(seq-1), 1)
+        let w_t = self.lm_head_weight().t()?; // (d_model, vocab)
+        let chunk = (LOGITS_CHUNK_ELEMS / self.config.vocab_size).max(1);
+        let mut parts = Vec::with_capacity(rows.div_ceil(chunk));
+        let mut r0 = 0;
+        while r0 < rows {
+            let len = chunk.min(rows - r0);
+            let logits = h.narrow(0, r0, len)?.matmul(&w_t)?; // (len, vocab)
+            let lse = if self.device.is_cpu() {
+                crate::kernels::row_logsumexp(&logits)?.unsqueeze(1)? // (len, 1)
+            } else {
+                let max = logits.max_keepdim(1)?; // (len, 1)
+                (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + &max)?
+            };
+            let tgt = logits.gather(&targets.narrow(0, r0, len)?, 1)?; // (len, 1)
+            parts.push((lse - tgt)?);
+            r0 += len;
+        }
+        Ok(Tensor::cat(&parts, 0)?.reshape((n, seq - 1))?)
+    }
+
+    /// Summed next-token NLL of each window, (n_samples, seq_len) -> n_samples values; each
+    /// window scores its seq_len - 1 predictions (f32 log-softmax, f64 sums). Perplexity over
+    /// windows is `exp(sum / (n_samples * (seq_len - 1)))`.
+    pub fn nll(&self, tokens: &Tensor) -> Result<Vec<f64>> {
+        let per_pos = self.token_nll(tokens)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+        Ok(per_pos.iter().map(|row| row.iter().map(|&v| v as f64).sum()).collect())
+    }
+}
+
+impl PrunableModel for LlamaModel {
+    fn n_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn linears(&self, block: usize) -> Vec<LinearInfo> {
+        let Some(b) = self.blocks.get(block) else { return Vec::new() };
+        LINEARS
+            .iter()
+            .map(|(name, site)| {
+                let w = b.linear(name).expect("every block has every linear");
+                let (d_out, d_in) = w.dims2().unwrap_or((0, 0));
+                LinearInfo { name: name.to_string(), input_site: site.to_string(), d_out, d_in }
+            })
+            .collect()
+    }
+
+    fn embed(&self, tokens: &Tensor) -> prunus_core::Result<Tensor> {
+        Ok(LlamaModel::embed(self, tokens)?)
+    }
+
+    fn block_forward(
+        &self,
+        block: usize,
+        hidden: &Tensor,
+        capture: Option<&mut prunus_core::model::CaptureFn<'_>>,
+    ) -> prunus_core::Result<Tensor> {
+        self.block(block)?;
+        let seq = hidden
+            .dims3()
+            .map_err(|_| ModelError::ShapeMismatch {
+                tensor: format!("hidden states entering block {block}"),
+                expected: vec![0, 0, self.config.hidden_size],
+                found: hidden.dims().to_vec(),
+            })?
+            .1;
+        let ctx = self.pass_ctx(seq)?;
+        match capture {
+            Some(f) => self.run_block::<prunus_core::Error>(block, hidden, &ctx, Some(f)),
+            None => self.run_block::<prunus_core::Error>(block, hidden, &ctx, None),
+        }
+    }
+
+    fn weight(&self, block: usize, name: &str) -> prunus_core::Result<Tensor> {
+        let b = self.block(block)?;
+        Ok(b.linear(name).ok_or_else(|| ModelError::UnknownLinear { name: name.to_string() })?.clone())
+    }
+
+    fn set_weight(&mut self, block: usize, name: &str, weight: Tensor) -> prunus_core::Result<()> {
+        let n_blocks = self.blocks.len();
+        let device = self.device.clone();
+        let b = self.blocks.get_mut(block).ok_or(ModelError::BlockOutOfRange { block, n_blocks })?;
+        let slot = b.linear_mut(name).ok_or_else(|| ModelError::UnknownLinear { name: name.to_string() })?;
+        if weight.dims() != slot.dims() {
+            return Err(prunus_core::Error::Shape {
+                tensor: format!("block {block} {name}"),
+                expected: slot.dims().to_vec(),
+                got: weight.dims().to_vec(),
+            });
+        }
+        *slot = weight.to_dtype(DType::F32)?.to_device(&device)?.contiguous()?;
+        Ok(())
+    }
+}
