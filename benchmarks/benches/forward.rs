@@ -40,7 +40,7 @@ fn forward(c: &mut Criterion) {
     // Matmul FLOPs per token: 2 * (block linears + LM head) + attention as computed (QK^T and
     // AV over all SEQ keys, the causal mask applied afterwards): 2 * 2 * d_model * SEQ per layer.
     let d = cfg.hidden_size;
-    let kv = cfg.num_key_value_heads * (d / cfg.num_attention_heads);
+    let kv = cfg.n_kv_heads() * cfg.head_dim();
     let per_layer = 2 * (d * d * 2 + 2 * kv * d + 3 * d * cfg.intermediate_size) + 4 * d * SEQ;
     let flops = cfg.num_hidden_layers * per_layer + 2 * d * cfg.vocab_size;
     eprintln!("forward: {:.3} GFLOP per token (matmuls and attention) at seq_len {SEQ}", flops as f64 / 1e9);

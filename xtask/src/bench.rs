@@ -67,6 +67,8 @@ pub fn run(args: Args) -> Result<()> {
 
     let cells = cells();
     let started = Instant::now();
+    // The state of the checkout when the run starts (the binary was just built from it).
+    let git = git_state();
     let mut reports = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
         eprintln!("bench: cell {}/{}: {} ({:.0} s elapsed)", i + 1, cells.len(), cell.id, started.elapsed().as_secs_f64());
@@ -101,7 +103,7 @@ pub fn run(args: Args) -> Result<()> {
     println!("{table}");
     let summary = render_summary(&args, &reports, &table);
     write_atomic(&out.join("summary.md"), summary.as_bytes())?;
-    let manifest = manifest(&args, started.elapsed().as_secs_f64())?;
+    let manifest = manifest(&args, git, started.elapsed().as_secs_f64())?;
     write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
     eprintln!("bench: wrote {} in {:.0} s", out.display(), started.elapsed().as_secs_f64());
     Ok(())
@@ -186,7 +188,12 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn manifest(args: &Args, seconds: f64) -> Result<serde_json::Value> {
+/// (commit, whether tracked files differ from it).
+fn git_state() -> (String, bool) {
+    (command_output("git", &["rev-parse", "HEAD"]), command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "")
+}
+
+fn manifest(args: &Args, git: (String, bool), seconds: f64) -> Result<serde_json::Value> {
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
@@ -195,8 +202,8 @@ fn manifest(args: &Args, seconds: f64) -> Result<serde_json::Value> {
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
     Ok(serde_json::json!({
         "command": format!("cargo xtask bench --seq-len {} --max-windows {} --calib-samples {} --seed {}", args.seq_len, args.max_windows, args.calib_samples, args.seed),
-        "git_commit": command_output("git", &["rev-parse", "HEAD"]),
-        "git_dirty": command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "",
+        "git_commit": git.0,
+        "git_dirty_at_start": git.1,
         "machine": {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "memory_bytes": mem_kb.map(|k| k * 1024),

@@ -6,7 +6,7 @@
 //! - article `i` (0-based, sorted order) with `i % 10 == 0` is EVAL, every other
 //!   article is in the CALIBRATION POOL; each set is joined with `"\n\n"`;
 //! - perplexity uses the first `W = min(max_windows, n_tokens / seq_len)`
-//!   non-overlapping windows of the eval tokens ([`eval_windows`]);
+//!   non-overlapping windows of the eval tokens (computed in `prunus_eval::perplexity`);
 //! - calibration draws `n_samples` windows from the pool's tokens with CPython's
 //!   `random.seed(seed)` and `randint(0, n_tokens - seq_len - 1)` ([`calibration_offsets`]).
 
@@ -114,20 +114,6 @@ pub fn calibration_offsets(
         .collect()
 }
 
-/// The number of evaluation windows: `min(max_windows, n_tokens / seq_len)`; an error if that is 0.
-pub fn eval_windows(n_tokens: usize, seq_len: usize, max_windows: usize) -> Result<usize> {
-    let w = n_tokens
-        .checked_div(seq_len)
-        .map_or(0, |n| n.min(max_windows));
-    if w == 0 {
-        return Err(Error::NoEvalWindows {
-            n_tokens,
-            seq_len,
-            max_windows,
-        });
-    }
-    Ok(w)
-}
 
 #[cfg(test)]
 mod tests {
@@ -206,16 +192,4 @@ mod tests {
         assert!(calibration_offsets(5, 0, 4, 0).unwrap().is_empty());
     }
 
-    #[test]
-    fn eval_windows_rules() {
-        assert_eq!(eval_windows(110_000, 512, 1000).unwrap(), 214);
-        assert_eq!(eval_windows(110_000, 512, 32).unwrap(), 32);
-        let e = eval_windows(100, 512, 32).unwrap_err().to_string();
-        assert!(
-            e.contains("100 tokens") && e.contains("seq_len is 512"),
-            "{e}"
-        );
-        assert!(eval_windows(100, 0, 32).is_err());
-        assert!(eval_windows(1000, 10, 0).is_err());
-    }
 }

@@ -158,19 +158,6 @@ pub enum Error {
         needed: usize,
     },
 
-    /// Not enough tokens for even one evaluation window.
-    #[error(
-        "no evaluation window: the corpus has {n_tokens} tokens, seq_len is {seq_len}, max_windows is {max_windows}"
-    )]
-    NoEvalWindows {
-        /// Tokens in the evaluation stream.
-        n_tokens: usize,
-        /// Requested window length.
-        seq_len: usize,
-        /// Requested maximum number of windows.
-        max_windows: usize,
-    },
-
     /// An argument outside the domain of a random-number function.
     #[error("{function}: {reason}")]
     RandomArgument {

@@ -92,11 +92,10 @@ impl ToyModel {
         if block >= self.blocks.len() {
             return Err(Error::Invalid(format!("block {block} out of range")));
         }
-        match name {
-            "up" => Ok(0),
-            "down" => Ok(1),
-            other => Err(Error::Invalid(format!("no linear `{other}` in the toy model"))),
-        }
+        ["up", "down"]
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| Error::Invalid(format!("no linear `{name}` in the toy model")))
     }
 }
 
