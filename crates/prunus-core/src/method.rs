@@ -33,6 +33,8 @@ pub struct LayerView<'a> {
 pub enum Decision {
     /// One score per weight, row-major (d_out, d_in); the core prunes the lowest per group.
     Scores(Vec<f32>),
+    /// The method selected the weights itself (e.g. by a streaming threshold); no weight update.
+    Mask(Mask),
     /// The method chose the mask itself and rewrote the surviving weights.
     MaskAndWeights { mask: Mask, weight: Vec<f32> },
 }

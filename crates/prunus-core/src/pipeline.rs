@@ -192,12 +192,18 @@ pub fn prune_layerwise(
                     mask.apply(&mut weight);
                     mask
                 }
+                Decision::Mask(mask) => {
+                    check_mask_shape(&mask, &name, method.name(), lin.d_out, lin.d_in)?;
+                    mask.apply(&mut weight);
+                    mask
+                }
                 Decision::MaskAndWeights { mask, weight: updated } => {
-                    if (mask.d_out, mask.d_in) != (lin.d_out, lin.d_in) || updated.len() != weight.len() {
+                    check_mask_shape(&mask, &name, method.name(), lin.d_out, lin.d_in)?;
+                    if updated.len() != weight.len() {
                         return Err(Error::Shape {
-                            tensor: format!("{name} (from method {})", method.name()),
+                            tensor: format!("{name} updated by {}", method.name()),
                             expected: vec![lin.d_out, lin.d_in],
-                            got: vec![mask.d_out, mask.d_in],
+                            got: vec![updated.len()],
                         });
                     }
                     check_finite(&updated, &format!("{name} updated by {}", method.name()))?;
@@ -231,6 +237,18 @@ pub fn prune_layerwise(
         }
     }
     Ok(PruneOutcome { layers, seconds })
+}
+
+/// Errors unless a method's mask has the linear's shape.
+fn check_mask_shape(mask: &Mask, name: &str, method: &str, d_out: usize, d_in: usize) -> Result<()> {
+    if (mask.d_out, mask.d_in) != (d_out, d_in) {
+        return Err(Error::Shape {
+            tensor: format!("{name} mask from method {method}"),
+            expected: vec![d_out, d_in],
+            got: vec![mask.d_out, mask.d_in],
+        });
+    }
+    Ok(())
 }
 
 /// Embeds (n_samples, seq_len) token ids in chunks of `batch_size` sequences.

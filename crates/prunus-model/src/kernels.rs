@@ -74,8 +74,10 @@ impl CustomOp1 for RowLogSumExp {
             par_rows(src, &mut out, n, 1, |_, a, b| {
                 for (x, y) in a.chunks_exact(n).zip(b.iter_mut()) {
                     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f32 = x.iter().map(|v| (v - m).exp()).sum();
-                    *y = m + sum.ln();
+                    // Summed in f64: a vocabulary of ~50K terms loses the small ones in f32
+                    // (perplexity came out 1.2e-4 relative too low against the numpy reference).
+                    let sum: f64 = x.iter().map(|v| f64::from((v - m).exp())).sum();
+                    *y = m + sum.ln() as f32;
                 }
             });
         }

@@ -6,6 +6,7 @@
 
 use prunus_magnitude as _;
 use prunus_wanda as _;
+use prunus_swiftprune as _;
 
 /// Call once from a binary (or test) to make sure every plugin is linked.
 pub fn link() {}

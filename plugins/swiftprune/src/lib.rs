@@ -1,0 +1,327 @@
+//! SwiftPrune: Hessian-free weight pruning (Kang et al., Findings of EMNLP 2025; arXiv 2501.16376,
+//! v1 titled HWPQ). No code was released: this is the reconstruction of docs/methods.md §4,
+//! with every open choice exposed in [`Config`] (see README.md).
+//!
+//! Score (the "contribution" or L-score): with a per-input-feature summary x_j and
+//! S = sum_k x_k^2, `L_ij = w_ij^2 / max(1 - x_j^2 / (S + ridge), 1e-10)`. It is the OBS saliency
+//! w^2 / [H^-1]_jj under a rank-1 Hessian H = ridge I + x x^T (Sherman-Morrison), so it needs
+//! no inverse. x_j is the root mean square of input feature j over the calibration tokens
+//! (`x_source = activation_norm`, default), or, data-free, the weight row itself
+//! (`x_source = weight_row`, which makes L a monotone function of |w| within a row).
+//!
+//! Selection per output row without sorting, in linear time: (A) `ewma`, a Jacobson/Karels
+//! running threshold tau_j = mu_j - c * delta_j (mu, delta: exponentially weighted mean and
+//! mean deviation of L along the row, gains alpha and beta), with c found per row by bisection
+//! so that the row's count lands on floor(d_in * s) as closely as the threshold allows, and an
+//! optional exact-count fix-up; (B) `quantile`, a stochastic-approximation quantile tracker.
+//! N:M prunes the N smallest L in each group of M consecutive inputs by comparisons.
+
+use prunus_core::method::parse_config;
+use prunus_core::registry::{Factory, MethodRegistration};
+use prunus_core::{Decision, Error, Group, LayerView, LayerwiseMethod, Mask, Pattern, Result, StatKind};
+use serde::{Deserialize, Serialize};
+
+/// What x in the contribution score is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XSource {
+    /// Root mean square of each input feature over the calibration tokens (needs data).
+    #[default]
+    ActivationNorm,
+    /// The weight row itself (data-free; the third-party port's behaviour).
+    WeightRow,
+}
+
+/// How the weights of a row are selected for unstructured sparsity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// (A) EWMA running threshold mu - c * delta, c bisected per row.
+    #[default]
+    Ewma,
+    /// (B) Stochastic-approximation quantile tracking of the threshold.
+    Quantile,
+}
+
+/// Configuration (all fields optional).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Source of x in L = w^2 / (1 - x^2 / S). Default `activation_norm`.
+    pub x_source: XSource,
+    /// Ridge added to S (rank-1 plus ridge Hessian). Default 0.
+    pub ridge: f64,
+    /// Unstructured selection rule. Default `ewma`.
+    pub selection: Selection,
+    /// EWMA gain of the running mean (Jacobson/Karels 1/8). Default 0.125.
+    pub alpha: f64,
+    /// EWMA gain of the running mean deviation. Default 0.125.
+    pub beta: f64,
+    /// Bound on |c| in tau = mu - c * delta (the paper's multiplier 4). Default 4.
+    pub la: f64,
+    /// Bisection steps for c per row (each one linear pass). Default 24.
+    pub bisection_steps: usize,
+    /// After selection, move the fewest weights to hit floor(d_in * s) exactly. Default false.
+    pub exact_count: bool,
+    /// Step size of the quantile tracker, relative to the running mean deviation. Default 0.05.
+    pub quantile_step: f64,
+    /// Passes of the quantile tracker over a row before the deciding pass (its gain decays
+    /// as 1 / (1 + passes so far)). Default 4.
+    pub quantile_warmup_passes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            x_source: XSource::ActivationNorm,
+            ridge: 0.0,
+            selection: Selection::Ewma,
+            alpha: 0.125,
+            beta: 0.125,
+            la: 4.0,
+            bisection_steps: 24,
+            exact_count: false,
+            quantile_step: 0.05,
+            quantile_warmup_passes: 4,
+        }
+    }
+}
+
+/// The SwiftPrune method.
+#[derive(Debug, Clone, Default)]
+pub struct SwiftPrune {
+    pub config: Config,
+}
+
+impl LayerwiseMethod for SwiftPrune {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn stats(&self) -> StatKind {
+        match self.config.x_source {
+            XSource::ActivationNorm => StatKind::SqNorm,
+            XSource::WeightRow => StatKind::None,
+        }
+    }
+
+    fn group(&self, pattern: &Pattern) -> Result<Group> {
+        Ok(match *pattern {
+            Pattern::Unstructured { .. } => Group::PerRow,
+            Pattern::NM { n, m } => Group::NM { n, m },
+        })
+    }
+
+    /// The contribution score L, row-major (d_out, d_in).
+    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+        let ridge = self.config.ridge;
+        let l = |w: f32, x2: f64, s: f64| -> f32 {
+            let denom = (1.0 - x2 / (s + ridge)).max(1e-10);
+            (f64::from(w) * f64::from(w) / denom) as f32
+        };
+        match self.config.x_source {
+            XSource::ActivationNorm => {
+                let x2 = layer.stats.mean_sq_per_sample().ok_or_else(|| Error::NeedsCalibration {
+                    method: NAME.into(),
+                    what: "per-feature mean of x^2 (x_source = activation_norm)".into(),
+                })?;
+                let s: f64 = x2.iter().sum();
+                Ok(layer.weight.chunks_exact(layer.d_in).flat_map(|row| row.iter().zip(&x2).map(move |(w, x)| l(*w, *x, s))).collect())
+            }
+            XSource::WeightRow => Ok(layer
+                .weight
+                .chunks_exact(layer.d_in)
+                .flat_map(|row| {
+                    let s: f64 = row.iter().map(|w| f64::from(*w) * f64::from(*w)).sum();
+                    row.iter().map(move |w| l(*w, f64::from(*w) * f64::from(*w), s))
+                })
+                .collect()),
+        }
+    }
+
+    fn decide(&self, layer: &LayerView<'_>, pattern: &Pattern, _group: Group) -> Result<Decision> {
+        let scores = self.score(layer)?;
+        prunus_core::mask::check_finite(&scores, &format!("{} contribution scores", layer.name))?;
+        let mut pruned = vec![false; scores.len()];
+        match *pattern {
+            Pattern::NM { n, m } => {
+                for (g, flags) in scores.chunks_exact(m).zip(pruned.chunks_exact_mut(m)) {
+                    select_n_smallest(g, n, flags);
+                }
+            }
+            Pattern::Unstructured { sparsity } => {
+                let k = (layer.d_in as f64 * sparsity).floor() as usize;
+                for (row, flags) in scores.chunks_exact(layer.d_in).zip(pruned.chunks_exact_mut(layer.d_in)) {
+                    match self.config.selection {
+                        Selection::Ewma => self.ewma_select(row, k, flags),
+                        Selection::Quantile => self.quantile_select(row, sparsity, flags),
+                    }
+                    if self.config.exact_count {
+                        fix_count(row, k, flags);
+                    }
+                }
+            }
+        }
+        Ok(Decision::Mask(Mask::from_vec(layer.d_out, layer.d_in, pruned)?))
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+}
+
+impl SwiftPrune {
+    /// (A) One pass computes the EWMA mean mu_j and mean deviation delta_j along the row; the
+    /// rule prunes j iff L_j < mu_j - c * delta_j. The count is non-increasing in c, so c in
+    /// [-la, la] is bisected (each step one linear pass) towards `k` pruned.
+    fn ewma_select(&self, row: &[f32], k: usize, flags: &mut [bool]) {
+        let (a, b) = (self.config.alpha, self.config.beta);
+        let mut mu = f64::from(row[0]);
+        let mut delta = 0.0;
+        let mut track = Vec::with_capacity(row.len()); // (mu_j, delta_j) after seeing L_j
+        for &l in row {
+            mu = (1.0 - a) * mu + a * f64::from(l);
+            delta = (1.0 - b) * delta + b * (f64::from(l) - mu).abs();
+            track.push((mu, delta));
+        }
+        let count = |c: f64| row.iter().zip(&track).filter(|(l, (m, d))| f64::from(**l) < m - c * d).count();
+        let (mut lo, mut hi) = (-self.config.la, self.config.la); // count(lo) >= count(hi)
+        let mut best = (count(lo).abs_diff(k), lo);
+        for _ in 0..self.config.bisection_steps {
+            let mid = 0.5 * (lo + hi);
+            let n = count(mid);
+            if n.abs_diff(k) < best.0 {
+                best = (n.abs_diff(k), mid);
+            }
+            if n > k { lo = mid } else { hi = mid }
+        }
+        let c = if count(hi).abs_diff(k) < best.0 { hi } else { best.1 };
+        for ((f, l), (m, d)) in flags.iter_mut().zip(row).zip(&track) {
+            *f = f64::from(*l) < m - c * d;
+        }
+    }
+
+    /// (B) Tracks the s-quantile of L along the row: tau += gain * delta * (s - 1[L < tau]),
+    /// delta the EWMA mean deviation; warm-up passes, then a deciding pass with tau frozen.
+    fn quantile_select(&self, row: &[f32], s: f64, flags: &mut [bool]) {
+        let n = row.len();
+        let mut three = [row[0], row[n / 2], row[n - 1]];
+        three.sort_by(f32::total_cmp);
+        let mut tau = f64::from(three[1]);
+        let mut mu = f64::from(row[0]);
+        let mut delta = 0.0;
+        let mut t = 0.0;
+        for _ in 0..self.config.quantile_warmup_passes.max(1) {
+            for &l in row {
+                let l = f64::from(l);
+                mu = (1.0 - self.config.alpha) * mu + self.config.alpha * l;
+                delta = (1.0 - self.config.beta) * delta + self.config.beta * (l - mu).abs();
+                let below = if l < tau { 1.0 } else { 0.0 };
+                // Robbins-Monro gain, decaying once per pass over the row.
+                tau += self.config.quantile_step * delta * (s - below) / (1.0 + t / n as f64);
+                t += 1.0;
+            }
+        }
+        for (f, l) in flags.iter_mut().zip(row) {
+            *f = f64::from(*l) < tau;
+        }
+    }
+}
+
+/// Marks the `n` smallest of a small group by repeated minimum (ties: lower index first).
+fn select_n_smallest(group: &[f32], n: usize, flags: &mut [bool]) {
+    for _ in 0..n {
+        let mut best: Option<usize> = None;
+        for (j, v) in group.iter().enumerate() {
+            if !flags[j] && best.is_none_or(|b| *v < group[b]) {
+                best = Some(j);
+            }
+        }
+        if let Some(b) = best {
+            flags[b] = true;
+        }
+    }
+}
+
+/// Moves the fewest entries so that exactly `k` are pruned: un-prunes the highest pruned or
+/// prunes the lowest kept, by a linear-time selection (`select_nth_unstable`), ties by index.
+fn fix_count(row: &[f32], k: usize, flags: &mut [bool]) {
+    let n_pruned = flags.iter().filter(|f| **f).count();
+    let order = |a: &usize, b: &usize| row[*a].total_cmp(&row[*b]).then(a.cmp(b));
+    if n_pruned > k {
+        let mut idx: Vec<usize> = (0..row.len()).filter(|&j| flags[j]).collect();
+        let extra = n_pruned - k;
+        let cut = idx.len() - extra;
+        idx.select_nth_unstable_by(cut, order);
+        idx[cut..].iter().for_each(|&j| flags[j] = false);
+    } else if n_pruned < k {
+        let mut idx: Vec<usize> = (0..row.len()).filter(|&j| !flags[j]).collect();
+        let missing = k - n_pruned;
+        idx.select_nth_unstable_by(missing - 1, order);
+        idx[..missing].iter().for_each(|&j| flags[j] = true);
+    }
+}
+
+const NAME: &str = "swiftprune";
+
+fn build(config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
+    let config: Config = parse_config(NAME, config)?;
+    let bad = |reason: String| Error::BadConfig { method: NAME.into(), reason };
+    for (field, v) in [("alpha", config.alpha), ("beta", config.beta)] {
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(bad(format!("{field} = {v} must lie in (0, 1]")));
+        }
+    }
+    if !(config.ridge >= 0.0 && config.la > 0.0 && config.quantile_step > 0.0) {
+        return Err(bad(format!(
+            "ridge ({}) must be >= 0, la ({}) and quantile_step ({}) > 0",
+            config.ridge, config.la, config.quantile_step
+        )));
+    }
+    Ok(Box::new(SwiftPrune { config }))
+}
+
+prunus_core::inventory::submit! {
+    MethodRegistration {
+        name: NAME,
+        summary: "SwiftPrune (reconstruction) w^2/(1 - x^2/S), sort-free EWMA row threshold or N:M",
+        version: "1",
+        origin: env!("CARGO_PKG_NAME"),
+        factory: Factory::Layerwise(build),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fix_count_hits_k_both_ways() {
+        let row = [5.0, 1.0, 4.0, 2.0, 3.0, 0.5];
+        let mut f = [true, true, true, true, false, false];
+        fix_count(&row, 2, &mut f); // un-prune the two highest pruned (5 and 4)
+        assert_eq!(f, [false, true, false, true, false, false]);
+        let mut f = [false, false, false, false, false, true];
+        fix_count(&row, 3, &mut f); // prune the two lowest kept (1 and 2)
+        assert_eq!(f, [false, true, false, true, false, true]);
+    }
+
+    #[test]
+    fn n_smallest_breaks_ties_by_index() {
+        let mut f = [false; 4];
+        select_n_smallest(&[2.0, 1.0, 1.0, 0.5], 2, &mut f);
+        assert_eq!(f, [false, true, false, true]);
+    }
+
+    #[test]
+    fn weight_row_score_is_monotone_in_magnitude_within_a_row() {
+        let stats = prunus_core::Stats::new(StatKind::None, 4);
+        let w = [0.1f32, -0.4, 0.2, 0.3];
+        let view = LayerView { block: 0, name: "t", d_out: 1, d_in: 4, weight: &w, stats: &stats };
+        let m = SwiftPrune { config: Config { x_source: XSource::WeightRow, ..Config::default() } };
+        let l = m.score(&view).unwrap();
+        let mut by_l: Vec<usize> = (0..4).collect();
+        by_l.sort_by(|a, b| l[*a].total_cmp(&l[*b]));
+        assert_eq!(by_l, [0, 2, 3, 1]);
+    }
+}
