@@ -41,7 +41,11 @@ fn main() -> Result<()> {
     }
 }
 
-/// The workspace root (the parent of this crate's directory).
+/// The workspace root (the parent of this crate's directory). `cargo run` sets
+/// CARGO_MANIFEST_DIR at run time; the build-time value is only a fallback, because several
+/// checkouts sharing one target directory overwrite each other's `target/release/xtask`.
 pub fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    let dir = dir.unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }

@@ -5,6 +5,7 @@
 //! one dependency line in Cargo.toml and one `use` line below.
 
 use prunus_magnitude as _;
+use prunus_sparsegpt as _;
 use prunus_wanda as _;
 use prunus_swiftprune as _;
 
