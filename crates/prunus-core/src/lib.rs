@@ -14,6 +14,7 @@ pub mod model;
 pub mod pattern;
 pub mod pipeline;
 pub mod registry;
+pub mod rng;
 pub mod stats;
 
 pub use error::{Error, Result};

@@ -1,36 +1,3 @@
-//! A small seeded generator (SplitMix64) for the synthetic test models.
+//! The seeded generator of the synthetic test models lives in the core.
 
-/// SplitMix64: tiny, deterministic on every platform, good enough for test weights.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), 24 bits of precision.
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform in [-a, a).
-    pub fn uniform(&mut self, a: f32) -> f32 {
-        (2.0 * self.next_f32() - 1.0) * a
-    }
-
-    /// Uniform integer in [0, n) (n > 0; slight modulo bias is irrelevant here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
+pub use prunus_core::rng::SplitMix64;

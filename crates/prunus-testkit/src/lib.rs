@@ -11,32 +11,8 @@ use prunus_core::{Error, LinearInfo, PrunableModel, Result};
 
 pub mod conformance;
 
-/// A deterministic generator (SplitMix64) for test data.
-#[derive(Debug, Clone)]
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    pub fn new(seed: u64) -> Self {
-        SplitMix(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn next_f32(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next_f32() * scale).collect()
-    }
-}
+/// The deterministic generator for test data (SplitMix64, from the core).
+pub use prunus_core::rng::SplitMix64 as SplitMix;
 
 /// A residual stack of `n_blocks` blocks `h + down(relu(up(h)))`, with a lookup embedding.
 #[derive(Debug, Clone)]

@@ -63,7 +63,7 @@ fn threshold_rules_on_wide_rows() {
     let mut rng = prunus_testkit::SplitMix::new(9);
     for d_in in [576usize, 1536] {
         let d_out = 64;
-        let weight: Vec<f32> = (0..d_out * d_in).map(|_| rng.next_f32() * (2.0 * rng.next_f32()).exp()).collect();
+        let weight: Vec<f32> = (0..d_out * d_in).map(|_| rng.uniform(1.0) * (2.0 * rng.uniform(1.0)).exp()).collect();
         let stats = prunus_core::Stats::new(prunus_core::StatKind::None, d_in);
         let view = prunus_core::LayerView { block: 0, name: "wide", d_out, d_in, weight: &weight, stats: &stats };
         for (config, tol) in [(json!({"x_source": "weight_row"}), 0.005), (json!({"x_source": "weight_row", "selection": "quantile"}), 0.05)] {
