@@ -76,7 +76,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         check_output_dir(out, &model_path)?;
     }
 
-    let mut loaded = session::load(&args.model)?;
+    let mut loaded = session::load_resolved(&args.model, model_path)?;
     let needs_data = method.stats() > prunus_core::StatKind::None;
     let tokens = session::wiki_vital_tokens(&loaded.tokenizer, needs_data)?;
     let mut seconds = Seconds { load: loaded.seconds, tokenize: tokens.seconds, ..Seconds::default() };

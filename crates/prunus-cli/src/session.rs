@@ -62,7 +62,11 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
 
 /// Loads the model and tokenizer named by `spec`.
 pub fn load(spec: &str) -> Result<Loaded> {
-    let path = resolve(spec)?;
+    load_resolved(spec, resolve(spec)?)
+}
+
+/// Loads the model at `path`, which `spec` resolved to (see [`resolve`]).
+pub fn load_resolved(spec: &str, path: PathBuf) -> Result<Loaded> {
     let start = Instant::now();
     let pb = spinner(&format!("loading {}", path.display()));
     let device = Device::Cpu;
