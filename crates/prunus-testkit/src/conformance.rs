@@ -118,3 +118,16 @@ fn check_bad_input(method: &dyn LayerwiseMethod) {
         assert_eq!(before, model.all_weights(), "{name}: weights changed on error");
     }
 }
+
+/// The text every plugin snapshots with insta: for 50% unstructured and 2:4, the comparison
+/// group, the realised sparsity and the first 8 rows of block 0's `up` mask on the toy model.
+pub fn mask_snapshot(method: &dyn LayerwiseMethod) -> String {
+    let mut out = String::new();
+    for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
+        let (model, outcome) = run(method, &pattern);
+        let group = method.group(&pattern).expect("a supported pattern");
+        out += &format!("{pattern} group={group} sparsity={:.4}\n", outcome.sparsity());
+        out += &crate::render_mask(&model, 0, "up", 8);
+    }
+    out
+}

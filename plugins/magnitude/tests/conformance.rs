@@ -17,13 +17,6 @@ fn unknown_config_fields_are_errors() {
 
 #[test]
 fn small_masks_snapshot() {
-    use prunus_core::Pattern;
     let method = registry::find("magnitude").unwrap().build_layerwise(&serde_json::Value::Null).unwrap();
-    let mut out = String::new();
-    for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
-        let (model, outcome) = prunus_testkit::conformance::run(method.as_ref(), &pattern);
-        out += &format!("{pattern} group={} sparsity={:.4}\n", method.group(&pattern).unwrap(), outcome.sparsity());
-        out += &prunus_testkit::render_mask(&model, 0, "up", 8);
-    }
-    insta::assert_snapshot!(out);
+    insta::assert_snapshot!(prunus_testkit::conformance::mask_snapshot(method.as_ref()));
 }

@@ -45,14 +45,7 @@ fn bad_configs_are_errors() {
 
 #[test]
 fn small_masks_snapshot() {
-    let method = build(json!(null));
-    let mut out = String::new();
-    for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
-        let (model, outcome) = prunus_testkit::conformance::run(method.as_ref(), &pattern);
-        out += &format!("{pattern} sparsity={:.4}\n", outcome.sparsity());
-        out += &prunus_testkit::render_mask(&model, 0, "up", 8);
-    }
-    insta::assert_snapshot!(out);
+    insta::assert_snapshot!(prunus_testkit::conformance::mask_snapshot(build(json!(null)).as_ref()));
 }
 
 /// Both threshold rules on rows of realistic width (576 and 1536 inputs, log-normal scores):
