@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 mod assets;
 mod bench;
+#[allow(dead_code)] // used by the matrix runner and the aggregation (in progress)
+mod record;
 mod test;
 
 #[derive(Parser)]

@@ -239,6 +239,8 @@ fn evaluate(loaded: &Loaded, task: &'static Task, tokens: &[u32], o: &EvalOpts) 
                 seq_len: Some(r.seq_len),
                 windows: Some(r.windows),
                 predictions: Some(r.predictions),
+                stderr: None,
+                docs: None,
                 protocol: task.protocol.into(),
             })
         }
@@ -270,5 +272,14 @@ fn write_report(path: Option<&Path>, report: &RunReport) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `prunus assets`: fetch, verify and cache every asset (the model, the corpus, the task files).
+pub fn assets() -> Result<()> {
+    let start = Instant::now();
+    let mut say = |msg: &str| eprintln!("assets: {msg}");
+    prunus_data::assets::ensure_all(&mut say).context("fetching the assets")?;
+    eprintln!("assets: ready in {} ({:.1} s)", prunus_data::assets::home().display(), start.elapsed().as_secs_f64());
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `prunus`: prune and evaluate language models.
 //!
 //! Subcommands: `list` (registered methods), `eval` (perplexity of a model), `prune` (prune
-//! with a registered method, evaluate, save, report) and `inspect` (architecture, parameter
+//! with a registered method, evaluate, save, report), `assets` (fetch and verify the model,
+//! corpus and task files) and `inspect` (architecture, parameter
 //! counts, sparsity per layer). Errors print as one line and exit with status 1; progress
 //! bars go to stderr; `RUST_LOG=info` shows the log.
 
@@ -36,6 +37,8 @@ enum Command {
     Eval(EvalArgs),
     /// Prune a model with a registered method, evaluate it and optionally save it.
     Prune(PruneArgs),
+    /// Fetch, verify (sha256) and cache the default model, corpus and task files (idempotent).
+    Assets,
     /// Show a model's architecture, parameter counts and per-layer sparsity.
     Inspect {
         /// `default`, a GGUF file or a Hugging Face directory.
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::List => commands::list(),
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => commands::prune(a),
+        Command::Assets => commands::assets(),
         Command::Inspect { model } => commands::inspect(&model),
     };
     match result {

@@ -97,6 +97,12 @@ pub struct Evaluation {
     pub seq_len: Option<usize>,
     pub windows: Option<usize>,
     pub predictions: Option<usize>,
+    /// Standard error of the value, where the metric has one (accuracies).
+    #[serde(default)]
+    pub stderr: Option<f64>,
+    /// Documents scored (multiple choice).
+    #[serde(default)]
+    pub docs: Option<usize>,
     pub protocol: String,
 }
 
