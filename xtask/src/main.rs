@@ -8,10 +8,14 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+#[allow(dead_code)] // until the bench runner and `cargo xtask report` call it
+mod aggregate;
 mod assets;
 mod bench;
 #[allow(dead_code)] // used by the matrix runner and the aggregation (in progress)
 mod record;
+#[allow(dead_code)]
+mod plots;
 mod test;
 
 #[derive(Parser)]
