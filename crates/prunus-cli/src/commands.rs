@@ -153,6 +153,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         numel: outcome.numel(),
         group: group.to_string(),
         per_layer: outcome.layers.clone(),
+        per_block: outcome.blocks.clone(),
     });
     report.calibration = calibration.map(|(_, info)| info);
     report.output = args.out.as_ref().map(|p| p.display().to_string());

@@ -19,7 +19,7 @@ pub mod stats;
 
 pub use error::{Error, Result};
 pub use mask::Mask;
-pub use method::{Decision, LayerView, LayerwiseMethod};
+pub use method::{Decided, Decision, LayerView, LayerwiseMethod, Notes};
 pub use model::{LinearInfo, PrunableModel};
 pub use pattern::{Group, Pattern, PatternKind};
 pub use registry::MethodRegistration;

@@ -4,7 +4,11 @@
 //! time, with the statistics it asked for. The method says how much each weight matters
 //! ([`LayerwiseMethod::score`]); the core builds the mask for the comparison group the method
 //! picks. A method that must also change the surviving weights (SparseGPT) overrides
-//! [`LayerwiseMethod::decide`].
+//! [`LayerwiseMethod::decide`]. A method that has something to say about how it decided a
+//! layer (SparseGPT's damping retries) overrides [`LayerwiseMethod::decide_with_notes`]; the
+//! notes land in that layer's record of the run report. The core never reads them.
+
+use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 
@@ -39,6 +43,17 @@ pub enum Decision {
     MaskAndWeights { mask: Mask, weight: Vec<f32> },
 }
 
+/// Free-form remarks of a method about one layer (key: a snake_case name), e.g.
+/// `{"damping_retries": 2}`. Empty for most layers.
+pub type Notes = BTreeMap<String, serde_json::Value>;
+
+/// A [`Decision`] with the method's notes about how it was reached.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub decision: Decision,
+    pub notes: Notes,
+}
+
 /// A layer-wise one-shot pruning method.
 pub trait LayerwiseMethod: Send + Sync {
     /// Registry name.
@@ -56,6 +71,13 @@ pub trait LayerwiseMethod: Send + Sync {
     /// The method's decision for `layer`; by default its scores.
     fn decide(&self, layer: &LayerView<'_>, _pattern: &Pattern, _group: Group) -> Result<Decision> {
         Ok(Decision::Scores(self.score(layer)?))
+    }
+
+    /// The decision for `layer` with notes for the report; by default [`LayerwiseMethod::decide`]
+    /// without notes. This is what the pipeline calls. A method that overrides it should make
+    /// `decide` return the same decision (e.g. `Ok(self.decide_with_notes(..)?.decision)`).
+    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, group: Group) -> Result<Decided> {
+        Ok(Decided { decision: self.decide(layer, pattern, group)?, notes: Notes::new() })
     }
 
     /// The effective configuration (defaults filled in), recorded in every report.

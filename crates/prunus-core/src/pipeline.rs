@@ -7,6 +7,9 @@
 //! 3. re-run the block with the pruned weights to produce the next block's inputs, so the
 //!    error of earlier blocks propagates into the statistics of later ones.
 //!
+//! Each linear gets a [`LayerRecord`] (with whatever notes the method attached); wall seconds
+//! are kept per stage, in total and per block ([`BlockSeconds`]).
+//!
 //! Memory stays bounded by the model plus one set of calibration hidden states (n_samples,
 //! seq_len, d_model), processed in chunks of `batch_size` sequences. A method that needs no
 //! statistics (magnitude) runs no forward pass at all.
@@ -18,7 +21,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{Mask, check_finite, check_nm_fits};
-use crate::method::{Decision, LayerView, LayerwiseMethod};
+use crate::method::{Decided, Decision, LayerView, LayerwiseMethod, Notes};
 use crate::model::PrunableModel;
 use crate::pattern::{Group, Pattern};
 use crate::stats::{StatKind, Stats};
@@ -57,6 +60,10 @@ pub struct LayerRecord {
     pub sparsity: f64,
     /// Seconds spent scoring, building the mask and applying it (and any weight update).
     pub score_mask_seconds: f64,
+    /// What the method noted about this layer (e.g. SparseGPT's damping retries); absent when
+    /// it noted nothing.
+    #[serde(default, skip_serializing_if = "Notes::is_empty")]
+    pub notes: Notes,
 }
 
 /// Wall seconds per stage of a pruning run.
@@ -71,11 +78,27 @@ pub struct StageSeconds {
     pub score_and_mask: f64,
 }
 
+/// Wall seconds of one decoder block. Summed over the blocks, `statistics` and
+/// `score_and_mask` give the [`StageSeconds`] totals; `calibration_forward` lacks only the
+/// embedding of the calibration tokens, which belongs to no block.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct BlockSeconds {
+    pub block: usize,
+    /// The dense pass (statistics excluded) and the pruned pass that feeds the next block.
+    pub calibration_forward: f64,
+    pub statistics: f64,
+    /// Sum of the block's `LayerRecord::score_mask_seconds`.
+    pub score_and_mask: f64,
+}
+
 /// The result of [`prune_layerwise`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneOutcome {
     pub layers: Vec<LayerRecord>,
     pub seconds: StageSeconds,
+    /// Per decoder block, in order.
+    #[serde(default)]
+    pub blocks: Vec<BlockSeconds>,
 }
 
 impl PruneOutcome {
@@ -99,7 +122,8 @@ impl PruneOutcome {
 ///
 /// `calibration` holds token ids (n_samples, seq_len); it is required when the method asks
 /// for statistics and ignored otherwise. Every argument is validated before any weight
-/// changes: a bad pattern or missing data leaves the model untouched.
+/// changes: a bad pattern, missing data or a non-finite weight (named) leaves the model
+/// untouched.
 pub fn prune_layerwise(
     model: &mut dyn PrunableModel,
     method: &dyn LayerwiseMethod,
@@ -133,9 +157,17 @@ pub fn prune_layerwise(
             });
         }
     };
+    // A non-finite weight would otherwise surface as non-finite activations of a later site.
+    for block in 0..n_blocks {
+        for lin in model.linears(block) {
+            let w = model.weight(block, &lin.name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            check_finite(&w, &format!("blk.{block}.{}", lin.name))?;
+        }
+    }
 
     let mut seconds = StageSeconds::default();
     let mut layers = Vec::new();
+    let mut blocks = Vec::with_capacity(n_blocks);
     let mut hidden = match calibration {
         Some(tokens) => {
             let t = Instant::now();
@@ -148,6 +180,7 @@ pub fn prune_layerwise(
 
     for block in 0..n_blocks {
         on_event(Event::Block { index: block, total: n_blocks });
+        let mut block_seconds = BlockSeconds { block, ..BlockSeconds::default() };
         let linears = model.linears(block);
         // 1. Statistics from the dense block.
         let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
@@ -162,15 +195,22 @@ pub fn prune_layerwise(
                 let mut capture = |site: &str, x: &Tensor| -> Result<()> {
                     if let Some(s) = stats.get_mut(site) {
                         let t = Instant::now();
-                        s.add(x, n_samples)?;
+                        s.add(x, n_samples).map_err(|e| match e {
+                            Error::NonFinite { index, value, .. } => Error::NonFinite {
+                                tensor: format!("blk.{block} calibration inputs of capture site `{site}`"),
+                                index,
+                                value,
+                            },
+                            e => e,
+                        })?;
                         stat_seconds += t.elapsed().as_secs_f64();
                     }
                     Ok(())
                 };
                 model.block_forward(block, chunk, Some(&mut capture))?;
             }
-            seconds.statistics += stat_seconds;
-            seconds.calibration_forward += t.elapsed().as_secs_f64() - stat_seconds;
+            block_seconds.statistics = stat_seconds;
+            block_seconds.calibration_forward = t.elapsed().as_secs_f64() - stat_seconds;
         }
         // 2. Decide and apply, linear by linear.
         let empty = Stats::new(StatKind::None, 0);
@@ -186,7 +226,8 @@ pub fn prune_layerwise(
             check_finite(&weight, &name)?;
             let site_stats = stats.get(&lin.input_site).unwrap_or(&empty);
             let view = LayerView { block, name: &name, d_out: lin.d_out, d_in: lin.d_in, weight: &weight, stats: site_stats };
-            let mask = match method.decide(&view, pattern, group)? {
+            let Decided { decision, notes } = method.decide_with_notes(&view, pattern, group)?;
+            let mask = match decision {
                 Decision::Scores(scores) => {
                     let mask = Mask::build(&scores, lin.d_out, lin.d_in, group, pattern, &name)?;
                     mask.apply(&mut weight);
@@ -214,6 +255,8 @@ pub fn prune_layerwise(
             };
             let pruned = mask.n_pruned();
             model.set_weight(block, &lin.name, Tensor::from_vec(weight, (lin.d_out, lin.d_in), &device)?)?;
+            let score_mask_seconds = t.elapsed().as_secs_f64();
+            block_seconds.score_and_mask += score_mask_seconds;
             layers.push(LayerRecord {
                 block,
                 name: lin.name.clone(),
@@ -223,9 +266,9 @@ pub fn prune_layerwise(
                 pruned,
                 numel: lin.d_out * lin.d_in,
                 sparsity: pruned as f64 / (lin.d_out * lin.d_in) as f64,
-                score_mask_seconds: t.elapsed().as_secs_f64(),
+                score_mask_seconds,
+                notes,
             });
-            seconds.score_and_mask += t.elapsed().as_secs_f64();
         }
         // 3. The pruned block's outputs feed the next block.
         if calibration.is_some() && block + 1 < n_blocks {
@@ -233,10 +276,14 @@ pub fn prune_layerwise(
             for chunk in hidden.iter_mut() {
                 *chunk = model.block_forward(block, chunk, None)?;
             }
-            seconds.calibration_forward += t.elapsed().as_secs_f64();
+            block_seconds.calibration_forward += t.elapsed().as_secs_f64();
         }
+        seconds.calibration_forward += block_seconds.calibration_forward;
+        seconds.statistics += block_seconds.statistics;
+        seconds.score_and_mask += block_seconds.score_and_mask;
+        blocks.push(block_seconds);
     }
-    Ok(PruneOutcome { layers, seconds })
+    Ok(PruneOutcome { layers, seconds, blocks })
 }
 
 /// Errors unless a method's mask has the linear's shape.

@@ -2,7 +2,7 @@
 //!
 //! Written by `prunus prune` / `prunus eval` as JSON, read by `cargo xtask bench`.
 
-use prunus_core::pipeline::LayerRecord;
+use prunus_core::pipeline::{BlockSeconds, LayerRecord};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the report's fields change meaning.
@@ -69,6 +69,9 @@ pub struct SparsityInfo {
     /// The comparison group, e.g. `per-row`.
     pub group: String,
     pub per_layer: Vec<LayerRecord>,
+    /// Wall seconds per decoder block (calibration forward, statistics, score and mask).
+    #[serde(default)]
+    pub per_block: Vec<BlockSeconds>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

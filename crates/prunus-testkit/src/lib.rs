@@ -53,6 +53,13 @@ impl ToyModel {
         Tensor::from_vec(ids, (n_samples, seq_len), &Device::Cpu).expect("shape")
     }
 
+    /// Sets one entry of the embedding table (e.g. to NaN, to test what bad activations do).
+    pub fn set_embedding_entry(&mut self, token: usize, feature: usize, value: f32) {
+        let mut e = self.embedding.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 embedding");
+        e[token * self.d_model + feature] = value;
+        self.embedding = Tensor::from_vec(e, (self.vocab, self.d_model), &Device::Cpu).expect("shape");
+    }
+
     /// Every weight of the model, for comparing two runs bit for bit.
     pub fn all_weights(&self) -> Vec<f32> {
         let mut out = Vec::new();

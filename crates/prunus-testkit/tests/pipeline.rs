@@ -1,11 +1,12 @@
 //! The block-sequential driver: statistics come from the dense block, and the next block's
-//! inputs come from the pruned block (Wanda's and SparseGPT's error propagation).
+//! inputs come from the pruned block (Wanda's and SparseGPT's error propagation); method notes
+//! reach the layer records; seconds are split per block; bad activations are named.
 
 use std::sync::Mutex;
 
 use candle_core::Tensor;
-use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
-use prunus_core::{Group, LayerView, LayerwiseMethod, Pattern, PrunableModel, Result, StatKind};
+use prunus_core::pipeline::{BlockSeconds, LayerRecord, PipelineOptions, prune_layerwise};
+use prunus_core::{Decided, Group, LayerView, LayerwiseMethod, Notes, Pattern, PrunableModel, Result, StatKind};
 use prunus_testkit::ToyModel;
 
 /// Magnitude scores, recording the squared-norm statistics it is handed.
@@ -115,4 +116,108 @@ fn chunking_does_not_change_the_masks() {
     }
     assert_eq!(results[0], results[1]);
     assert_eq!(results[1], results[2]);
+}
+
+/// Magnitude scores, noting each linear's width on `down` only (a method with something to say
+/// about some layers).
+struct Noter(StatKind);
+
+impl LayerwiseMethod for Noter {
+    fn name(&self) -> &str {
+        "noter"
+    }
+    fn stats(&self) -> StatKind {
+        self.0
+    }
+    fn group(&self, _pattern: &Pattern) -> Result<Group> {
+        Ok(Group::PerRow)
+    }
+    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+        Ok(layer.weight.iter().map(|w| w.abs()).collect())
+    }
+    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, group: Group) -> Result<Decided> {
+        let mut notes = Notes::new();
+        if layer.name.ends_with(".down") {
+            notes.insert("d_in".into(), layer.d_in.into());
+            notes.insert("block".into(), layer.block.into());
+        }
+        Ok(Decided { decision: self.decide(layer, pattern, group)?, notes })
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+#[test]
+fn method_notes_reach_the_layer_records_and_only_when_present() {
+    let mut model = ToyModel::new(3);
+    let outcome =
+        prune_layerwise(&mut model, &Noter(StatKind::None), &Pattern::Unstructured { sparsity: 0.5 }, None, &PipelineOptions::default(), &mut |_| {})
+            .unwrap();
+    assert_eq!(outcome.layers.len(), 4);
+    for l in &outcome.layers {
+        let json = serde_json::to_value(l).unwrap();
+        if l.name == "down" {
+            assert_eq!(json["notes"], serde_json::json!({"block": l.block, "d_in": 32}), "{json}");
+        } else {
+            assert!(l.notes.is_empty() && json.get("notes").is_none(), "{json}");
+        }
+        // Older records without the field still read.
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("notes");
+        let back: LayerRecord = serde_json::from_value(old).unwrap();
+        assert!(back.notes.is_empty());
+    }
+}
+
+#[test]
+fn seconds_are_split_per_block_and_add_up() {
+    let tokens = ToyModel::new(3).tokens(5, 6, 4);
+    for kind in [StatKind::None, StatKind::SqNorm, StatKind::Hessian] {
+        let mut model = ToyModel::with_dims(3, 3, 16, 32, 24);
+        let outcome = prune_layerwise(
+            &mut model,
+            &Noter(kind),
+            &Pattern::Unstructured { sparsity: 0.5 },
+            Some(&tokens),
+            &PipelineOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let blocks = &outcome.blocks;
+        assert_eq!(blocks.iter().map(|b| b.block).collect::<Vec<_>>(), vec![0, 1, 2], "{kind:?}");
+        for b in blocks {
+            let layers: f64 = outcome.layers.iter().filter(|l| l.block == b.block).map(|l| l.score_mask_seconds).sum();
+            assert!((b.score_and_mask - layers).abs() <= 1e-12, "{kind:?} block {}: {} vs {layers}", b.block, b.score_and_mask);
+            assert!(b.calibration_forward >= 0.0 && b.statistics >= 0.0 && b.score_and_mask >= 0.0, "{kind:?} {b:?}");
+            if kind == StatKind::None {
+                assert_eq!((b.calibration_forward, b.statistics), (0.0, 0.0), "no forward pass without statistics");
+            }
+        }
+        let sum = |f: fn(&BlockSeconds) -> f64| blocks.iter().map(f).sum::<f64>();
+        let s = outcome.seconds;
+        assert!((sum(|b| b.score_and_mask) - s.score_and_mask).abs() <= 1e-9, "{kind:?}");
+        assert!((sum(|b| b.statistics) - s.statistics).abs() <= 1e-9, "{kind:?}");
+        // The totals also hold the embedding of the calibration tokens, which no block owns.
+        assert!(sum(|b| b.calibration_forward) <= s.calibration_forward + 1e-9, "{kind:?}");
+        if kind != StatKind::None {
+            assert!(sum(|b| b.statistics) > 0.0 && sum(|b| b.calibration_forward) > 0.0, "{kind:?}: {blocks:?}");
+        }
+        // Serialized with the outcome.
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json["blocks"].as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn non_finite_activations_name_the_block_and_site() {
+    let mut model = ToyModel::new(3);
+    let tokens = model.tokens(5, 6, 4);
+    let first = tokens.flatten_all().unwrap().to_vec1::<u32>().unwrap()[0] as usize;
+    model.set_embedding_entry(first, 2, f32::NAN);
+    let before = model.all_weights();
+    let e = prune_layerwise(&mut model, &Recorder::default(), &Pattern::NM { n: 2, m: 4 }, Some(&tokens), &PipelineOptions::default(), &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(e, prunus_core::Error::NonFinite { .. }) && e.to_string().contains("blk.0 calibration inputs of capture site `in`"), "{e}");
+    assert_eq!(before, model.all_weights(), "nothing may be pruned before the statistics fail");
 }

@@ -19,10 +19,10 @@
 
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
-use prunus_core::mask::check_nm_fits;
+use prunus_core::mask::{check_finite, check_nm_fits};
 use prunus_core::method::parse_config;
 use prunus_core::registry::{Factory, MethodRegistration};
-use prunus_core::{Decision, Error, Group, LayerView, LayerwiseMethod, Mask, Pattern, Result, StatKind};
+use prunus_core::{Decided, Decision, Error, Group, LayerView, LayerwiseMethod, Mask, Notes, Pattern, Result, StatKind};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (all fields optional in JSON/TOML).
@@ -77,6 +77,7 @@ impl LayerwiseMethod for SparseGpt {
     /// any update (dead inputs zeroed). The realised mask comes from [`SparseGpt::decide`],
     /// which recomputes the saliency on the updated weights block by block.
     fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+        check_weight(layer)?;
         let (h, dead) = hessian(layer)?;
         let factor = inverse_cholesky_upper(&h, layer.d_in, &self.config, layer.name)?;
         let d_in = layer.d_in;
@@ -96,15 +97,15 @@ impl LayerwiseMethod for SparseGpt {
         Ok(scores)
     }
 
-    fn decide(&self, layer: &LayerView<'_>, pattern: &Pattern, _group: Group) -> Result<Decision> {
+    fn decide(&self, layer: &LayerView<'_>, pattern: &Pattern, group: Group) -> Result<Decision> {
+        Ok(self.decide_with_notes(layer, pattern, group)?.decision)
+    }
+
+    /// The mask and the updated weights; if the Hessian needed more damping than configured,
+    /// the notes say how much (`damping_retries`, `percdamp` and `damping` actually used).
+    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, _group: Group) -> Result<Decided> {
         let (d_out, d_in) = (layer.d_out, layer.d_in);
-        if layer.weight.len() != d_out * d_in {
-            return Err(Error::Shape {
-                tensor: layer.name.to_string(),
-                expected: vec![d_out, d_in],
-                got: vec![layer.weight.len()],
-            });
-        }
+        check_weight(layer)?;
         check_nm_fits(pattern, layer.name, d_in)?;
         self.group(pattern)?;
         let (h, dead) = hessian(layer)?;
@@ -119,12 +120,24 @@ impl LayerwiseMethod for SparseGpt {
         }
         let pruned = prune_blocked(&mut weight, d_out, d_in, &factor.u, pattern, self.config.blocksize);
         let mask = Mask::from_vec(d_out, d_in, pruned)?;
-        Ok(Decision::MaskAndWeights { mask, weight })
+        Ok(Decided { decision: Decision::MaskAndWeights { mask, weight }, notes: factor.notes() })
     }
 
     fn config(&self) -> serde_json::Value {
         serde_json::to_value(&self.config).unwrap_or_default()
     }
+}
+
+/// Errors unless the weight has the layer's shape and is finite (named after the layer).
+fn check_weight(layer: &LayerView<'_>) -> Result<()> {
+    if layer.weight.len() != layer.d_out * layer.d_in {
+        return Err(Error::Shape {
+            tensor: layer.name.to_string(),
+            expected: vec![layer.d_out, layer.d_in],
+            got: vec![layer.weight.len()],
+        });
+    }
+    check_finite(layer.weight, layer.name)
 }
 
 /// The Hessian `H = (2 / n_samples) * gram` in f64 with dead inputs (`H_jj == 0`) set to
@@ -180,11 +193,26 @@ pub struct Factor {
     pub retries: u32,
 }
 
+impl Factor {
+    /// The report notes: empty when the configured damping worked, else the retries and the
+    /// damping used (relative `percdamp` and absolute `damping`).
+    pub fn notes(&self) -> Notes {
+        let mut notes = Notes::new();
+        if self.retries > 0 {
+            notes.insert("damping_retries".into(), self.retries.into());
+            notes.insert("percdamp".into(), self.percdamp.into());
+            notes.insert("damping".into(), self.damping.into());
+        }
+        notes
+    }
+}
+
 /// `U = cholesky_upper(inverse(H + lambda I))`, `lambda = percdamp * mean(diag H)`, factorized
 /// in f64 (the reference: `cholesky`, `cholesky_inverse`, `cholesky(upper=True)`). If either
 /// factorization fails (or `U` is not finite with a positive diagonal in f32), the damping is
 /// multiplied by 10 and the factorization retried, up to `max_damping_retries` times; retries
-/// are reported through `tracing::warn!`. `layer` names the linear in the error.
+/// are reported through `tracing::warn!` and [`Factor::notes`]. `layer` names the linear in the
+/// error.
 pub fn inverse_cholesky_upper(h: &[f64], d: usize, config: &Config, layer: &str) -> Result<Factor> {
     let mean_diag = (0..d).map(|j| h[j * d + j]).sum::<f64>() / d.max(1) as f64;
     let mut tried = Vec::new();

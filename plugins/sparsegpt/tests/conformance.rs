@@ -1,5 +1,5 @@
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
-use prunus_core::{Decision, Error, LayerView, LayerwiseMethod, Pattern, PrunableModel, Stats, registry};
+use prunus_core::{Decided, Decision, Error, LayerView, LayerwiseMethod, Pattern, PrunableModel, Stats, registry};
 use prunus_sparsegpt::{Config, SparseGpt, inverse_cholesky_upper};
 use prunus_testkit::ToyModel;
 
@@ -147,4 +147,144 @@ fn reconstruction_beats_plain_masking_on_the_toy_model() {
     let masked_only: Vec<f32> = dense_w[..n].iter().zip(&pruned_w[..n]).map(|(d, p)| if *p == 0.0 { 0.0 } else { *d }).collect();
     let (e_sgpt, e_mask) = (err(&pruned_w[..n]), err(&masked_only));
     assert!(e_sgpt < 0.8 * e_mask, "sparsegpt error {e_sgpt} vs mask-only {e_mask}");
+}
+
+/// A Gram matrix that is not positive semi-definite: the identity with a 3 in (0, 1) and (1, 0),
+/// so that pair has eigenvalues -2 and 4 and mean diagonal 1. With n_samples = 2, H = gram;
+/// damping percdamp * 1 makes it positive definite only once percdamp > 2, i.e. after three
+/// x10 retries from the default 0.01 (0.1 and 1 still fail).
+fn indefinite_stats(d_in: usize) -> Stats {
+    let mut gram = vec![0f64; d_in * d_in];
+    for j in 0..d_in {
+        gram[j * d_in + j] = 1.0;
+    }
+    gram[1] = 3.0;
+    gram[d_in] = 3.0;
+    Stats { d_in, n_samples: 2, n_tokens: 4, sq_sum: None, gram: Some(gram) }
+}
+
+#[test]
+fn damping_retries_are_noted_on_the_decision() {
+    let d_in = 8;
+    let stats = indefinite_stats(d_in);
+    let weight: Vec<f32> = (0..4 * d_in).map(|i| (i as f32 * 0.61).cos()).collect();
+    let view = LayerView { block: 3, name: "blk.3.indefinite", d_out: 4, d_in, weight: &weight, stats: &stats };
+    let m = SparseGpt::default();
+    for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
+        let group = m.group(&pattern).unwrap();
+        let decided = m.decide_with_notes(&view, &pattern, group).unwrap();
+        let notes = &decided.notes;
+        assert_eq!(notes.get("damping_retries"), Some(&serde_json::json!(3)), "{pattern}: {notes:?}");
+        let percdamp = notes["percdamp"].as_f64().unwrap();
+        let damping = notes["damping"].as_f64().unwrap();
+        assert!((percdamp - 10.0).abs() < 1e-9 && (damping - 10.0).abs() < 1e-9, "{pattern}: {notes:?}");
+        let Decision::MaskAndWeights { mask, weight: w } = decided.decision else { panic!("expected mask and weights") };
+        assert!(w.iter().all(|v| v.is_finite()), "{pattern}: non-finite update");
+        assert_eq!(mask.n_pruned(), if matches!(pattern, Pattern::NM { .. }) { 16 } else { 17 }, "{pattern}");
+        // `decide` is the same decision without the notes.
+        let Decision::MaskAndWeights { mask: mask2, weight: w2 } = m.decide(&view, &pattern, group).unwrap() else { panic!() };
+        assert_eq!((mask, w.iter().map(|v| v.to_bits()).collect::<Vec<_>>()), (mask2, w2.iter().map(|v| v.to_bits()).collect()));
+    }
+    // A positive definite Hessian needs no retry and leaves no notes.
+    let fine = Stats { gram: Some((0..d_in * d_in).map(|k| if k % (d_in + 1) == 0 { 2.0 } else { 0.5 }).collect()), ..indefinite_stats(d_in) };
+    let view = LayerView { stats: &fine, ..view };
+    let pattern = Pattern::Unstructured { sparsity: 0.5 };
+    assert!(m.decide_with_notes(&view, &pattern, m.group(&pattern).unwrap()).unwrap().notes.is_empty());
+}
+
+/// SparseGPT, except that one layer sees `stats` instead of the pipeline's statistics (the toy
+/// model's real activations always give a positive semi-definite Gram matrix).
+struct SubstitutedStats {
+    inner: SparseGpt,
+    layer: &'static str,
+    stats: Stats,
+}
+
+impl LayerwiseMethod for SubstitutedStats {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn stats(&self) -> prunus_core::StatKind {
+        self.inner.stats()
+    }
+    fn group(&self, pattern: &Pattern) -> prunus_core::Result<prunus_core::Group> {
+        self.inner.group(pattern)
+    }
+    fn score(&self, layer: &LayerView<'_>) -> prunus_core::Result<Vec<f32>> {
+        self.inner.score(layer)
+    }
+    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, group: prunus_core::Group) -> prunus_core::Result<Decided> {
+        if layer.name == self.layer {
+            self.inner.decide_with_notes(&LayerView { stats: &self.stats, ..*layer }, pattern, group)
+        } else {
+            self.inner.decide_with_notes(layer, pattern, group)
+        }
+    }
+    fn config(&self) -> serde_json::Value {
+        self.inner.config()
+    }
+}
+
+#[test]
+fn damping_retries_reach_the_layer_record() {
+    let mut model = ToyModel::new(7);
+    let tokens = model.tokens(11, 4, 8);
+    let method = SubstitutedStats { inner: SparseGpt::default(), layer: "blk.1.up", stats: indefinite_stats(model.d_model) };
+    let pattern = Pattern::Unstructured { sparsity: 0.5 };
+    let outcome = prune_layerwise(&mut model, &method, &pattern, Some(&tokens), &PipelineOptions::default(), &mut |_| {}).unwrap();
+    assert!(model.all_weights().iter().all(|w| w.is_finite()));
+    for l in &outcome.layers {
+        let json = serde_json::to_value(l).unwrap();
+        if (l.block, l.name.as_str()) == (1, "up") {
+            assert_eq!(l.notes.get("damping_retries"), Some(&serde_json::json!(3)), "{:?}", l.notes);
+            assert_eq!(json["notes"]["damping_retries"], 3, "{json}");
+            // Serialized and read back, the notes survive.
+            let back: prunus_core::pipeline::LayerRecord = serde_json::from_value(json).unwrap();
+            assert_eq!(back.notes, l.notes);
+        } else {
+            assert!(l.notes.is_empty() && json.get("notes").is_none(), "blk.{}.{}: {json}", l.block, l.name);
+        }
+    }
+}
+
+#[test]
+fn unsupported_n_m_is_refused_naming_method_and_pattern() {
+    // M = 4 does not divide blocksize 6: refused by the pipeline before any weight changes.
+    let m = method(serde_json::json!({"blocksize": 6}));
+    prunus_testkit::conformance::check_refused(m.as_ref(), &Pattern::NM { n: 2, m: 4 });
+    let e = m.group(&Pattern::NM { n: 2, m: 4 }).unwrap_err();
+    assert!(e.to_string().contains("blocksize 6"), "{e}");
+}
+
+#[test]
+fn non_finite_weights_and_hessians_are_named_errors() {
+    let d_in = 8;
+    let pattern = Pattern::Unstructured { sparsity: 0.5 };
+    let m = SparseGpt::default();
+    let group = m.group(&pattern).unwrap();
+    let good_w: Vec<f32> = (0..2 * d_in).map(|i| (i as f32 * 0.37).sin()).collect();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut w = good_w.clone();
+        w[5] = bad;
+        let stats = indefinite_stats(d_in);
+        let view = LayerView { block: 0, name: "blk.0.k_proj", d_out: 2, d_in, weight: &w, stats: &stats };
+        for e in [m.decide_with_notes(&view, &pattern, group).map(|_| ()).unwrap_err(), m.score(&view).map(|_| ()).unwrap_err()] {
+            assert!(matches!(e, Error::NonFinite { index: 5, .. }) && e.to_string().contains("blk.0.k_proj"), "{bad}: {e}");
+        }
+        let mut stats = indefinite_stats(d_in);
+        stats.gram.as_mut().unwrap()[10] = f64::from(bad);
+        let view = LayerView { block: 0, name: "blk.0.v_proj", d_out: 2, d_in, weight: &good_w, stats: &stats };
+        let e = m.decide_with_notes(&view, &pattern, group).map(|_| ()).unwrap_err();
+        assert!(matches!(e, Error::NonFinite { index: 10, .. }) && e.to_string().contains("blk.0.v_proj input Hessian"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn multi_block_config_is_deterministic_across_thread_counts() {
+    // The default config runs the whole suite (thread check included) above; blocksize 8 takes
+    // the lazy-batch matmul path on the toy model, so it gets the thread check too.
+    let m = method(serde_json::json!({"blocksize": 8, "percdamp": 0.1}));
+    for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
+        prunus_testkit::conformance::check_threads(m.as_ref(), &pattern);
+    }
 }

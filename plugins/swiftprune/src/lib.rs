@@ -16,6 +16,7 @@
 //! optional exact-count fix-up; (B) `quantile`, a stochastic-approximation quantile tracker.
 //! N:M prunes the N smallest L in each group of M consecutive inputs by comparisons.
 
+use prunus_core::mask::{check_finite, check_nm_fits};
 use prunus_core::method::parse_config;
 use prunus_core::registry::{Factory, MethodRegistration};
 use prunus_core::{Decision, Error, Group, LayerView, LayerwiseMethod, Mask, Pattern, Result, StatKind};
@@ -112,8 +113,17 @@ impl LayerwiseMethod for SwiftPrune {
         })
     }
 
-    /// The contribution score L, row-major (d_out, d_in).
+    /// The contribution score L, row-major (d_out, d_in). A weight or statistic that is not
+    /// finite, or of the wrong size, is an error naming the layer.
     fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+        if layer.weight.len() != layer.d_out * layer.d_in {
+            return Err(Error::Shape {
+                tensor: layer.name.to_string(),
+                expected: vec![layer.d_out, layer.d_in],
+                got: vec![layer.weight.len()],
+            });
+        }
+        check_finite(layer.weight, layer.name)?;
         let ridge = self.config.ridge;
         let l = |w: f32, x2: f64, s: f64| -> f32 {
             let denom = (1.0 - x2 / (s + ridge)).max(1e-10);
@@ -125,6 +135,13 @@ impl LayerwiseMethod for SwiftPrune {
                     method: NAME.into(),
                     what: "per-feature mean of x^2 (x_source = activation_norm)".into(),
                 })?;
+                let tensor = || format!("{} input statistics", layer.name);
+                if x2.len() != layer.d_in {
+                    return Err(Error::Shape { tensor: tensor(), expected: vec![layer.d_in], got: vec![x2.len()] });
+                }
+                if let Some(index) = x2.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::NonFinite { tensor: tensor(), index, value: x2[index] as f32 });
+                }
                 let s: f64 = x2.iter().sum();
                 Ok(layer.weight.chunks_exact(layer.d_in).flat_map(|row| row.iter().zip(&x2).map(move |(w, x)| l(*w, *x, s))).collect())
             }
@@ -140,8 +157,9 @@ impl LayerwiseMethod for SwiftPrune {
     }
 
     fn decide(&self, layer: &LayerView<'_>, pattern: &Pattern, _group: Group) -> Result<Decision> {
+        check_nm_fits(pattern, layer.name, layer.d_in)?;
         let scores = self.score(layer)?;
-        prunus_core::mask::check_finite(&scores, &format!("{} contribution scores", layer.name))?;
+        check_finite(&scores, &format!("{} contribution scores", layer.name))?;
         let mut pruned = vec![false; scores.len()];
         match *pattern {
             Pattern::NM { n, m } => {

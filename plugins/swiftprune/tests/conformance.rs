@@ -70,3 +70,93 @@ fn threshold_rules_on_wide_rows() {
         }
     }
 }
+
+/// Heavy-tailed synthetic layer: log-normal weight magnitudes with random signs, and
+/// log-normal per-feature activation energies (a few outlier features, as in LLMs).
+fn heavy_tailed_layer(seed: u64, d_out: usize, d_in: usize) -> (Vec<f32>, prunus_core::Stats) {
+    let mut rng = prunus_testkit::SplitMix::new(seed);
+    let weight: Vec<f32> = (0..d_out * d_in).map(|_| rng.uniform(1.0).signum() * (1.5 * rng.uniform(1.0)).exp() * 0.02).collect();
+    let mut stats = prunus_core::Stats::new(prunus_core::StatKind::SqNorm, d_in);
+    stats.n_samples = 32;
+    stats.n_tokens = 32 * 512;
+    stats.sq_sum = Some((0..d_in).map(|_| 32.0 * f64::from((4.0 * rng.uniform(1.0)).exp())).collect());
+    (weight, stats)
+}
+
+/// The default config (activation_norm, EWMA, no fix-up) lands within 0.5 percentage points
+/// of the target on rows of SmolLM2's widths (576 and 1536 inputs) with heavy-tailed weights
+/// and activations (observed: at most 0.14 points off). The quantile variant's defaults do not:
+/// up to 2.7 points over at 70% (observed), bounded here at 5 as in the README.
+#[test]
+fn default_configs_on_wide_rows_with_activation_norms() {
+    for d_in in [576usize, 1536] {
+        let (weight, stats) = heavy_tailed_layer(d_in as u64, 64, d_in);
+        let view = prunus_core::LayerView { block: 0, name: "wide", d_out: 64, d_in, weight: &weight, stats: &stats };
+        for (config, tol) in [(json!(null), 0.005), (json!({"selection": "quantile"}), 0.05)] {
+            let method = build(config.clone());
+            for s in [0.3, 0.5, 0.7] {
+                let pattern = Pattern::Unstructured { sparsity: s };
+                let group = method.group(&pattern).unwrap();
+                let prunus_core::Decision::Mask(mask) = method.decide(&view, &pattern, group).unwrap() else { panic!("a mask") };
+                assert!((mask.sparsity() - s).abs() <= tol, "{config} d_in={d_in} s={s}: {}", mask.sparsity());
+            }
+        }
+    }
+}
+
+/// Non-finite weights or activation statistics are errors naming the layer (never a mask), for
+/// both score sources; statistics of the wrong width are a shape error.
+#[test]
+fn non_finite_weights_and_statistics_are_named_errors() {
+    use prunus_core::{Decision, Error, LayerView};
+    let (d_out, d_in) = (4, 16);
+    let (weight, stats) = heavy_tailed_layer(3, d_out, d_in);
+    let pattern = Pattern::Unstructured { sparsity: 0.5 };
+    let decide = |method: &dyn prunus_core::LayerwiseMethod, view: &LayerView<'_>| -> prunus_core::Result<Decision> {
+        method.decide(view, &pattern, method.group(&pattern).unwrap())
+    };
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut w = weight.clone();
+        w[7] = bad;
+        for config in [json!(null), json!({"x_source": "weight_row"}), json!({"selection": "quantile"})] {
+            let method = build(config.clone());
+            let view = LayerView { block: 2, name: "blk.2.gate_proj", d_out, d_in, weight: &w, stats: &stats };
+            let e = decide(method.as_ref(), &view).map(|_| ()).unwrap_err();
+            assert!(matches!(e, Error::NonFinite { index: 7, .. }) && e.to_string().contains("blk.2.gate_proj"), "{config} {bad}: {e}");
+        }
+        let mut bad_stats = stats.clone();
+        bad_stats.sq_sum.as_mut().unwrap()[9] = f64::from(bad);
+        let view = LayerView { block: 2, name: "blk.2.up_proj", d_out, d_in, weight: &weight, stats: &bad_stats };
+        let e = decide(build(json!(null)).as_ref(), &view).map(|_| ()).unwrap_err();
+        assert!(matches!(e, Error::NonFinite { index: 9, .. }) && e.to_string().contains("blk.2.up_proj input statistics"), "{bad}: {e}");
+    }
+    let mut short = stats.clone();
+    short.sq_sum.as_mut().unwrap().pop();
+    let view = LayerView { block: 2, name: "blk.2.down_proj", d_out, d_in, weight: &weight, stats: &short };
+    let e = decide(build(json!(null)).as_ref(), &view).map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("blk.2.down_proj"), "{e}");
+}
+
+/// Called directly (not through the pipeline, which checks first), an N:M pattern whose M does
+/// not divide the row is refused instead of letting groups straddle rows.
+#[test]
+fn n_m_that_does_not_divide_the_row_is_refused() {
+    let (weight, stats) = heavy_tailed_layer(4, 2, 10);
+    let view = prunus_core::LayerView { block: 0, name: "blk.0.o_proj", d_out: 2, d_in: 10, weight: &weight, stats: &stats };
+    let method = build(json!(null));
+    let pattern = Pattern::NM { n: 2, m: 4 };
+    let e = method.decide(&view, &pattern, method.group(&pattern).unwrap()).map(|_| ()).unwrap_err();
+    assert!(matches!(e, prunus_core::Error::PatternMismatch { .. }) && e.to_string().contains("blk.0.o_proj"), "{e}");
+}
+
+/// The default config (not exact-count, so not run through `check`) is also bit-identical in
+/// rayon pools of 1 and 2 threads.
+#[test]
+fn default_config_is_deterministic_across_thread_counts() {
+    for config in [json!(null), json!({"selection": "quantile"})] {
+        let method = build(config);
+        for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
+            prunus_testkit::conformance::check_threads(method.as_ref(), &pattern);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `prunus prune` refuses method-level bad input (no calibration data for a method that needs
+//! it, a pattern the method does not support, an invalid method config) with one `error:` line
+//! and exit status 1, before anything expensive: the model path given does not exist, so an
+//! error about the input proves that the model was never resolved, let alone loaded.
+
+use std::process::{Command, Output};
+
+const NO_MODEL: &str = "/nonexistent/prunus-test/model.gguf";
+
+fn prune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prunus"))
+        .args(["prune", "--model", NO_MODEL, "--eval", "none"])
+        .args(args)
+        .output()
+        .expect("run prunus")
+}
+
+/// Exit status 1 and exactly one `error` line on stderr, containing every needle, and not about
+/// the (missing) model.
+fn refused_early(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    for n in needles {
+        assert!(errors[0].contains(n), "error line lacks `{n}`: {}", errors[0]);
+    }
+    assert!(!stderr.contains("nonexistent"), "the model was looked at before the input was checked: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn methods_that_need_data_refuse_zero_calibration_samples() {
+    for (method, config) in [("sparsegpt", "null"), ("wanda", "null"), ("swiftprune", r#"{"x_source": "activation_norm"}"#)] {
+        let out = prune(&["--method", method, "--config", config, "--calib-samples", "0"]);
+        refused_early(&out, &["--calib-samples", "at least 1"]);
+    }
+}
+
+#[test]
+fn unsupported_patterns_name_the_method_and_the_pattern() {
+    // SparseGPT's N:M groups may not straddle two lazy batches: M must divide the blocksize.
+    let out = prune(&["--method", "sparsegpt", "--config", r#"{"blocksize": 6}"#, "--pattern", "2:4"]);
+    refused_early(&out, &["`sparsegpt`", "does not support", "2:4", "blocksize 6"]);
+}
+
+#[test]
+fn invalid_method_configs_are_refused_before_the_model() {
+    let out = prune(&["--method", "sparsegpt", "--config", r#"{"percdamp": -0.5}"#]);
+    refused_early(&out, &["`sparsegpt`", "percdamp"]);
+    let out = prune(&["--method", "swiftprune", "--config", r#"{"selection": "sort"}"#]);
+    refused_early(&out, &["`swiftprune`", "unknown variant `sort`"]);
+}

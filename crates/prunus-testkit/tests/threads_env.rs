@@ -1,0 +1,85 @@
+//! candle's CPU matmul splits its work over `RAYON_NUM_THREADS` threads (read from the
+//! environment at each call, else the physical cores), not over the caller's rayon pool, so the
+//! conformance suite's 1-vs-2-thread pool check cannot vary it. This test runs itself as a child
+//! process with `RAYON_NUM_THREADS=1` and `=2` on a toy model wide enough for gemm to split
+//! (its threading threshold is 48 * 48 * 256 multiply-adds per product; the block products here
+//! are 256 x 256 x 64 and the Gram matrices 256 x 256 x 256), and compares a checksum of the
+//! statistics every linear was handed and of the pruned weights.
+
+use std::process::Command;
+use std::sync::Mutex;
+
+use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
+use prunus_core::{Group, LayerView, LayerwiseMethod, Pattern, Result, StatKind};
+use prunus_testkit::ToyModel;
+
+const CHILD: &str = "PRUNUS_THREADS_ENV_CHILD";
+const TEST: &str = "candle_thread_count_changes_no_statistic_and_no_weight";
+
+/// 64-bit FNV-1a, fed with the bit patterns of the numbers.
+struct Fnv(u64);
+
+impl Fnv {
+    fn feed(&mut self, bits: u64) {
+        for byte in bits.to_le_bytes() {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Scores |w| * sqrt(H_jj) (a Wanda-like score from the Hessian run), hashing the statistics.
+struct Hashing(Mutex<Fnv>);
+
+impl LayerwiseMethod for Hashing {
+    fn name(&self) -> &str {
+        "hashing"
+    }
+    fn stats(&self) -> StatKind {
+        StatKind::Hessian
+    }
+    fn group(&self, _pattern: &Pattern) -> Result<Group> {
+        Ok(Group::PerRow)
+    }
+    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+        let (sq, gram) = (layer.stats.sq_sum.as_ref().unwrap(), layer.stats.gram.as_ref().unwrap());
+        let mut h = self.0.lock().unwrap();
+        sq.iter().chain(gram).for_each(|v| h.feed(v.to_bits()));
+        let d = layer.d_in;
+        Ok(layer.weight.iter().enumerate().map(|(k, w)| w.abs() * (gram[(k % d) * (d + 1)] as f32).sqrt()).collect())
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+fn checksum() -> u64 {
+    let mut model = ToyModel::with_dims(21, 2, 64, 256, 64);
+    let tokens = model.tokens(22, 8, 32);
+    let method = Hashing(Mutex::new(Fnv(0xcbf2_9ce4_8422_2325)));
+    let pattern = Pattern::Unstructured { sparsity: 0.5 };
+    prune_layerwise(&mut model, &method, &pattern, Some(&tokens), &PipelineOptions { batch_size: 8 }, &mut |_| {}).unwrap();
+    let mut h = method.0.into_inner().unwrap();
+    model.all_weights().iter().for_each(|w| h.feed(u64::from(w.to_bits())));
+    h.0
+}
+
+#[test]
+fn candle_thread_count_changes_no_statistic_and_no_weight() {
+    if std::env::var_os(CHILD).is_some() {
+        println!("\nCHECKSUM {:016x}", checksum());
+        return;
+    }
+    let run = |threads: &str| -> String {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RAYON_NUM_THREADS", threads)
+            .env_remove("CANDLE_NUM_THREADS")
+            .output()
+            .expect("run the test binary as a child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child with {threads} threads failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout.lines().find_map(|l| l.split_once("CHECKSUM ").map(|(_, c)| c.trim())).unwrap_or_else(|| panic!("no checksum in {stdout}")).to_string()
+    };
+    assert_eq!(run("1"), run("2"), "statistics or pruned weights depend on candle's thread count");
+}
