@@ -63,6 +63,56 @@ pub struct LlamaConfig {
     /// The dtype of the stored weights (`"float32"` when this crate writes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_dtype: Option<String>,
+    /// Per-layer widths of a width-pruned model (see [`LayerWidths`]); absent when every
+    /// layer has the top-level widths, as in any unpruned or layer-pruned model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prunus_layer_widths: Option<LayerWidths>,
+}
+
+/// Per-layer widths of a model whose layers differ (structured width pruning), stored in
+/// `config.json` under the extra key `prunus_layer_widths`:
+///
+/// ```json
+/// "prunus_layer_widths": {
+///   "num_attention_heads": [9, 6, 9],
+///   "num_key_value_heads": [3, 2, 3],
+///   "intermediate_size": [1536, 1200, 1536]
+/// }
+/// ```
+///
+/// Entry i describes decoder layer i (`model.layers.{i}`); every list has
+/// `num_hidden_layers` entries. When the key is present, `head_dim` must be given
+/// explicitly and the top-level `num_attention_heads`, `num_key_value_heads` and
+/// `intermediate_size` hold the largest width over the layers (an upper bound for tools that
+/// only read the top level; transformers cannot load such a model without custom code).
+/// [`LlamaConfig::set_layer_widths`] drops the key again whenever all layers agree, so a
+/// uniformly pruned model has a plain `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerWidths {
+    /// Query heads of each layer.
+    pub num_attention_heads: Vec<usize>,
+    /// Key/value heads (GQA groups) of each layer; each divides the layer's query heads.
+    pub num_key_value_heads: Vec<usize>,
+    /// SwiGLU width (d_ffn) of each layer.
+    pub intermediate_size: Vec<usize>,
+}
+
+impl LayerWidths {
+    /// Number of layers described.
+    pub fn len(&self) -> usize {
+        self.num_attention_heads.len()
+    }
+
+    /// Whether no layer is described.
+    pub fn is_empty(&self) -> bool {
+        self.num_attention_heads.is_empty()
+    }
+
+    /// Whether every layer has the same widths.
+    fn is_uniform(&self) -> bool {
+        let same = |v: &[usize]| v.windows(2).all(|w| w[0] == w[1]);
+        same(&self.num_attention_heads) && same(&self.num_key_value_heads) && same(&self.intermediate_size)
+    }
 }
 
 fn default_architectures() -> Vec<String> {
@@ -117,6 +167,7 @@ impl LlamaConfig {
             mlp_bias: false,
             rope_scaling: None,
             torch_dtype: None,
+            prunus_layer_widths: None,
         }
     }
 
@@ -139,6 +190,85 @@ impl LlamaConfig {
     /// Query heads per key/value head.
     pub fn n_rep(&self) -> usize {
         self.num_attention_heads / self.n_kv_heads().max(1)
+    }
+
+    /// Query heads of decoder layer `layer` (per-layer widths apply when present).
+    pub fn layer_heads(&self, layer: usize) -> usize {
+        self.prunus_layer_widths
+            .as_ref()
+            .and_then(|w| w.num_attention_heads.get(layer).copied())
+            .unwrap_or(self.num_attention_heads)
+    }
+
+    /// Key/value heads (GQA groups) of decoder layer `layer`.
+    pub fn layer_kv_heads(&self, layer: usize) -> usize {
+        self.prunus_layer_widths
+            .as_ref()
+            .and_then(|w| w.num_key_value_heads.get(layer).copied())
+            .unwrap_or_else(|| self.n_kv_heads())
+    }
+
+    /// Query heads per key/value head in decoder layer `layer`.
+    pub fn layer_n_rep(&self, layer: usize) -> usize {
+        self.layer_heads(layer) / self.layer_kv_heads(layer).max(1)
+    }
+
+    /// SwiGLU width (d_ffn) of decoder layer `layer`.
+    pub fn layer_intermediate_size(&self, layer: usize) -> usize {
+        self.prunus_layer_widths
+            .as_ref()
+            .and_then(|w| w.intermediate_size.get(layer).copied())
+            .unwrap_or(self.intermediate_size)
+    }
+
+    /// The widths of every layer, listed whether or not they differ.
+    pub fn layer_widths(&self) -> LayerWidths {
+        let n = self.num_hidden_layers;
+        LayerWidths {
+            num_attention_heads: (0..n).map(|l| self.layer_heads(l)).collect(),
+            num_key_value_heads: (0..n).map(|l| self.layer_kv_heads(l)).collect(),
+            intermediate_size: (0..n).map(|l| self.layer_intermediate_size(l)).collect(),
+        }
+    }
+
+    /// Sets the number of layers and their widths, normalised: `head_dim` becomes explicit;
+    /// when all layers agree the widths go to the top-level fields and
+    /// `prunus_layer_widths` is cleared, otherwise the top level holds the largest width of
+    /// each kind and `prunus_layer_widths` the lists. Call [`validate`](Self::validate) after.
+    pub fn set_layer_widths(&mut self, widths: LayerWidths) {
+        self.head_dim = Some(self.head_dim());
+        self.num_hidden_layers = widths.len();
+        let max = |v: &[usize]| v.iter().copied().max().unwrap_or(0);
+        self.num_attention_heads = max(&widths.num_attention_heads);
+        self.num_key_value_heads = Some(max(&widths.num_key_value_heads));
+        self.intermediate_size = max(&widths.intermediate_size);
+        self.prunus_layer_widths = if widths.is_uniform() { None } else { Some(widths) };
+    }
+
+    /// The Hugging Face names and shapes of every tensor, in forward order, with per-layer
+    /// widths applied: [`tensor_specs`](crate::layout::tensor_specs) with each layer's
+    /// attention and MLP shapes taken from [`layer_widths`](Self::layer_widths).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut specs = crate::layout::tensor_specs(self);
+        if self.prunus_layer_widths.is_none() {
+            return specs;
+        }
+        let (d, hd) = (self.hidden_size, self.head_dim());
+        for (name, shape) in &mut specs {
+            let Some(rest) = name.strip_prefix("model.layers.") else { continue };
+            let Some((idx, tail)) = rest.split_once('.') else { continue };
+            let Ok(l) = idx.parse::<usize>() else { continue };
+            let (q, kv, f) = (self.layer_heads(l) * hd, self.layer_kv_heads(l) * hd, self.layer_intermediate_size(l));
+            *shape = match tail {
+                "self_attn.q_proj.weight" => vec![q, d],
+                "self_attn.k_proj.weight" | "self_attn.v_proj.weight" => vec![kv, d],
+                "self_attn.o_proj.weight" => vec![d, q],
+                "mlp.gate_proj.weight" | "mlp.up_proj.weight" => vec![f, d],
+                "mlp.down_proj.weight" => vec![d, f],
+                _ => continue,
+            };
+        }
+        specs
     }
 
     /// Parses and validates a `config.json` text.
@@ -181,7 +311,9 @@ impl LlamaConfig {
                 &format!("not divisible by num_attention_heads = {} (and no head_dim given)", self.num_attention_heads),
             );
         }
-        if !self.num_attention_heads.is_multiple_of(self.n_kv_heads()) {
+        if let Some(w) = &self.prunus_layer_widths {
+            self.validate_layer_widths(w)?;
+        } else if !self.num_attention_heads.is_multiple_of(self.n_kv_heads()) {
             return bad(
                 "num_key_value_heads",
                 self.n_kv_heads().to_string(),
@@ -210,6 +342,50 @@ impl LlamaConfig {
             && !s.is_null()
         {
             return bad("rope_scaling", s.to_string(), "rope scaling is not supported");
+        }
+        Ok(())
+    }
+
+    /// Checks `prunus_layer_widths` against the rest of the config.
+    fn validate_layer_widths(&self, w: &LayerWidths) -> Result<()> {
+        let bad = |field: String, value: String, reason: String| Err(ModelError::Config { field, value, reason });
+        let key = "prunus_layer_widths";
+        if self.head_dim.is_none() {
+            return bad("head_dim".into(), "null".into(), format!("must be given explicitly when `{key}` is present"));
+        }
+        let lists = [
+            ("num_attention_heads", &w.num_attention_heads, self.num_attention_heads),
+            ("num_key_value_heads", &w.num_key_value_heads, self.n_kv_heads()),
+            ("intermediate_size", &w.intermediate_size, self.intermediate_size),
+        ];
+        for (field, list, top) in lists {
+            if list.len() != self.num_hidden_layers {
+                return bad(
+                    format!("{key}.{field}"),
+                    format!("{list:?}"),
+                    format!("has {} entries, num_hidden_layers is {}", list.len(), self.num_hidden_layers),
+                );
+            }
+            if let Some(l) = list.iter().position(|&v| v == 0) {
+                return bad(format!("{key}.{field}[{l}]"), "0".into(), "must be positive".into());
+            }
+            let max = list.iter().copied().max().unwrap_or(0);
+            if top != max {
+                return bad(
+                    field.into(),
+                    top.to_string(),
+                    format!("must be the largest entry of `{key}.{field}` ({max})"),
+                );
+            }
+        }
+        for (l, (&h, &kv)) in w.num_attention_heads.iter().zip(&w.num_key_value_heads).enumerate() {
+            if !h.is_multiple_of(kv) {
+                return bad(
+                    format!("{key}.num_key_value_heads[{l}]"),
+                    kv.to_string(),
+                    format!("does not divide the layer's num_attention_heads = {h}"),
+                );
+            }
         }
         Ok(())
     }

@@ -11,7 +11,6 @@ use safetensors::Dtype;
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::layout::tensor_specs;
 use crate::llama::LlamaModel;
 
 /// Options for [`LlamaModel::save_hf_dir`].
@@ -72,7 +71,8 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 impl LlamaModel {
     /// Loads a Hugging Face Llama directory (config.json + model.safetensors, or shards with
     /// model.safetensors.index.json); f32, f16 and bf16 tensors are converted to f32 on
-    /// `device`. The files are memory-mapped; each tensor is copied out once.
+    /// `device`. The files are memory-mapped; each tensor is copied out once. Per-layer
+    /// widths (`prunus_layer_widths`, written for width-pruned models) are honoured.
     pub fn from_hf_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let config = read_config(dir)?;
@@ -104,7 +104,7 @@ impl LlamaModel {
             }
         }
         let mut tensors = HashMap::new();
-        for (name, shape) in tensor_specs(&config) {
+        for (name, shape) in config.tensor_shapes() {
             let i = *routing
                 .get(&name)
                 .ok_or_else(|| ModelError::MissingTensor { path: dir.to_path_buf(), tensor: name.clone() })?;
@@ -146,7 +146,8 @@ impl LlamaModel {
     }
 
     /// The config as written by [`save_hf_dir`](Self::save_hf_dir): f32, every derived size
-    /// explicit, tying as stored.
+    /// explicit, tying as stored, and per-layer widths under `prunus_layer_widths` when the
+    /// layers differ (see [`LayerWidths`](crate::config::LayerWidths)).
     pub fn export_config(&self) -> LlamaConfig {
         let mut c = self.config().clone();
         c.architectures = vec!["LlamaForCausalLM".into()];

@@ -14,28 +14,40 @@
 //! - a seeded generator ([`LlamaModel::synthetic`]) for tests.
 //!
 //! It goes back out as a Hugging Face directory ([`LlamaModel::save_hf_dir`]) that
-//! transformers loads as it is. The forward pass is batched over windows, tokens
-//! (n_samples, seq_len) -> logits (n_samples, seq_len, vocab), and [`LlamaModel::nll`] scores
-//! perplexity windows without materialising all logits at once. The pruning pipeline sees
-//! the model through [`prunus_core::PrunableModel`]: blocks run one at a time, and each
-//! linear's input is handed to a capture callback at its site (`attn_in`, `attn_out`,
-//! `mlp_in`, `mlp_act`).
+//! transformers loads as it is (width-pruned models, whose layers differ, carry their
+//! per-layer widths in an extra `config.json` key, see [`LayerWidths`]). The forward pass
+//! is batched over windows, tokens (n_samples, seq_len) -> logits (n_samples, seq_len,
+//! vocab), and [`LlamaModel::nll`] scores perplexity windows without materialising all
+//! logits at once. The pruning pipeline sees the model through
+//! [`prunus_core::PrunableModel`]: blocks run one at a time, and each linear's input is
+//! handed to a capture callback at its site (`attn_in`, `attn_out`, `mlp_in`, `mlp_act`).
+//!
+//! Model-level methods get two more tools. [`grad`] runs the forward on candle autograd
+//! and returns the mean next-token cross-entropy of a batch with every parameter's gradient
+//! ([`LlamaModel::loss_and_grads`]). [`edit`] makes the model physically smaller: whole
+//! decoder layers, attention heads (whole key/value groups, or query heads evenly across
+//! groups), MLP channels; [`ParamReduction`] counts what went, with and without the
+//! embeddings.
 //!
 //! Errors are [`ModelError`] values naming the file, tensor, field or value at fault; they
 //! convert into [`prunus_core::Error`]. Nothing here prints; progress goes to `tracing`.
 
 pub mod config;
+pub mod edit;
 pub mod error;
 pub mod gguf;
+pub mod grad;
 pub mod hf;
 mod kernels;
 pub mod layout;
 pub mod llama;
 pub mod rng;
 
-pub use config::{LlamaConfig, TokenIds};
+pub use config::{LayerWidths, LlamaConfig, TokenIds};
+pub use edit::ParamReduction;
 pub use error::{ModelError, Result};
 pub use gguf::{GgufSummary, GgufTensor, inspect_gguf};
+pub use grad::{Grads, Precision};
 pub use hf::SaveOptions;
 pub use llama::{LINEARS, LinearSparsity, LlamaModel, ParamCounts};
 

@@ -8,7 +8,6 @@ use prunus_core::{LinearInfo, PrunableModel};
 
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
-use crate::layout::tensor_specs;
 use crate::rng::SplitMix64;
 
 /// The prunable linears of a block, in forward order, with their capture sites.
@@ -25,22 +24,41 @@ pub const LINEARS: [(&str, &str); 7] = [
 /// A capture callback with the caller's error type.
 type SiteFn<'a, E> = dyn FnMut(&str, &Tensor) -> std::result::Result<(), E> + 'a;
 
+/// The Hugging Face name suffixes of a block's tensors, in
+/// [`tensor_specs`](crate::layout::tensor_specs) order, which is the order of [`Block`]'s fields.
+const BLOCK_TENSORS: [&str; 9] = [
+    "input_layernorm.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
+];
+
 /// Elements of one logits chunk in [`LlamaModel::token_nll`] (64 MiB of f32).
 const LOGITS_CHUNK_ELEMS: usize = 1 << 24;
 
 /// One decoder block. Linear weights are (d_out, d_in) f32, `y = x W^T`; q/k rows are in the
 /// Hugging Face layout (`rotate_half` RoPE).
 #[derive(Debug, Clone)]
-struct Block {
-    attn_norm: Tensor,
-    q_proj: Tensor,
-    k_proj: Tensor,
-    v_proj: Tensor,
-    o_proj: Tensor,
-    ffn_norm: Tensor,
-    gate_proj: Tensor,
-    up_proj: Tensor,
-    down_proj: Tensor,
+pub(crate) struct Block {
+    pub(crate) attn_norm: Tensor,
+    /// (heads * head_dim, d_model); head h owns rows h*head_dim..(h+1)*head_dim.
+    pub(crate) q_proj: Tensor,
+    /// (kv_heads * head_dim, d_model).
+    pub(crate) k_proj: Tensor,
+    pub(crate) v_proj: Tensor,
+    /// (d_model, heads * head_dim).
+    pub(crate) o_proj: Tensor,
+    pub(crate) ffn_norm: Tensor,
+    /// (d_ffn, d_model).
+    pub(crate) gate_proj: Tensor,
+    pub(crate) up_proj: Tensor,
+    /// (d_model, d_ffn).
+    pub(crate) down_proj: Tensor,
 }
 
 impl Block {
@@ -70,24 +88,25 @@ impl Block {
         })
     }
 
-    /// (Hugging Face name suffix, tensor) pairs, in the order of [`tensor_specs`].
+    /// (Hugging Face name suffix, tensor) pairs, in the order of [`tensor_specs`](crate::layout::tensor_specs).
     fn named(&self) -> [(&'static str, &Tensor); 9] {
-        [
-            ("input_layernorm.weight", &self.attn_norm),
-            ("self_attn.q_proj.weight", &self.q_proj),
-            ("self_attn.k_proj.weight", &self.k_proj),
-            ("self_attn.v_proj.weight", &self.v_proj),
-            ("self_attn.o_proj.weight", &self.o_proj),
-            ("post_attention_layernorm.weight", &self.ffn_norm),
-            ("mlp.gate_proj.weight", &self.gate_proj),
-            ("mlp.up_proj.weight", &self.up_proj),
-            ("mlp.down_proj.weight", &self.down_proj),
-        ]
+        let slots = [
+            &self.attn_norm,
+            &self.q_proj,
+            &self.k_proj,
+            &self.v_proj,
+            &self.o_proj,
+            &self.ffn_norm,
+            &self.gate_proj,
+            &self.up_proj,
+            &self.down_proj,
+        ];
+        std::array::from_fn(|i| (BLOCK_TENSORS[i], slots[i]))
     }
 }
 
 /// Per-sequence-length tensors shared by all blocks of one forward pass.
-struct PassCtx {
+pub(crate) struct PassCtx {
     /// RoPE tables, (seq_len, head_dim/2).
     cos: Tensor,
     sin: Tensor,
@@ -115,24 +134,38 @@ impl PassCtx {
         let m = Tensor::from_vec(mask, (rows, seq), &self.device)?;
         Ok(self.mask.get_or_init(|| m).clone())
     }
+
+    /// The additive mask of a layer with `rep` query heads per KV head (layers of a
+    /// width-pruned model differ), (rep * seq_len, seq_len), in the dtype of the RoPE tables.
+    fn mask_for(&self, rep: usize) -> candle_core::Result<Tensor> {
+        let m = self.mask()?;
+        let m = if rep == self.n_rep {
+            m
+        } else {
+            // Every block of seq_len rows is the same mask: restack the first one.
+            let (seq, one) = (self.seq, m.narrow(0, 0, self.seq)?);
+            one.unsqueeze(0)?.broadcast_as((rep, seq, seq))?.contiguous()?.reshape((rep * seq, seq))?
+        };
+        m.to_dtype(self.cos.dtype())
+    }
 }
 
 /// A Llama-architecture causal LM held as f32 candle tensors.
 #[derive(Debug, Clone)]
 pub struct LlamaModel {
-    config: LlamaConfig,
+    pub(crate) config: LlamaConfig,
     device: Device,
     /// (vocab, d_model).
-    embed: Tensor,
-    blocks: Vec<Block>,
+    pub(crate) embed: Tensor,
+    pub(crate) blocks: Vec<Block>,
     /// (d_model).
-    norm: Tensor,
+    pub(crate) norm: Tensor,
     /// (vocab, d_model); `None` when tied to `embed`.
-    lm_head: Option<Tensor>,
+    pub(crate) lm_head: Option<Tensor>,
     /// Canonical path of the file or directory this model was loaded from.
     source: Option<PathBuf>,
     /// Use autograd-friendly (unfused) ops for norms, softmax and RoPE.
-    differentiable: bool,
+    pub(crate) differentiable: bool,
 }
 
 /// Parameter counts of a model; tied embeddings are counted once.
@@ -170,9 +203,10 @@ impl LinearSparsity {
 }
 
 impl LlamaModel {
-    /// Builds a model from Hugging Face-named tensors (see [`tensor_specs`]); every tensor is
-    /// checked against the config's shape, converted to f32 and moved to `device`. Q/K rows
-    /// must already be in the Hugging Face layout. Extra tensors are ignored.
+    /// Builds a model from Hugging Face-named tensors (see [`LlamaConfig::tensor_shapes`],
+    /// which applies per-layer widths to [`tensor_specs`](crate::layout::tensor_specs));
+    /// every tensor is checked against the config's shape, converted to f32 and moved to
+    /// `device`. Q/K rows must already be in the Hugging Face layout. Extra tensors are ignored.
     pub fn from_tensors(
         config: LlamaConfig,
         mut tensors: HashMap<String, Tensor>,
@@ -197,7 +231,7 @@ impl LlamaModel {
                 .and_then(|t| t.contiguous())
                 .ctx(|| format!("converting tensor `{name}` to f32"))
         };
-        let specs = tensor_specs(&config);
+        let specs = config.tensor_shapes();
         let mut it = specs.iter();
         let mut next = || {
             let (name, shape) = it.next().expect("tensor_specs lists every tensor");
@@ -239,7 +273,7 @@ impl LlamaModel {
         let mut rng = SplitMix64::new(seed);
         let device = Device::Cpu;
         let mut tensors = HashMap::new();
-        for (name, shape) in tensor_specs(&config) {
+        for (name, shape) in config.tensor_shapes() {
             let numel: usize = shape.iter().product();
             let data: Vec<f32> = if shape.len() == 1 {
                 (0..numel).map(|_| 1.0 + rng.uniform(0.1)).collect()
@@ -280,7 +314,8 @@ impl LlamaModel {
     }
 
     /// Switches RMSNorm, softmax and RoPE between candle's fused kernels (fast, no gradient;
-    /// the default) and compositions of differentiable ops (for training and backward passes).
+    /// the default) and compositions of differentiable ops (for training and backward passes;
+    /// [`loss_and_grads`](Self::loss_and_grads) turns it on in its own copy of the model).
     pub fn set_differentiable(&mut self, on: bool) {
         self.differentiable = on;
     }
@@ -295,8 +330,9 @@ impl LlamaModel {
         self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
-    /// Every stored tensor with its Hugging Face name, in [`tensor_specs`] order (no
-    /// `lm_head.weight` when tied). Q/K are in the Hugging Face layout.
+    /// Every stored tensor with its Hugging Face name, in
+    /// [`tensor_specs`](crate::layout::tensor_specs) order (no `lm_head.weight` when tied).
+    /// Q/K are in the Hugging Face layout.
     pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed)];
         for (i, b) in self.blocks.iter().enumerate() {
@@ -309,6 +345,44 @@ impl LlamaModel {
             out.push(("lm_head.weight".to_string(), h));
         }
         out
+    }
+
+    /// [`named_tensors`](Self::named_tensors), mutable.
+    pub(crate) fn named_tensors_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), &mut self.embed)];
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let Block { attn_norm, q_proj, k_proj, v_proj, o_proj, ffn_norm, gate_proj, up_proj, down_proj } = b;
+            let slots = [attn_norm, q_proj, k_proj, v_proj, o_proj, ffn_norm, gate_proj, up_proj, down_proj];
+            for (suffix, t) in BLOCK_TENSORS.iter().zip(slots) {
+                out.push((format!("model.layers.{i}.{suffix}"), t));
+            }
+        }
+        out.push(("model.norm.weight".to_string(), &mut self.norm));
+        if let Some(h) = &mut self.lm_head {
+            out.push(("lm_head.weight".to_string(), h));
+        }
+        out
+    }
+
+    /// Replaces the tensor named `name` (a name of [`named_tensors`](Self::named_tensors))
+    /// with `value`, which must have the same shape; it is stored as f32 on the model's
+    /// device. For tied models `model.embed_tokens.weight` is also the output head.
+    pub fn set_tensor(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        let device = self.device.clone();
+        let slot = self
+            .named_tensors_mut()
+            .into_iter()
+            .find_map(|(n, t)| (n == name).then_some(t))
+            .ok_or_else(|| ModelError::MissingTensor { path: PathBuf::from("<model>"), tensor: name.to_string() })?;
+        if value.dims() != slot.dims() {
+            return Err(ModelError::ShapeMismatch {
+                tensor: name.to_string(),
+                expected: slot.dims().to_vec(),
+                found: value.dims().to_vec(),
+            });
+        }
+        *slot = value.to_dtype(DType::F32)?.to_device(&device)?.contiguous()?;
+        Ok(())
     }
 
     /// Parameter counts (tied embeddings counted once).
@@ -368,7 +442,7 @@ impl LlamaModel {
 
     /// Checks a token tensor: (n_samples, seq_len), integer ids below vocab_size. Returns it
     /// as u32 with its dims.
-    fn check_tokens(&self, tokens: &Tensor) -> Result<(Tensor, usize, usize)> {
+    pub(crate) fn check_tokens(&self, tokens: &Tensor) -> Result<(Tensor, usize, usize)> {
         let (n, seq) = tokens.dims2().map_err(|_| ModelError::Tokens {
             reason: format!("expected shape (n_samples, seq_len), got {:?}", tokens.dims()),
         })?;
@@ -405,7 +479,9 @@ impl LlamaModel {
         Ok((ids, n, seq))
     }
 
-    fn pass_ctx(&self, seq: usize) -> Result<PassCtx> {
+    /// The pass context of causal windows of `seq` tokens; RoPE tables in the weights' dtype
+    /// (f32, or f64 on the training path's f64 copies).
+    pub(crate) fn pass_ctx(&self, seq: usize) -> Result<PassCtx> {
         let hd = self.config.head_dim();
         let half = hd / 2;
         let theta = self.config.rope_theta;
@@ -415,13 +491,14 @@ impl LlamaModel {
             for i in 0..half {
                 let inv_freq = 1.0 / theta.powf((2 * i) as f64 / hd as f64);
                 let a = p as f64 * inv_freq;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
+                cos.push(a.cos());
+                sin.push(a.sin());
             }
         }
+        let dtype = self.embed.dtype();
         Ok(PassCtx {
-            cos: Tensor::from_vec(cos, (seq, half), &self.device)?,
-            sin: Tensor::from_vec(sin, (seq, half), &self.device)?,
+            cos: Tensor::from_vec(cos, (seq, half), &self.device)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, (seq, half), &self.device)?.to_dtype(dtype)?,
             seq,
             n_rep: self.config.n_rep(),
             device: self.device.clone(),
@@ -446,7 +523,7 @@ impl LlamaModel {
     }
 
     /// Runs block `b` on (n_samples, seq_len, d_model) hidden states.
-    fn run_block<E>(
+    pub(crate) fn run_block<E>(
         &self,
         b: usize,
         x: &Tensor,
@@ -467,7 +544,8 @@ impl LlamaModel {
             }
             .into());
         }
-        let (h, kvh, hd, rep) = (c.num_attention_heads, c.n_kv_heads(), c.head_dim(), c.n_rep());
+        // This layer's widths (they differ between layers of a width-pruned model).
+        let (h, kvh, hd, rep) = (c.layer_heads(b), c.layer_kv_heads(b), c.head_dim(), c.layer_n_rep(b));
         let rows = n * seq;
 
         // Attention.
@@ -498,11 +576,11 @@ impl LlamaModel {
         let q = (q * (1.0 / (hd as f64).sqrt()))?.reshape((n, kvh, rep * seq, hd))?;
         let scores = q.matmul(&k.t()?)?; // (n, kv_heads, n_rep*seq, seq)
         let probs = if self.differentiable {
-            candle_nn::ops::softmax(&scores.broadcast_add(&ctx.mask()?)?, D::Minus1)?
+            candle_nn::ops::softmax(&scores.broadcast_add(&ctx.mask_for(rep)?)?, D::Minus1)?
         } else if self.device.is_cpu() {
             crate::kernels::causal_softmax(&scores)?
         } else {
-            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&ctx.mask()?)?)?
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&ctx.mask_for(rep)?)?)?
         };
         let o = probs.matmul(&v)?; // (n, kv_heads, n_rep*seq, hd)
         // -> (n, heads, seq, hd) -> (n, seq, heads, hd) -> (n*seq, heads*hd)
