@@ -1,11 +1,19 @@
-//! `cargo xtask assets`: fetch, verify and cache every asset (see docs in prunus-data).
+//! `cargo xtask assets`: fetch, verify and cache every asset, through `prunus assets` (the
+//! fetching code lives in prunus-data; see its docs).
 
-use anyhow::{Context, Result};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
 
 pub fn run() -> Result<()> {
-    let start = std::time::Instant::now();
-    let mut say = |msg: &str| eprintln!("assets: {msg}");
-    prunus_data::assets::ensure_all(&mut say).context("fetching the assets")?;
-    eprintln!("assets: ready in {} ({:.1} s)", prunus_data::assets::home().display(), start.elapsed().as_secs_f64());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::root())
+        .args(["run", "--quiet", "--release", "-p", "prunus-cli", "--", "assets"])
+        .status()
+        .context("could not start `cargo run -p prunus-cli -- assets`")?;
+    if !status.success() {
+        bail!("fetching the assets failed ({status})");
+    }
     Ok(())
 }

@@ -1,180 +1,373 @@
-//! `cargo xtask bench`: the default matrix, one `prunus` process per cell.
+//! `cargo xtask bench [MATRIX]` and `cargo xtask report [MATRIX]`.
 //!
-//! Cells: the dense model, then magnitude and Wanda at 50% unstructured and 2:4, all on
-//! SmolLM2-135M-Instruct with wiki-vital perplexity (seq_len 512, 64 windows) and 32 x 512
-//! calibration windows (seed 0). Each cell writes its JSON run report into
-//! `results/default/reports/`; the table (summary.md) and a manifest are written from them.
+//! The bench expands a matrix (benchmarks/*.toml, see matrix.rs) into cells and runs each
+//! cell in its own release-built `prunus` process (isolation; the process's peak memory is
+//! in its report). A finished cell is written atomically to `results/<matrix>/cells/<key>.json`,
+//! the key hashing the cell's full specification and the model's sha256, so a rerun skips
+//! finished cells and a run killed at any moment resumes without losing or duplicating one.
+//! `--shard I/N` runs a disjoint slice (for job arrays); `cargo xtask report` merges all
+//! records into the tables once every cell is there.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use prunus_eval::report::RunReport;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::matrix::{self, Catalog, Shard};
+use crate::record::{CellRecord, CellSpec, RECORD_VERSION, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Output directory for reports, summary.md and manifest.json.
-    #[arg(long, default_value = "results/default")]
+    /// The matrix file (TOML; schema in benchmarks/README.md).
+    #[arg(default_value = "benchmarks/default.toml")]
+    matrix: PathBuf,
+    /// Run only the I-th of N disjoint slices of the cells (1-based, e.g. 2/4); merge with
+    /// `cargo xtask report` when all shards are done.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Output directory (default: results/<matrix file stem>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Use this `prunus` binary instead of building it (`cargo build --release -p prunus-cli`).
+    #[arg(long, env = "PRUNUS_BIN")]
+    prunus: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The matrix file whose records are merged.
+    #[arg(default_value = "benchmarks/default.toml")]
+    matrix: PathBuf,
+    /// Output directory (default: results/<matrix file stem>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Use this `prunus` binary instead of building it.
+    #[arg(long, env = "PRUNUS_BIN")]
+    prunus: Option<PathBuf>,
+}
+
+/// A matrix ready to run: its cells with their keys.
+struct Plan {
+    loaded: matrix::Loaded,
+    path: PathBuf,
     out: PathBuf,
-    /// Evaluation window length in tokens.
-    #[arg(long, default_value_t = 512)]
-    seq_len: usize,
-    /// Number of evaluation windows.
-    #[arg(long, default_value_t = 64)]
-    max_windows: usize,
-    /// Calibration windows (of --seq-len tokens) for methods that need activations.
-    #[arg(long, default_value_t = 32)]
-    calib_samples: usize,
-    /// Calibration sampler seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    prunus: PathBuf,
+    cells: Vec<(String, CellSpec)>,
 }
 
-struct Cell {
-    id: String,
-    method: Option<&'static str>,
-    pattern: &'static str,
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) }
 }
 
-fn cells() -> Vec<Cell> {
-    let mut cells = vec![Cell { id: "dense".into(), method: None, pattern: "dense" }];
-    for method in ["magnitude", "wanda"] {
-        for pattern in ["unstructured", "2:4"] {
-            cells.push(Cell { id: format!("{method}_{}", pattern.replace(':', "-")), method: Some(method), pattern });
-        }
+/// Parses and validates the matrix, builds (or takes) `prunus`, and keys every cell. Writes
+/// nothing.
+fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>) -> Result<Plan> {
+    // Relative paths are taken from where the command was typed (`cargo xtask` runs there).
+    let path = absolute(matrix_path);
+    let loaded = matrix::load(&path)?;
+    let shown = matrix_path.display().to_string();
+    let prunus = match prunus {
+        Some(p) => absolute(p),
+        None => build_prunus()?,
+    };
+    let catalog: Catalog = serde_json::from_str(&prunus_output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`")?;
+    matrix::validate(&loaded, &shown, &catalog)?;
+    let mut shas = BTreeMap::new();
+    for model in &loaded.matrix.models {
+        let info: serde_json::Value = serde_json::from_str(&prunus_output(&prunus, &["inspect", model, "--json"])?)
+            .with_context(|| format!("parsing `prunus inspect {model} --json`"))?;
+        let sha = info["sha256"].as_str().context("`prunus inspect --json` gave no sha256")?.to_string();
+        shas.insert(model.clone(), sha);
     }
-    cells
+    let cells = matrix::cells(&loaded.matrix).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
+    let out = match out {
+        Some(o) => absolute(o),
+        None => crate::root().join("results").join(&loaded.name),
+    };
+    Ok(Plan { loaded, path, out, prunus, cells })
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let root = crate::root();
-    crate::assets::run()?;
+/// The cell's key: sha256 over the record version, the cell's canonical JSON and the model's
+/// sha256 (first 16 hex digits).
+pub fn cell_key(cell: &CellSpec, model_sha256: &str) -> String {
+    let canonical = canonical_json(&serde_json::to_value(cell).expect("cells serialize"));
+    let mut h = Sha256::new();
+    h.update(format!("prunus-cell v{RECORD_VERSION}\n{canonical}\n{model_sha256}").as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// JSON with object keys sorted at every level.
+fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<&String, String> = map.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::String((*k).clone()))).collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+fn build_prunus() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
-        .current_dir(&root)
+        .current_dir(crate::root())
         .args(["build", "--release", "-p", "prunus-cli"])
         .status()
         .context("could not start `cargo build`")?;
     if !status.success() {
         bail!("building prunus failed ({status})");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let prunus = target.join("release").join("prunus");
-    let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
-    let reports_dir = out.join("reports");
-    std::fs::create_dir_all(&reports_dir).with_context(|| format!("creating {}", reports_dir.display()))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::root().join("target"));
+    Ok(target.join("release").join("prunus"))
+}
 
-    let cells = cells();
-    let started = Instant::now();
-    // The state of the checkout when the run starts (the binary was just built from it).
-    let git = git_state();
-    let mut reports = Vec::new();
-    for (i, cell) in cells.iter().enumerate() {
-        eprintln!("bench: cell {}/{}: {} ({:.0} s elapsed)", i + 1, cells.len(), cell.id, started.elapsed().as_secs_f64());
-        let report = reports_dir.join(format!("{}.json", cell.id));
-        let mut cmd = Command::new(&prunus);
-        let common = [
-            "--seq-len".to_string(),
-            args.seq_len.to_string(),
-            "--max-windows".to_string(),
-            args.max_windows.to_string(),
-            "--report".to_string(),
-            report.display().to_string(),
-        ];
-        match cell.method {
-            None => {
-                cmd.args(["eval", "--model", "default", "--task", "ppl:wiki-vital"]).args(&common);
-            }
-            Some(method) => {
-                cmd.args(["prune", "--model", "default", "--method", method, "--sparsity", "0.5"])
-                    .args(["--pattern", cell.pattern, "--eval", "ppl:wiki-vital"])
-                    .args(["--calib-samples", &args.calib_samples.to_string(), "--seed", &args.seed.to_string()])
-                    .args(&common);
-            }
-        }
-        let status = cmd.status().with_context(|| format!("could not start {}", prunus.display()))?;
-        if !status.success() {
-            bail!("cell {} failed ({status}); its command: {cmd:?}", cell.id);
-        }
-        reports.push(read_report(&report)?);
+fn prunus_output(prunus: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(prunus).args(args).output().with_context(|| format!("could not start {}", prunus.display()))?;
+    if !out.status.success() {
+        bail!("`prunus {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
-    let table = render_table(&cells, &reports);
-    println!("{table}");
-    let summary = render_summary(&args, &reports, &table);
-    write_atomic(&out.join("summary.md"), summary.as_bytes())?;
-    let manifest = manifest(&args, git, started.elapsed().as_secs_f64())?;
-    write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
-    eprintln!("bench: wrote {} in {:.0} s", out.display(), started.elapsed().as_secs_f64());
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn cells_dir(out: &Path) -> PathBuf {
+    out.join("cells")
+}
+
+/// The finished record of `key`, if there is a valid one.
+fn existing(out: &Path, key: &str) -> Option<CellRecord> {
+    let text = std::fs::read_to_string(cells_dir(out).join(format!("{key}.json"))).ok()?;
+    let rec: CellRecord = serde_json::from_str(&text).ok()?;
+    (rec.record_version == RECORD_VERSION && rec.key == key).then_some(rec)
+}
+
+/// `prunus` arguments of a cell.
+fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
+    let tasks: Vec<String> = cell.tasks.iter().map(|t| match t.limit {
+        Some(l) => format!("{}={l}", t.name),
+        None => t.name.clone(),
+    }).collect();
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    match &cell.method {
+        None => push(&["eval", "--model", &cell.model, "--task", &tasks.join(",")]),
+        Some(method) => {
+            push(&["prune", "--model", &cell.model, "--method", method, "--pattern", &cell.pattern]);
+            push(&["--sparsity", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
+            if !cell.config.is_null() {
+                push(&["--config", &cell.config.to_string()]);
+            }
+            let c = &cell.calibration;
+            push(&["--calib-samples", &c.samples.to_string(), "--calib-seq-len", &c.seq_len.to_string(), "--seed", &c.seed.to_string()]);
+            push(&["--agreement-windows", &cell.eval.agreement_windows.to_string()]);
+        }
+    }
+    push(&["--seq-len", &cell.eval.seq_len.to_string(), "--max-windows", &cell.eval.windows.to_string()]);
+    push(&["--report", &report.display().to_string()]);
+    a
+}
+
+/// Runs one cell in its own process and writes its record atomically.
+fn run_cell(plan: &Plan, key: &str, cell: &CellSpec) -> Result<CellRecord> {
+    let dir = cells_dir(&plan.out);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pid = std::process::id();
+    let report_path = dir.join(format!(".{key}.report.{pid}.tmp"));
+    let log_path = dir.join(format!("{key}.log"));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let args = cell_args(cell, &report_path);
+    let start = Instant::now();
+    let status = Command::new(&plan.prunus)
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("could not start {}", plan.prunus.display()))?;
+    let wall_seconds = start.elapsed().as_secs_f64();
+    if !status.success() {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("cell {} ({} {}) failed ({status}); command: prunus {}\n{}", key, cell.label, cell.pattern, args.join(" "), tail.join("\n"));
+    }
+    let text = std::fs::read_to_string(&report_path).with_context(|| format!("reading {}", report_path.display()))?;
+    let report: Report = serde_json::from_str(&text).with_context(|| format!("parsing {}", report_path.display()))?;
+    let _ = std::fs::remove_file(&report_path);
+    let record = CellRecord {
+        record_version: RECORD_VERSION,
+        key: key.to_string(),
+        matrix: plan.loaded.name.clone(),
+        cell: cell.clone(),
+        wall_seconds,
+        finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        report,
+    };
+    write_atomic(&dir.join(format!("{key}.json")), serde_json::to_string_pretty(&record)?.as_bytes())?;
+    let _ = std::fs::remove_file(&log_path);
+    Ok(record)
+}
+
+/// The gate failures of `model`'s dense record, as messages.
+fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in plan.loaded.matrix.gates.iter().filter(|g| g.model == model) {
+        let found = dense.report.evaluations.iter().find(|e| &e.task == g.task.get_ref() && e.metric == g.metric);
+        match found {
+            None => out.push(format!("dense {} has no {} {}", model, g.task.get_ref(), g.metric)),
+            Some(e) => {
+                let rel = (e.value - g.expected).abs() / g.expected.abs().max(f64::MIN_POSITIVE);
+                if !(rel <= g.tolerance) {
+                    out.push(format!(
+                        "dense {} {} {} = {} but the matrix expects {} (relative tolerance {:e}); off by {:+} ({:.3e} relative)",
+                        model,
+                        g.task.get_ref(),
+                        g.metric,
+                        e.value,
+                        g.expected,
+                        g.tolerance,
+                        e.value - g.expected,
+                        rel
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
+    let started = Instant::now();
+    let git = git_state();
+    let owned: Vec<usize> = (0..plan.cells.len()).filter(|&i| args.shard.is_none_or(|s| s.owns(i))).collect();
+    // Dense cells gate the pruned cells of their model: a shard with pruned cells of a gated
+    // model also needs that model's dense record (run here if no shard has written it yet).
+    let mut todo: Vec<usize> = Vec::new();
+    for &i in &owned {
+        let cell = &plan.cells[i].1;
+        if cell.method.is_some() && plan.loaded.matrix.gates.iter().any(|g| g.model == cell.model) {
+            if let Some(d) = plan.cells.iter().position(|(_, c)| c.method.is_none() && c.model == cell.model)
+                && !todo.contains(&d)
+                && !owned.contains(&d)
+            {
+                todo.push(d);
+            }
+        }
+    }
+    todo.extend(owned.iter().copied());
+    todo.sort_by_key(|&i| (plan.cells[i].1.method.is_some(), i));
+    todo.dedup();
+
+    let done_before = todo.iter().filter(|&&i| existing(&plan.out, &plan.cells[i].0).is_some()).count();
+    eprintln!(
+        "bench: {} ({} cells{}, {} already done) -> {}",
+        plan.path.display(),
+        todo.len(),
+        args.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        done_before,
+        plan.out.display()
+    );
+    let pb = ProgressBar::new(todo.len() as u64);
+    pb.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cells, {msg}").expect("template").progress_chars("=> "));
+    pb.set_prefix("bench");
+    let (mut ran, mut ran_seconds) = (0usize, 0.0f64);
+    let mut dense: BTreeMap<String, CellRecord> = BTreeMap::new();
+    for (n, &i) in todo.iter().enumerate() {
+        let (key, cell) = &plan.cells[i];
+        if cell.method.is_some()
+            && let Some(d) = dense.get(&cell.model)
+        {
+            let fails = gate_failures(&plan, &cell.model, d);
+            if !fails.is_empty() {
+                pb.abandon();
+                bail!("dense-baseline gate failed, refusing to run the pruned cells:\n  {}", fails.join("\n  "));
+            }
+        }
+        let record = match existing(&plan.out, key) {
+            Some(r) => r,
+            None => {
+                let remaining = todo.len() - n;
+                let eta = if ran > 0 { format!(", about {:.0} min left", ran_seconds / ran as f64 * remaining as f64 / 60.0) } else { String::new() };
+                pb.set_message(format!("running {} {} {} ({}){eta}", cell.label, cell.pattern, cell.sparsity, key));
+                let r = run_cell(&plan, key, cell).inspect_err(|_| pb.abandon())?;
+                ran += 1;
+                ran_seconds += r.wall_seconds;
+                pb.println(format!("bench: {} {} {}: done in {:.0} s ({key})", cell.label, cell.pattern, cell.sparsity, r.wall_seconds));
+                r
+            }
+        };
+        if cell.method.is_none() {
+            dense.insert(cell.model.clone(), record);
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    eprintln!("bench: {ran} cells run, {} found done, {:.0} s", todo.len() - ran, started.elapsed().as_secs_f64());
+    if args.shard.is_some() {
+        eprintln!("bench: shard finished; when every shard is done, `cargo xtask report {}` writes the tables", args.matrix.display());
+        return Ok(());
+    }
+    write_outputs(&plan, git, started.elapsed().as_secs_f64(), ran)
+}
+
+pub fn report(args: ReportArgs) -> Result<()> {
+    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
+    write_outputs(&plan, git_state(), 0.0, 0)
+}
+
+/// Reads every cell's record (all must exist) and writes the tables, plots and manifest.
+fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> Result<()> {
+    let mut records = Vec::new();
+    let mut missing = Vec::new();
+    for (key, cell) in &plan.cells {
+        match existing(&plan.out, key) {
+            Some(r) => records.push(r),
+            None => missing.push(format!("{} {} {} ({key})", cell.label, cell.pattern, cell.sparsity)),
+        }
+    }
+    if !missing.is_empty() {
+        bail!("{} of {} cells have no record yet (run the missing shards): {}", missing.len(), plan.cells.len(), missing.join(", "));
+    }
+    let m = &plan.loaded.matrix;
+    let opts = crate::aggregate::SummaryOptions {
+        title: format!("prunus benchmark `{}`", plan.loaded.name),
+        time_reference: m.time_reference.as_ref().map(|r| r.get_ref().clone()),
+        notes: summary_notes(plan),
+    };
+    let written = crate::aggregate::write_tables(&records, &plan.out, &opts)?;
+    let manifest = manifest(plan, git, seconds, ran)?;
+    write_atomic(&plan.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    for w in written {
+        eprintln!("bench: wrote {}", w.display());
+    }
+    eprintln!("bench: wrote {}", plan.out.join("manifest.json").display());
     Ok(())
 }
 
-fn read_report(path: &Path) -> Result<RunReport> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn ppl(r: &RunReport) -> Option<f64> {
-    r.evaluations.iter().find(|e| e.metric == "ppl").map(|e| e.value)
-}
-
-/// The table printed and put into summary.md.
-fn render_table(cells: &[Cell], reports: &[RunReport]) -> String {
-    let mut t = String::from(
-        "| method | pattern | sparsity (requested) | sparsity (realised) | wiki-vital ppl | score+mask s | prune s (end to end) |\n\
-         |---|---|---|---|---|---|---|\n",
-    );
-    for (cell, r) in cells.iter().zip(reports) {
-        let ppl = ppl(r).map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into());
-        match &r.sparsity {
-            None => t += &format!("| dense | - | 0 | 0 | {ppl} | - | - |\n"),
-            Some(s) => {
-                t += &format!(
-                    "| {} | {} | {:.4} | {:.6} | {ppl} | {:.2} | {:.1} |\n",
-                    cell.method.unwrap_or("-"),
-                    s.pattern,
-                    s.requested,
-                    s.realised,
-                    r.seconds.score_and_mask,
-                    r.seconds.prune_total
-                )
-            }
-        }
+/// Protocol lines for summary.md.
+fn summary_notes(plan: &Plan) -> Vec<String> {
+    let m = &plan.loaded.matrix;
+    let rel = plan.path.strip_prefix(crate::root()).unwrap_or(&plan.path).display().to_string();
+    let mut notes = Vec::new();
+    if !m.description.trim().is_empty() {
+        notes.push(m.description.trim().to_string());
     }
-    t
-}
-
-fn render_summary(args: &Args, reports: &[RunReport], table: &str) -> String {
-    let first = &reports[0];
-    let eval = first.evaluations.iter().find(|e| e.metric == "ppl");
-    let mut s = String::new();
-    s += "# prunus default benchmark\n\n";
-    s += &format!("Model: {} (`{}`, sha256 `{}`), {} parameters.\n\n", first.model.label, first.model.format, first.model.sha256, first.model.n_params);
-    if let Some(e) = eval {
-        s += &format!(
-            "Perplexity: task `{}` v{}, seq_len {}, {} windows ({} predictions). Protocol: {}\n\n",
-            e.task,
-            e.task_version,
-            e.seq_len.unwrap_or(0),
-            e.windows.unwrap_or(0),
-            e.predictions.unwrap_or(0),
-            e.protocol
-        );
+    notes.push(format!("Matrix `{rel}`: {} cells; produced by `cargo xtask bench {rel}`; machine, tools and commit in `manifest.json`, one record per cell in `cells/`.", plan.cells.len()));
+    notes.push(format!(
+        "Perplexity: wiki-vital eval split, seq_len {}, first {} windows. Calibration (methods that use data): {} x {} tokens from the wiki-vital calibration pool, seeds {:?}. Dense agreement: KL(dense || pruned) in nats per predicted token and top-1 agreement on the first {} eval windows.",
+        m.eval.seq_len, m.eval.windows, m.calibration.samples, m.calibration.seq_len, m.calibration.seeds, m.eval.agreement_windows
+    ));
+    notes.push("Sparsity is over all linears of all decoder blocks (q, k, v, o, gate, up, down); embeddings, norms and the tied LM head stay dense. Metric seconds = scoring, masking and weight updates (Wanda's \"metric time\"); prune seconds = calibration forward + statistics + metric, end to end.".into());
+    for g in &m.gates {
+        notes.push(format!("Gate: dense {} {} {} must be {} within {:e} relative, or the pruned cells do not run.", g.model, g.task.get_ref(), g.metric, g.expected, g.tolerance));
     }
-    if let Some(c) = reports.iter().find_map(|r| r.calibration.as_ref()) {
-        s += &format!(
-            "Calibration (methods that use data): {} x {} tokens from the {} {} ({} tokens), seed {}; sampler: {}.\n\n",
-            c.n_samples, c.seq_len, c.corpus, c.split, c.stream_tokens, c.seed, c.sampler
-        );
-    }
-    s += "Sparsity is over all linears of all decoder blocks (q, k, v, o, gate, up, down); embeddings, norms and the tied LM head are dense. ";
-    s += "`score+mask s` is the time spent scoring, building and applying masks (Wanda's \"metric time\"); `prune s (end to end)` adds the calibration forward passes and statistics.\n\n";
-    s += table;
-    s += &format!(
-        "\nProduced by `cargo xtask bench` (seq_len {}, {} windows, {} calibration samples, seed {}) at commit `{}`; one report per row in `reports/`, machine and tools in `manifest.json`.\n",
-        args.seq_len, args.max_windows, args.calib_samples, args.seed, first.git_commit
-    );
-    s
+    notes
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> String {
@@ -193,31 +386,97 @@ fn git_state() -> (String, bool) {
     (command_output("git", &["rev-parse", "HEAD"]), command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "")
 }
 
-fn manifest(args: &Args, git: (String, bool), seconds: f64) -> Result<serde_json::Value> {
+fn manifest(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> Result<serde_json::Value> {
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
+    let rel = plan.path.strip_prefix(crate::root()).unwrap_or(&plan.path).display().to_string();
+    let commits: std::collections::BTreeSet<String> = plan
+        .cells
+        .iter()
+        .filter_map(|(k, _)| existing(&plan.out, k))
+        .map(|r| r.report.git_commit)
+        .collect();
     Ok(serde_json::json!({
-        "command": format!("cargo xtask bench --seq-len {} --max-windows {} --calib-samples {} --seed {}", args.seq_len, args.max_windows, args.calib_samples, args.seed),
+        "matrix": { "name": plan.loaded.name, "path": rel, "text": plan.loaded.text },
+        "cells": plan.cells.iter().map(|(k, c)| serde_json::json!({"key": k, "label": c.label, "pattern": c.pattern, "sparsity": c.sparsity})).collect::<Vec<_>>(),
         "git_commit": git.0,
-        "git_dirty_at_start": git.1,
+        "git_dirty": git.1,
+        "cell_commits": commits,
         "machine": {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "memory_bytes": mem_kb.map(|k| k * 1024),
             "cpu": cpu,
+            "os": std::env::consts::OS,
         },
-        "tools": { "rustc": command_output("rustc", &["--version"]), "cargo": command_output("cargo", &["--version"]) },
-        "wall_seconds": seconds,
+        "tools": {
+            "rustc": command_output("rustc", &["--version"]),
+            "cargo": command_output("cargo", &["--version"]),
+            "prunus": command_output(&plan.prunus.display().to_string(), &["--version"]),
+        },
+        "cells_run_this_time": ran,
+        "wall_seconds_this_time": seconds,
     }))
 }
 
-/// Writes `bytes` to `path` via a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` via a uniquely named temporary file in the same directory and a
+/// rename, so a reader never sees a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CalibSpec, EvalSpec, TaskSpec};
+
+    fn cell() -> CellSpec {
+        CellSpec {
+            model: "default".into(),
+            method: Some("swiftprune".into()),
+            label: "swift".into(),
+            config: serde_json::json!({"selection": "quantile", "alpha": 0.125}),
+            pattern: "2:4".into(),
+            sparsity: 0.5,
+            tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
+            calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
+            eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
+        }
+    }
+
+    #[test]
+    fn key_depends_on_every_field_and_the_model_but_not_on_key_order() {
+        let base = cell_key(&cell(), "abc");
+        let mut reordered = cell();
+        reordered.config = serde_json::from_str(r#"{"alpha": 0.125, "selection": "quantile"}"#).unwrap();
+        assert_eq!(cell_key(&reordered, "abc"), base);
+        assert_ne!(cell_key(&cell(), "abd"), base);
+        let mut other = cell();
+        other.calibration.seed = 1;
+        assert_ne!(cell_key(&other, "abc"), base);
+        let mut other = cell();
+        other.tasks[0].limit = Some(10);
+        assert_ne!(cell_key(&other, "abc"), base);
+        assert_eq!(base.len(), 16);
+    }
+
+    #[test]
+    fn cell_args_pass_config_calibration_tasks_and_limits() {
+        let mut c = cell();
+        c.tasks.push(TaskSpec { name: "mc:piqa".into(), limit: Some(100) });
+        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.starts_with("prune --model default --method swiftprune --pattern 2:4 --sparsity 0.5 --eval ppl:wiki-vital,mc:piqa=100"), "{a}");
+        assert!(a.contains("--calib-samples 32 --calib-seq-len 512 --seed 0 --agreement-windows 8"), "{a}");
+        assert!(a.contains("--report /tmp/r.json"), "{a}");
+        c.method = None;
+        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.starts_with("eval --model default --task ppl:wiki-vital,mc:piqa=100 --seq-len 512 --max-windows 64"), "{a}");
+    }
 }

@@ -1,21 +1,25 @@
 //! Project automation, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 //!
-//! - `assets`: fetch, verify and cache the model, corpus and task files (idempotent);
+//! - `assets`: fetch, verify and cache the model, corpus and task files (idempotent, through
+//!   `prunus assets`);
 //! - `test`: `assets`, then `cargo test --workspace --release`;
-//! - `bench`: run the default matrix (dense, magnitude, Wanda at 50% and 2:4) through the
-//!   release `prunus` binary, one process per cell, and write `results/default/`.
+//! - `bench [MATRIX]`: run a benchmark matrix (default benchmarks/default.toml) through the
+//!   release `prunus` binary, one process per cell, resumable and shardable, and write
+//!   `results/<matrix>/` (records, parquet/CSV tables, summary.md, plots, manifest);
+//! - `report [MATRIX]`: merge the records of a sharded run into the tables.
+//!
+//! xtask links no prunus crate (and so no candle): it drives the `prunus` binary.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-#[allow(dead_code)] // until the bench runner and `cargo xtask report` call it
 mod aggregate;
 mod assets;
 mod bench;
-#[allow(dead_code)] // used by the matrix runner and the aggregation (in progress)
-mod record;
+mod matrix;
 #[allow(dead_code)]
 mod plots;
+mod record;
 mod test;
 
 #[derive(Parser)]
@@ -35,8 +39,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the default benchmark matrix and write results/default/.
+    /// Run a benchmark matrix (default benchmarks/default.toml) and write results/<matrix>/.
     Bench(bench::Args),
+    /// Merge the cell records of a (sharded) matrix run into tables, plots and a manifest.
+    Report(bench::ReportArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,6 +50,7 @@ fn main() -> Result<()> {
         Task::Assets => assets::run(),
         Task::Test { args } => test::run(&args),
         Task::Bench(args) => bench::run(args),
+        Task::Report(args) => bench::report(args),
     }
 }
 

@@ -1,0 +1,489 @@
+//! The benchmark matrix: a TOML file naming models, methods (with configs), patterns and
+//! sparsities, tasks (with limits), calibration and evaluation windows. See
+//! benchmarks/README.md for the schema with an example per field.
+//!
+//! Parsing is strict: unknown keys are errors with line and column, unknown method and task
+//! names are errors naming the line and the closest valid name, an empty matrix is an error.
+
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::record::{CalibSpec, CellSpec, EvalSpec, TaskSpec};
+
+/// The matrix file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matrix {
+    /// Free text, copied into summary.md.
+    #[serde(default)]
+    pub description: String,
+    /// `default`, GGUF files or Hugging Face directories.
+    #[serde(default = "default_models")]
+    pub models: Vec<String>,
+    /// Whether each model's dense cell is run (needed for gates and dense agreement).
+    #[serde(default = "yes")]
+    pub dense: bool,
+    /// `unstructured` and/or `N:M` patterns.
+    #[serde(default)]
+    pub patterns: Vec<Spanned<String>>,
+    /// Sparsities of the unstructured cells, in (0, 1).
+    #[serde(default)]
+    pub sparsities: Vec<f64>,
+    /// Method label whose pruning time the others are divided by in the timing table.
+    #[serde(default)]
+    pub time_reference: Option<Spanned<String>>,
+    #[serde(default)]
+    pub calibration: Calibration,
+    #[serde(default)]
+    pub eval: Eval,
+    #[serde(default)]
+    pub tasks: Vec<TaskEntry>,
+    #[serde(default)]
+    pub methods: Vec<MethodEntry>,
+    #[serde(default)]
+    pub gates: Vec<Gate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    #[serde(default = "default_calib_samples")]
+    pub samples: usize,
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration { samples: default_calib_samples(), seq_len: default_seq_len(), seeds: default_seeds() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eval {
+    #[serde(default = "default_seq_len")]
+    pub seq_len: usize,
+    #[serde(default = "default_windows")]
+    pub windows: usize,
+    #[serde(default = "default_agreement_windows")]
+    pub agreement_windows: usize,
+}
+
+impl Default for Eval {
+    fn default() -> Self {
+        Eval { seq_len: default_seq_len(), windows: default_windows(), agreement_windows: default_agreement_windows() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskEntry {
+    pub name: Spanned<String>,
+    /// At most this many documents (multiple-choice tasks).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodEntry {
+    /// Registry name (see `prunus list`).
+    pub name: Spanned<String>,
+    /// Row label in the tables (default: the name); must be unique.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The method's configuration (an inline table), passed to `prunus prune --config`.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// Patterns for this method only (default: the matrix's `patterns`).
+    #[serde(default)]
+    pub patterns: Option<Vec<Spanned<String>>>,
+}
+
+/// The expected dense value of a task: pruned cells of a model run only if its dense cell
+/// lands within `tolerance` (relative) of `expected`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    #[serde(default = "default_model")]
+    pub model: String,
+    pub task: Spanned<String>,
+    pub metric: String,
+    pub expected: f64,
+    /// Relative tolerance, e.g. 1e-4.
+    pub tolerance: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_model() -> String {
+    "default".into()
+}
+fn default_models() -> Vec<String> {
+    vec![default_model()]
+}
+fn default_calib_samples() -> usize {
+    32
+}
+fn default_seq_len() -> usize {
+    512
+}
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+fn default_windows() -> usize {
+    64
+}
+fn default_agreement_windows() -> usize {
+    8
+}
+
+/// The registered names a matrix may use (from `prunus list --json`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Catalog {
+    pub methods: Vec<CatalogMethod>,
+    pub tasks: Vec<CatalogTask>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogMethod {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogTask {
+    pub name: String,
+    /// The task's data file, if it has one.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Whether that file is present.
+    #[serde(default = "yes")]
+    pub available: bool,
+}
+
+/// A parsed and validated matrix with its source text (for the manifest).
+pub struct Loaded {
+    pub name: String,
+    pub text: String,
+    pub matrix: Matrix,
+}
+
+/// Reads and parses `path` (syntax and unknown keys only; see [`validate`] for names).
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read matrix {}: {e}", path.display()))?;
+    let matrix: Matrix = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("matrix").to_string();
+    Ok(Loaded { name, text, matrix })
+}
+
+/// `line:column` (1-based) of a byte span in `text`.
+fn line_col(text: &str, span: Range<usize>) -> String {
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}")
+}
+
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn unknown(kind: &str, path: &str, text: &str, name: &Spanned<String>, valid: Vec<&str>) -> anyhow::Error {
+    let at = line_col(text, name.span());
+    let hint = match closest(name.get_ref(), valid.iter().copied()) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None => format!("; valid: {}", valid.join(", ")),
+    };
+    anyhow::anyhow!("{path}:{at}: unknown {kind} `{}`{hint}", name.get_ref())
+}
+
+/// Checks names against the registry, values against their ranges, and that the matrix has
+/// at least one cell.
+pub fn validate(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
+    let m = &loaded.matrix;
+    let text = &loaded.text;
+    let methods: Vec<&str> = catalog.methods.iter().map(|c| c.name.as_str()).collect();
+    let tasks: Vec<&str> = catalog.tasks.iter().map(|c| c.name.as_str()).collect();
+    for entry in &m.methods {
+        if !methods.contains(&entry.name.get_ref().as_str()) {
+            return Err(unknown("method", path, text, &entry.name, methods));
+        }
+    }
+    for entry in &m.tasks {
+        let Some(task) = catalog.tasks.iter().find(|t| &t.name == entry.name.get_ref()) else {
+            return Err(unknown("task", path, text, &entry.name, tasks));
+        };
+        if !task.available {
+            bail!(
+                "{path}:{}: the data file of task `{}` is missing ({}); run `cargo xtask assets`",
+                line_col(text, entry.name.span()),
+                task.name,
+                task.file.as_deref().unwrap_or("?")
+            );
+        }
+        if entry.limit == Some(0) {
+            bail!("{path}:{}: task `{}` has limit 0", line_col(text, entry.name.span()), task.name);
+        }
+    }
+    for gate in &m.gates {
+        if !m.tasks.iter().any(|t| t.name.get_ref() == gate.task.get_ref()) {
+            let listed: Vec<&str> = m.tasks.iter().map(|t| t.name.get_ref().as_str()).collect();
+            return Err(unknown("gate task (not among the matrix's tasks)", path, text, &gate.task, listed));
+        }
+        if !(gate.tolerance >= 0.0 && gate.expected.is_finite()) {
+            bail!("{path}:{}: a gate needs a finite `expected` and a `tolerance` >= 0", line_col(text, gate.task.span()));
+        }
+    }
+    let mut labels = Vec::new();
+    for entry in &m.methods {
+        let label = entry.label.clone().unwrap_or_else(|| entry.name.get_ref().clone());
+        if label == "dense" || labels.contains(&label) {
+            bail!("{path}:{}: method label `{label}` is used twice (or is `dense`); give each entry its own `label`", line_col(text, entry.name.span()));
+        }
+        labels.push(label);
+        for p in entry.patterns.iter().flatten() {
+            check_pattern(path, text, p)?;
+        }
+    }
+    for p in &m.patterns {
+        check_pattern(path, text, p)?;
+    }
+    if let Some(r) = &m.time_reference
+        && !labels.contains(r.get_ref())
+    {
+        return Err(unknown("time_reference method label", path, text, r, labels.iter().map(String::as_str).collect()));
+    }
+    for &s in &m.sparsities {
+        if !(s > 0.0 && s < 1.0) {
+            bail!("{path}: sparsities must lie in (0, 1), got {s}");
+        }
+    }
+    let c = &m.calibration;
+    if c.samples == 0 || c.seq_len < 2 || c.seeds.is_empty() {
+        bail!("{path}: [calibration] needs samples >= 1, seq_len >= 2 and at least one seed");
+    }
+    if m.eval.seq_len < 2 || m.eval.windows == 0 {
+        bail!("{path}: [eval] needs seq_len >= 2 and windows >= 1");
+    }
+    if m.models.is_empty() {
+        bail!("{path}: `models` is empty");
+    }
+    if m.tasks.is_empty() {
+        bail!("{path}: the matrix has no [[tasks]]; add at least one (e.g. name = \"ppl:wiki-vital\")");
+    }
+    if cells(m).is_empty() {
+        bail!("{path}: the matrix is empty: no dense cell and no method x pattern x sparsity combination");
+    }
+    Ok(())
+}
+
+fn check_pattern(path: &str, text: &str, p: &Spanned<String>) -> Result<()> {
+    let s = p.get_ref();
+    if s == "unstructured" {
+        return Ok(());
+    }
+    if let Some((n, m)) = s.split_once(':')
+        && let (Ok(n), Ok(m)) = (n.parse::<usize>(), m.parse::<usize>())
+        && n > 0
+        && n < m
+    {
+        return Ok(());
+    }
+    bail!("{path}:{}: pattern `{s}` is neither `unstructured` nor `N:M` with 0 < N < M", line_col(text, p.span()))
+}
+
+/// The cells of the matrix in run order: per model, the dense cell first, then each method
+/// entry x pattern (x sparsity for unstructured) x calibration seed.
+pub fn cells(m: &Matrix) -> Vec<CellSpec> {
+    let tasks: Vec<TaskSpec> = m.tasks.iter().map(|t| TaskSpec { name: t.name.get_ref().clone(), limit: t.limit }).collect();
+    let eval = EvalSpec { seq_len: m.eval.seq_len, windows: m.eval.windows, agreement_windows: m.eval.agreement_windows };
+    let mut out = Vec::new();
+    for model in &m.models {
+        if m.dense {
+            out.push(CellSpec {
+                model: model.clone(),
+                method: None,
+                label: "dense".into(),
+                config: serde_json::Value::Null,
+                pattern: "dense".into(),
+                sparsity: 0.0,
+                tasks: tasks.clone(),
+                // The dense cell uses no calibration; a fixed record keeps its key independent of it.
+                calibration: CalibSpec { samples: 0, seq_len: 0, seed: 0 },
+                eval: EvalSpec { agreement_windows: 0, ..eval.clone() },
+            });
+        }
+        for seed in &m.calibration.seeds {
+            for entry in &m.methods {
+                let patterns = entry.patterns.as_ref().unwrap_or(&m.patterns);
+                for p in patterns {
+                    let p = p.get_ref();
+                    let sparsities: Vec<f64> = match p.split_once(':') {
+                        Some((n, mm)) => vec![n.parse::<f64>().unwrap_or(0.0) / mm.parse::<f64>().unwrap_or(1.0)],
+                        None => m.sparsities.clone(),
+                    };
+                    for s in sparsities {
+                        let config = entry
+                            .config
+                            .as_ref()
+                            .map(|t| serde_json::to_value(t).expect("TOML tables convert to JSON"))
+                            .unwrap_or(serde_json::Value::Null);
+                        out.push(CellSpec {
+                            model: model.clone(),
+                            method: Some(entry.name.get_ref().clone()),
+                            label: entry.label.clone().unwrap_or_else(|| entry.name.get_ref().clone()),
+                            config,
+                            pattern: p.clone(),
+                            sparsity: s,
+                            tasks: tasks.clone(),
+                            calibration: CalibSpec { samples: m.calibration.samples, seq_len: m.calibration.seq_len, seed: *seed },
+                            eval: eval.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `I/N`: the I-th (1-based) of N disjoint slices of the cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("shard `{s}` must be I/N with 1 <= I <= N (e.g. 2/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the cell at `position` (in [`cells`] order) belongs to this shard.
+    pub fn owns(&self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog {
+            methods: ["magnitude", "wanda", "sparsegpt", "swiftprune"].iter().map(|n| CatalogMethod { name: n.to_string() }).collect(),
+            tasks: vec![
+                CatalogTask { name: "ppl:wiki-vital".into(), file: None, available: true },
+                CatalogTask { name: "mc:arc_easy".into(), file: Some("arc_easy.jsonl.gz".into()), available: true },
+                CatalogTask { name: "mc:piqa".into(), file: Some("/nowhere/piqa.jsonl.gz".into()), available: false },
+            ],
+        }
+    }
+
+    fn parse(text: &str) -> Result<Loaded> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = load(&path)?;
+        validate(&loaded, "m.toml", &catalog())?;
+        Ok(loaded)
+    }
+
+    const GOOD: &str = r#"
+patterns = ["unstructured", "2:4"]
+sparsities = [0.5, 0.6]
+[[tasks]]
+name = "ppl:wiki-vital"
+[[tasks]]
+name = "mc:arc_easy"
+limit = 50
+[[methods]]
+name = "wanda"
+[[methods]]
+name = "swiftprune"
+label = "swift-quantile"
+config = { selection = "quantile" }
+patterns = ["4:8"]
+"#;
+
+    #[test]
+    fn expands_in_order_with_labels_configs_and_nm_sparsity() {
+        let loaded = parse(GOOD).unwrap();
+        let cells = cells(&loaded.matrix);
+        let ids: Vec<String> = cells.iter().map(|c| format!("{}/{}/{}", c.label, c.pattern, c.sparsity)).collect();
+        assert_eq!(ids, ["dense/dense/0", "wanda/unstructured/0.5", "wanda/unstructured/0.6", "wanda/2:4/0.5", "swift-quantile/4:8/0.5"]);
+        assert_eq!(cells[4].config, serde_json::json!({"selection": "quantile"}));
+        assert_eq!(cells[1].tasks[1], TaskSpec { name: "mc:arc_easy".into(), limit: Some(50) });
+        assert_eq!(cells[0].calibration.samples, 0, "the dense cell's key does not depend on calibration");
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text).err().expect("should fail"))
+    }
+
+    #[test]
+    fn unknown_method_names_line_and_suggests() {
+        let e = err(&GOOD.replace("name = \"wanda\"", "name = \"wandaa\""));
+        assert!(e.contains("m.toml:10:8: unknown method `wandaa`; did you mean `wanda`?"), "{e}");
+    }
+
+    #[test]
+    fn unknown_task_names_line_and_suggests() {
+        let e = err(&GOOD.replace("mc:arc_easy", "mc:arc_esay"));
+        assert!(e.contains("m.toml:7:8: unknown task `mc:arc_esay`; did you mean `mc:arc_easy`?"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_malformed_toml_name_line_and_column() {
+        let e = err(&GOOD.replace("limit = 50", "limt = 50"));
+        assert!(e.contains("line 8, column 1") && e.contains("limt"), "{e}");
+        let e = err("patterns = [\"unstructured\"\n[[tasks]]\n");
+        assert!(e.contains("line 1") || e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn empty_matrix_missing_task_file_and_bad_values_are_errors() {
+        let e = err("dense = false\n[[tasks]]\nname = \"ppl:wiki-vital\"\n");
+        assert!(e.contains("the matrix is empty"), "{e}");
+        let e = err(&GOOD.replace("mc:arc_easy", "mc:piqa"));
+        assert!(e.contains("data file of task `mc:piqa` is missing (/nowhere/piqa.jsonl.gz)"), "{e}");
+        let e = err(&GOOD.replace("\"2:4\"]", "\"4:2\"]"));
+        assert!(e.contains("pattern `4:2`"), "{e}");
+        let e = err(&GOOD.replace("0.6]", "1.5]"));
+        assert!(e.contains("(0, 1)"), "{e}");
+        let e = err(&GOOD.replace("label = \"swift-quantile\"", "label = \"wanda\""));
+        assert!(e.contains("label `wanda` is used twice"), "{e}");
+    }
+
+    #[test]
+    fn shards_partition_the_cells() {
+        for bad in ["3/2", "0/2", "1/0", "2", "a/b", "1/2/3"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (1..=3).map(|i| format!("{i}/3").parse().unwrap()).collect();
+        for pos in 0..10 {
+            assert_eq!(shards.iter().filter(|s| s.owns(pos)).count(), 1);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `cargo xtask bench` end to end on a tiny matrix with the real `prunus` binary and the real
+//! model: SIGKILL in the middle, rerun, and every cell is there exactly once; bad matrices
+//! write nothing.
+//!
+//! The `prunus` binary is the one `cargo test --workspace --release` builds next to this test
+//! (target/release/prunus), or `PRUNUS_BIN`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn prunus() -> PathBuf {
+    if let Some(p) = std::env::var_os("PRUNUS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let release = exe.parent().and_then(Path::parent).unwrap();
+    let p = release.join("prunus");
+    assert!(p.exists(), "{} is missing: run the suite with `cargo test --workspace --release` (it builds prunus) or set PRUNUS_BIN", p.display());
+    p
+}
+
+const TINY: &str = r#"
+description = "resume test"
+patterns = ["unstructured", "2:4"]
+sparsities = [0.5]
+[calibration]
+samples = 1
+seq_len = 64
+[eval]
+seq_len = 64
+windows = 2
+agreement_windows = 1
+[[tasks]]
+name = "ppl:wiki-vital"
+[[methods]]
+name = "magnitude"
+[[methods]]
+name = "magnitude"
+label = "magnitude-again"
+"#;
+
+fn bench(matrix: &Path, out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["bench"]).arg(matrix).arg("--out").arg(out).arg("--prunus").arg(prunus());
+    cmd
+}
+
+fn records(out: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(out.join("cells")) else { return Vec::new() };
+    let mut keys: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn sigkill_in_the_middle_then_rerun_completes_every_cell_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = dir.path().join("tiny.toml");
+    std::fs::write(&matrix, TINY).unwrap();
+    let out = dir.path().join("out");
+
+    // First run, in its own process group so that the kill takes the running cell with it.
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        bench(&matrix, &out).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).spawn().unwrap()
+    };
+    let start = Instant::now();
+    while records(&out).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the bench finished before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(300), "no cell finished in 5 minutes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill").args(["-9", &format!("-{}", child.id())]).status().unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+    let after_kill = records(&out);
+    assert!(!after_kill.is_empty() && after_kill.len() < 5, "killed with {} of 5 records", after_kill.len());
+    assert!(!out.join("summary.md").exists(), "no tables before the matrix is complete");
+
+    // The rerun skips what is done and finishes the rest.
+    let o = bench(&matrix, &out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("{} already done", after_kill.len())), "{stderr}");
+    let all = records(&out);
+    assert_eq!(all.len(), 5, "{all:?}");
+    for k in &after_kill {
+        assert!(all.contains(k), "a finished cell was lost: {k}");
+    }
+    // Every record is a distinct cell of the matrix (two labels of one method stay apart).
+    let mut cells = Vec::new();
+    for name in &all {
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("cells").join(name)).unwrap()).unwrap();
+        assert_eq!(format!("{}.json", r["key"].as_str().unwrap()), *name);
+        cells.push(format!("{}/{}", r["cell"]["label"].as_str().unwrap(), r["cell"]["pattern"].as_str().unwrap()));
+    }
+    cells.sort();
+    assert_eq!(cells, ["dense/dense", "magnitude-again/2:4", "magnitude-again/unstructured", "magnitude/2:4", "magnitude/unstructured"]);
+    for f in ["summary.md", "runs.csv", "runs.parquet", "manifest.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+
+    // A third run has nothing to do.
+    let o = bench(&matrix, &out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && stderr.contains("0 cells run"), "{stderr}");
+    assert_eq!(records(&out), all);
+}
+
+#[test]
+fn bad_matrices_and_shards_are_clear_errors_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("malformed", "patterns = [\"2:4\"\n[[tasks]]\n", &["line 1"]),
+        ("unknown_field", &TINY.replace("windows = 2", "windowz = 2"), &["line 11, column 1", "windowz"]),
+        ("empty", "dense = false\n[[tasks]]\nname = \"ppl:wiki-vital\"\n", &["the matrix is empty"]),
+        ("unknown_task", &TINY.replace("ppl:wiki-vital", "ppl:wiki-vitall"), &["unknown task `ppl:wiki-vitall`; did you mean `ppl:wiki-vital`?"]),
+        ("unknown_method", &TINY.replacen("name = \"magnitude\"", "name = \"magnitud\"", 1), &["unknown method `magnitud`; did you mean `magnitude`?"]),
+    ];
+    for (name, text, expected) in cases {
+        let matrix = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&matrix, text).unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        let o = bench(&matrix, &out).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: {stderr}");
+        for e in expected {
+            assert!(stderr.contains(e), "{name}: expected `{e}` in: {stderr}");
+        }
+        assert!(!out.exists(), "{name}: wrote {}", out.display());
+    }
+    let matrix = dir.path().join("ok.toml");
+    std::fs::write(&matrix, TINY).unwrap();
+    let out = dir.path().join("out-shard");
+    let o = bench(&matrix, &out).args(["--shard", "3/2"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("shard `3/2` must be I/N"), "{stderr}");
+    assert!(!out.exists());
+    let o = bench(&dir.path().join("missing.toml"), &out).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot read matrix"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn shards_are_disjoint_and_report_merges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = dir.path().join("tiny.toml");
+    std::fs::write(&matrix, TINY).unwrap();
+    let out = dir.path().join("out");
+    let o = bench(&matrix, &out).args(["--shard", "2/2"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let second = records(&out);
+    assert_eq!(second.len(), 2, "shard 2/2 owns cells 2 and 4 of 5: {second:?}");
+    assert!(!out.join("summary.md").exists(), "a shard writes no tables");
+
+    let report = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(out).arg("--prunus").arg(prunus()).output().unwrap()
+    };
+    let o = report(&out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("3 of 5 cells have no record yet"), "{stderr}");
+
+    let o = bench(&matrix, &out).args(["--shard", "1/2"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let all = records(&out);
+    assert_eq!(all.len(), 5);
+    assert!(second.iter().all(|k| all.contains(k)));
+    let o = report(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    for k in &all {
+        assert!(csv.contains(k.trim_end_matches(".json")), "runs.csv lacks cell {k}");
+    }
+    assert!(out.join("summary.md").exists() && out.join("manifest.json").exists());
+}
