@@ -137,7 +137,9 @@ pub fn write_tables(
     Ok(written)
 }
 
-/// The summary (Markdown) of the records; see the module documentation.
+/// The summary (Markdown) of the records; see the module documentation. (`write_tables`
+/// writes it; the tests read it directly.)
+#[cfg(test)]
 pub fn summary_markdown(records: &[CellRecord], opts: &SummaryOptions) -> Result<String> {
     Ok(Summary::new(records)?.markdown(opts))
 }

@@ -33,9 +33,10 @@ struct Cli {
 enum Task {
     /// Fetch, verify (sha256) and cache the default model, corpus and task files.
     Assets,
-    /// Fetch the assets, then run the whole test suite in release mode.
+    /// Build the suite, fetch the assets, then run every test in release mode (the workspace,
+    /// then xtask; see xtask/src/test.rs for why in two steps).
     Test {
-        /// Extra arguments passed to `cargo test` after `--workspace --release`.
+        /// Extra arguments passed to both `cargo test` invocations (e.g. a test-name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

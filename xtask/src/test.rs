@@ -1,25 +1,51 @@
-//! `cargo xtask test`: fetch the assets, then `cargo test --workspace --release`.
+//! `cargo xtask test`: build the suite, fetch the assets, run every test in release mode.
 //!
-//! Release, because numeric code in a debug build runs about 150x slower; one profile for
-//! everything, so the build is shared with `cargo xtask bench`.
+//! Release, because numeric code in a debug build runs about 150x slower. The workspace
+//! (everything but xtask) and xtask are tested in two cargo invocations on purpose: cargo
+//! unifies dependency features over the packages it builds together, and candle's tree turns
+//! on features that polars' dependencies also have, so a single `--workspace` build would
+//! compile polars a second time (it is already compiled for the xtask binary). Split, each
+//! heavy tree is built once and shared with `cargo xtask bench`.
+//!
+//! 1. `cargo test --workspace --exclude xtask --release --no-run` (also builds `prunus`);
+//! 2. `prunus assets` (fetch, verify, cache: the tests read the real model and data);
+//! 3. `cargo test --workspace --exclude xtask --release`;
+//! 4. `cargo test -p xtask --release` (its end-to-end bench test drives the `prunus` of step 1).
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-pub fn run(extra: &[String]) -> Result<()> {
-    crate::assets::run()?;
+fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let status = Command::new(cargo)
         .current_dir(crate::root())
-        .args(["test", "--workspace", "--release"])
+        .args(args)
         .args(extra)
         .status()
-        .context("could not start `cargo test`")?;
-    eprintln!("cargo test --workspace --release took {:.0} s", start.elapsed().as_secs_f64());
+        .with_context(|| format!("could not start `cargo {}`", args.join(" ")))?;
+    eprintln!("test: `cargo {}` took {:.0} s", args.join(" "), start.elapsed().as_secs_f64());
     if !status.success() {
-        bail!("cargo test failed ({status})");
+        bail!("`cargo {}` failed ({status})", args.join(" "));
     }
+    Ok(())
+}
+
+pub fn run(extra: &[String]) -> Result<()> {
+    let start = Instant::now();
+    cargo(&["test", "--workspace", "--exclude", "xtask", "--release", "--no-run"], &[])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::root().join("target"));
+    let prunus = target.join("release").join("prunus");
+    let status = Command::new(&prunus).arg("assets").status().with_context(|| format!("could not start {}", prunus.display()))?;
+    if !status.success() {
+        bail!("fetching the assets failed ({status})");
+    }
+    cargo(&["test", "--workspace", "--exclude", "xtask", "--release"], extra)?;
+    // The bench test finds the prunus binary built above next to its own executable.
+    cargo(&["test", "-p", "xtask", "--release"], extra)?;
+    eprintln!("test: whole suite passed in {:.0} s", start.elapsed().as_secs_f64());
     Ok(())
 }
