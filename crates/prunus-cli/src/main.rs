@@ -1,10 +1,10 @@
 //! `prunus`: prune and evaluate language models.
 //!
-//! Subcommands: `list` (registered methods), `eval` (perplexity of a model), `prune` (prune
-//! with a registered method, evaluate, save, report), `assets` (fetch and verify the model,
-//! corpus and task files) and `inspect` (architecture, parameter
-//! counts, sparsity per layer). Errors print as one line and exit with status 1; progress
-//! bars go to stderr; `RUST_LOG=info` shows the log.
+//! Subcommands: `list` (registered methods and tasks), `eval` (perplexity and zero-shot
+//! multiple choice of a model), `prune` (prune with a registered method, evaluate, compare
+//! with the dense model, save, report), `assets` (fetch and verify the model, corpus and task
+//! files) and `inspect` (architecture, parameter counts, sparsity per layer). Errors print as
+//! one line and exit with status 1; progress bars go to stderr; `RUST_LOG=info` shows the log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,8 +31,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the registered pruning methods and evaluation tasks.
-    List,
+    /// List the registered pruning methods and evaluation tasks (with versions, files and doc counts).
+    List {
+        /// Print JSON (`{methods: [...], tasks: [...]}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate a model (dense or already pruned).
     Eval(EvalArgs),
     /// Prune a model with a registered method, evaluate it and optionally save it.
@@ -58,6 +62,14 @@ struct EvalOpts {
     /// Windows per forward batch (memory vs speed; does not change the numbers).
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
+    /// Default document limit of multiple-choice tasks (the first N docs in file order);
+    /// `NAME=LIMIT` in the task list overrides it.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Multiple choice: documents are packed into one forward pass up to this many tokens
+    /// (shared prefixes counted once; speed vs memory, numbers equal up to f32 rounding).
+    #[arg(long, default_value_t = 512, value_name = "TOKENS")]
+    mc_batch_tokens: usize,
     /// Write the JSON run report to this file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -68,8 +80,10 @@ struct EvalArgs {
     /// `default`, a GGUF file or a Hugging Face directory.
     #[arg(long, default_value = "default")]
     model: String,
-    /// Task to evaluate (see `prunus list`).
-    #[arg(long, default_value = "ppl:wiki-vital")]
+    /// Tasks to evaluate, comma-separated, each `NAME` or `NAME=LIMIT` (LIMIT: the most
+    /// documents of a multiple-choice task), e.g. `ppl:wiki-vital,mc:arc_easy=200,mc:piqa`
+    /// (see `prunus list`).
+    #[arg(long, default_value = "ppl:wiki-vital", value_name = "TASKS")]
     task: String,
     #[command(flatten)]
     eval: EvalOpts,
@@ -101,9 +115,15 @@ struct PruneArgs {
     /// Seed of the calibration sampler (CPython-compatible random.seed / randint).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Task evaluated after pruning, or `none`.
-    #[arg(long, default_value = "ppl:wiki-vital")]
+    /// Tasks evaluated after pruning, comma-separated, each `NAME` or `NAME=LIMIT` (as for
+    /// `prunus eval --task`), or `none`.
+    #[arg(long, default_value = "ppl:wiki-vital", value_name = "TASKS")]
     eval: String,
+    /// Agreement with the dense model (task agree:wiki-vital: KL(dense || pruned) per token
+    /// and top-1 agreement) on the first K perplexity windows; the dense hidden states are
+    /// computed before pruning. 0 disables it.
+    #[arg(long, default_value_t = 8, value_name = "K")]
+    agreement_windows: usize,
     /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -120,7 +140,7 @@ fn main() -> ExitCode {
         .init();
     prunus_all::link();
     let result = match Cli::parse().command {
-        Command::List => commands::list(),
+        Command::List { json } => commands::list(json),
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => commands::prune(a),
         Command::Assets => commands::assets(),

@@ -136,3 +136,104 @@ fn prune_writes_a_loadable_model_and_a_complete_report() {
     assert!((a - b).abs() <= 1e-9 * a, "ppl after save/load {b} != {a}");
     assert!(!Path::new(&format!("{}.tmp", report.display())).exists());
 }
+
+fn report_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The evaluation row of `task` / `metric` in a report.
+fn row<'a>(r: &'a serde_json::Value, task: &str, metric: &str) -> &'a serde_json::Value {
+    r["evaluations"].as_array().unwrap().iter().find(|e| e["task"] == task && e["metric"] == metric).unwrap_or_else(|| panic!("no {task} {metric} in {r}"))
+}
+
+#[test]
+fn list_shows_every_task_with_version_file_and_docs() {
+    let out = prunus(&["list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for t in prunus_eval::tasks::TASKS {
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(t.name)).unwrap_or_else(|| panic!("{} not listed:\n{text}", t.name));
+        assert!(line.contains(&format!("v{}", t.version)), "{line}");
+        if let Some(d) = t.docs {
+            assert!(line.contains(&format!("{d} docs")), "{line}");
+        }
+    }
+    assert!(text.contains("arc_easy/rc_0shot (validation, 570 docs)"), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&prunus(&["list", "--json"]).stdout).unwrap();
+    let tasks = json["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), prunus_eval::tasks::TASKS.len());
+    let piqa = tasks.iter().find(|t| t["name"] == "mc:piqa").unwrap();
+    assert!(piqa["file"].as_str().unwrap().ends_with("piqa/rc_0shot/requests.jsonl.gz"), "{piqa}");
+    assert_eq!((piqa["available"].as_bool(), piqa["docs"].as_u64()), (Some(true), Some(1838)));
+    assert!(json["methods"].as_array().unwrap().iter().any(|m| m["name"] == "wanda"));
+}
+
+#[test]
+fn task_lists_are_checked_before_the_model_loads() {
+    fails_with(&prunus(&["eval", "--task", "ppl:wiki-vital,mc:arc-easy"]), &["unknown task `mc:arc-easy`", "did you mean `mc:arc_easy`"]);
+    fails_with(&prunus(&["eval", "--task", "mc:piqa=0"]), &["mc:piqa=0", "at least 1"]);
+    fails_with(&prunus(&["eval", "--task", "mc:piqa", "--limit", "0"]), &["--limit"]);
+    fails_with(&prunus(&["eval", "--task", "none"]), &["nothing to evaluate"]);
+    fails_with(&prunus(&["prune", "--method", "magnitude", "--eval", "none,mc:piqa"]), &["`none` cannot be combined"]);
+    fails_with(&prunus(&["prune", "--method", "magnitude", "--eval", "agree:wiki-vital"]), &["--agreement-windows"]);
+}
+
+#[test]
+fn eval_scores_several_multiple_choice_tasks_into_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let run = prunus(&["eval", "--task", "mc:arc_easy=3,mc:rte,mc:winogrande", "--limit", "2", "--report", report.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r = report_json(&report);
+    assert_eq!(r["evaluations"].as_array().unwrap().len(), 6);
+    for (task, docs, file) in [("mc:arc_easy", 3, "arc_easy/rc_0shot"), ("mc:rte", 2, "glue/rte"), ("mc:winogrande", 2, "winogrande/rc_0shot")] {
+        for metric in ["acc", "acc_norm"] {
+            let e = row(&r, task, metric);
+            assert_eq!(e["docs"], docs, "{e}");
+            assert_eq!(e["task_version"], 1);
+            let v = e["value"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v) && (v * docs as f64).fract() == 0.0, "{e}");
+            let p = v;
+            let se = (p * (1.0 - p) / (docs as f64 - 1.0)).sqrt();
+            assert!((e["stderr"].as_f64().unwrap() - se).abs() < 1e-12, "{e}");
+            let protocol = e["protocol"].as_str().unwrap();
+            assert!(protocol.contains(file) && protocol.contains(&format!("first {docs} docs")), "{protocol}");
+        }
+    }
+    // WinoGrande's choices share their continuation, so the length normalisation changes nothing.
+    assert_eq!(row(&r, "mc:winogrande", "acc")["value"], row(&r, "mc:winogrande", "acc_norm")["value"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("mc:rte v1: acc = ") && stdout.contains("docs/s"), "{stdout}");
+}
+
+#[test]
+fn dense_agreement_is_perfect_unpruned_and_the_same_with_or_without_perplexity() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |sparsity: &str, eval: &str, k: &str, name: &str| {
+        let report = dir.path().join(name);
+        let out = prunus(&[
+            "prune", "--method", "magnitude", "--sparsity", sparsity, "--eval", eval, "--seq-len", "64", "--max-windows", "1",
+            "--agreement-windows", k, "--batch-size", "1", "--report", report.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        report_json(&report)
+    };
+    let dense = run("0", "ppl:wiki-vital", "2", "dense.json");
+    let kl = row(&dense, "agree:wiki-vital", "kl_dense");
+    assert_eq!((kl["windows"].as_u64(), kl["predictions"].as_u64(), kl["seq_len"].as_u64()), (Some(2), Some(2 * 63), Some(64)));
+    assert!(kl["value"].as_f64().unwrap().abs() < 1e-9, "{kl}");
+    assert_eq!(row(&dense, "agree:wiki-vital", "top1_agree")["value"], 1.0);
+    // Window 0 is compared inside the perplexity pass, window 1 after it; without the
+    // perplexity task both come from the agreement's own pass. Same numbers either way.
+    let a = run("0.5", "ppl:wiki-vital", "2", "a.json");
+    let b = run("0.5", "none", "2", "b.json");
+    let (ka, kb) = (row(&a, "agree:wiki-vital", "kl_dense")["value"].as_f64().unwrap(), row(&b, "agree:wiki-vital", "kl_dense")["value"].as_f64().unwrap());
+    assert!(ka > 1e-3 && (ka - kb).abs() <= 1e-9 * ka, "kl {ka} vs {kb}");
+    let (ta, tb) = (row(&a, "agree:wiki-vital", "top1_agree")["value"].as_f64().unwrap(), row(&b, "agree:wiki-vital", "top1_agree")["value"].as_f64().unwrap());
+    assert!(ta < 1.0 && ta == tb, "top1 {ta} vs {tb}");
+    assert_eq!(b["evaluations"].as_array().unwrap().len(), 2, "only the agreement rows");
+    // 0 disables it.
+    let c = run("0.5", "ppl:wiki-vital", "0", "c.json");
+    assert!(!c["evaluations"].as_array().unwrap().iter().any(|e| e["task"] == "agree:wiki-vital"), "{c}");
+    assert_eq!(row(&c, "ppl:wiki-vital", "ppl")["value"], row(&a, "ppl:wiki-vital", "ppl")["value"]);
+}
