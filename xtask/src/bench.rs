@@ -80,7 +80,7 @@ fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>) -> Result
     for model in &loaded.matrix.models {
         let info: serde_json::Value = serde_json::from_str(&prunus_output(&prunus, &["inspect", model, "--json"])?)
             .with_context(|| format!("parsing `prunus inspect {model} --json`"))?;
-        let sha = info["sha256"].as_str().context("`prunus inspect --json` gave no sha256")?.to_string();
+        let sha = info["model"]["sha256"].as_str().context("`prunus inspect --json` gave no model.sha256")?.to_string();
         shas.insert(model.clone(), sha);
     }
     let cells = matrix::cells(&loaded.matrix).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();

@@ -212,9 +212,25 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     write_report(args.opts.report.as_deref(), &report)
 }
 
-pub fn inspect(spec: &str) -> Result<()> {
+pub fn inspect(spec: &str, json: bool) -> Result<()> {
     let loaded = session::load(spec)?;
     let cfg = loaded.model.config();
+    if json {
+        let rows = loaded.model.sparsity_report()?;
+        let linears: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::json!({"block": r.block, "name": r.name, "zeros": r.zeros, "numel": r.numel}))
+            .collect();
+        let out = serde_json::json!({
+            "model": loaded.info,
+            "path": loaded.path.display().to_string(),
+            "config": cfg,
+            "n_params": loaded.model.n_params(),
+            "linears": linears,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     println!("model:        {}", loaded.info.label);
     println!("path:         {}", loaded.path.display());
     println!("sha256:       {}", loaded.info.sha256);

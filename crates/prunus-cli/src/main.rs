@@ -47,6 +47,10 @@ enum Command {
     Inspect {
         /// `default`, a GGUF file or a Hugging Face directory.
         model: String,
+        /// Print JSON (label, path, sha256, format, architecture, parameter counts, per-linear
+        /// sparsity) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -144,7 +148,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => commands::prune(a),
         Command::Assets => commands::assets(),
-        Command::Inspect { model } => commands::inspect(&model),
+        Command::Inspect { model, json } => commands::inspect(&model, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
