@@ -294,11 +294,16 @@ pub fn run(args: Args) -> Result<()> {
             None => {
                 let remaining = todo.len() - n;
                 let eta = if ran > 0 { format!(", about {:.0} min left", ran_seconds / ran as f64 * remaining as f64 / 60.0) } else { String::new() };
-                pb.set_message(format!("running {} {} {} ({}){eta}", cell.label, cell.pattern, cell.sparsity, key));
+                let what = format!("{} {} {} ({key})", cell.label, cell.pattern, cell.sparsity);
+                pb.set_message(format!("running {what}{eta}"));
+                if pb.is_hidden() {
+                    eprintln!("bench: cell {}/{}: running {what}{eta}", n + 1, todo.len());
+                }
                 let r = run_cell(&plan, key, cell).inspect_err(|_| pb.abandon())?;
                 ran += 1;
                 ran_seconds += r.wall_seconds;
-                pb.println(format!("bench: {} {} {}: done in {:.0} s ({key})", cell.label, cell.pattern, cell.sparsity, r.wall_seconds));
+                let line = format!("bench: {what}: done in {:.0} s", r.wall_seconds);
+                if pb.is_hidden() { eprintln!("{line}") } else { pb.println(line) }
                 r
             }
         };

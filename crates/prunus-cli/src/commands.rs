@@ -101,8 +101,12 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     let specs = tasks::parse_list(&args.eval, args.opts.limit)?;
     check_eval_opts(&args.opts)?;
     let calib_seq_len = args.calib_seq_len.unwrap_or(args.opts.seq_len);
-    if args.calib_samples == 0 || calib_seq_len < 2 {
-        bail!("--calib-samples must be at least 1 and the calibration seq_len at least 2 (got {} and {calib_seq_len})", args.calib_samples);
+    if method.stats() > prunus_core::StatKind::None && (args.calib_samples == 0 || calib_seq_len < 2) {
+        bail!(
+            "method `{}` needs calibration data: --calib-samples must be at least 1 and the calibration seq_len at least 2 (got {} and {calib_seq_len})",
+            args.method,
+            args.calib_samples
+        );
     }
     let model_path = session::resolve(&args.model)?;
     if let Some(out) = &args.out {

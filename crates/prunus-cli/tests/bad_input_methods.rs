@@ -33,8 +33,13 @@ fn refused_early(out: &Output, needles: &[&str]) {
 fn methods_that_need_data_refuse_zero_calibration_samples() {
     for (method, config) in [("sparsegpt", "null"), ("wanda", "null"), ("swiftprune", r#"{"x_source": "activation_norm"}"#)] {
         let out = prune(&["--method", method, "--config", config, "--calib-samples", "0"]);
-        refused_early(&out, &["--calib-samples", "at least 1"]);
+        refused_early(&out, &[&format!("method `{method}` needs calibration data"), "--calib-samples", "at least 1"]);
     }
+    // Magnitude uses no data, so zero calibration samples are fine: it gets as far as the model.
+    let out = prune(&["--method", "magnitude", "--calib-samples", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("nonexistent") && !stderr.contains("calib"), "{stderr}");
 }
 
 #[test]
