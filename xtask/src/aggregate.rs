@@ -1393,6 +1393,7 @@ mod tests {
             stderr,
             docs,
             protocol: String::new(),
+            rest: Default::default(),
         }
     }
 
@@ -1446,6 +1447,8 @@ mod tests {
         } * (1.0 + seed as f64 * 0.1);
         let seconds = Seconds {
             load: 1.25,
+            tokenize: 0.0,
+            save: 0.0,
             calibration_forward: if pruned { 3.0 } else { 0.0 },
             statistics: if pruned { 0.5 } else { 0.0 },
             score_and_mask: work,
@@ -1488,21 +1491,25 @@ mod tests {
                     label: "SmolLM2-135M".into(),
                     sha256: "ab".repeat(32),
                     n_params: 134_515_008,
+                    rest: Default::default(),
                 },
                 method: method.map(|m| MethodInfo {
                     name: m.into(),
                     version: "1".into(),
                     config: serde_json::json!({"alpha": 1}),
+                    rest: Default::default(),
                 }),
                 sparsity: pruned.then(|| SparsityInfo {
                     pattern: pattern.into(),
                     requested: sparsity,
                     realised: sparsity * 0.999,
+                    rest: Default::default(),
                 }),
                 evaluations,
                 seconds,
                 peak_rss_bytes: Some(1_610_612_736 + if pruned { 268_435_456 } else { 0 }),
                 threads: 2,
+                rest: Default::default(),
             },
         }
     }

@@ -473,6 +473,22 @@ mod tests {
     }
 
     #[test]
+    fn records_keep_the_whole_report() {
+        let text = r#"{"git_commit": "c", "threads": 2, "calibration": {"offsets": [5, 9]},
+            "model": {"label": "m", "sha256": "s", "n_params": 3, "format": "gguf"},
+            "sparsity": {"pattern": "2:4", "requested": 0.5, "realised": 0.5, "per_layer": [{"name": "q", "notes": {"damping_retries": 1}}]},
+            "evaluations": [{"task": "ppl:wiki-vital", "task_version": 1, "metric": "ppl", "value": 14.9, "windows": 64}],
+            "seconds": {"load": 1.0, "tokenize": 0.5, "save": 0.25}}"#;
+        let report: Report = serde_json::from_str(text).unwrap();
+        let back = serde_json::to_value(&report).unwrap();
+        assert_eq!(back["calibration"]["offsets"], serde_json::json!([5, 9]));
+        assert_eq!(back["model"]["format"], "gguf");
+        assert_eq!(back["sparsity"]["per_layer"][0]["notes"]["damping_retries"], 1);
+        assert_eq!(back["evaluations"][0]["windows"], 64);
+        assert_eq!(back["seconds"]["tokenize"], 0.5);
+    }
+
+    #[test]
     fn cell_args_pass_config_calibration_tasks_and_limits() {
         let mut c = cell();
         c.tasks.push(TaskSpec { name: "mc:piqa".into(), limit: Some(100) });

@@ -74,7 +74,9 @@ pub struct CellRecord {
     pub report: Report,
 }
 
-/// The fields of the CLI's run report (`prunus_eval::report::RunReport`) the tables use.
+/// The CLI's run report (`prunus_eval::report::RunReport`): the fields the tables use are
+/// typed, every other field is kept as it came in `rest` (per-layer sparsity, timings and
+/// notes, calibration offsets, protocols), so a record holds the whole report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub git_commit: String,
@@ -90,6 +92,9 @@ pub struct Report {
     pub peak_rss_bytes: Option<u64>,
     #[serde(default)]
     pub threads: usize,
+    /// The report's other fields, verbatim.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +102,9 @@ pub struct ModelInfo {
     pub label: String,
     pub sha256: String,
     pub n_params: usize,
+    /// The report's other fields here, verbatim.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +113,9 @@ pub struct MethodInfo {
     pub version: String,
     #[serde(default)]
     pub config: serde_json::Value,
+    /// The report's other fields here, verbatim.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +123,9 @@ pub struct SparsityInfo {
     pub pattern: String,
     pub requested: f64,
     pub realised: f64,
+    /// The report's other fields here, verbatim.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One measured number with its protocol.
@@ -129,6 +143,9 @@ pub struct Evaluation {
     pub docs: Option<usize>,
     #[serde(default)]
     pub protocol: String,
+    /// The report's other fields here, verbatim.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Wall seconds per stage, as the CLI measured them.
@@ -136,6 +153,8 @@ pub struct Evaluation {
 pub struct Seconds {
     #[serde(default)]
     pub load: f64,
+    #[serde(default)]
+    pub tokenize: f64,
     #[serde(default)]
     pub calibration_forward: f64,
     #[serde(default)]
@@ -148,6 +167,8 @@ pub struct Seconds {
     pub prune_total: f64,
     #[serde(default)]
     pub evaluation: f64,
+    #[serde(default)]
+    pub save: f64,
     #[serde(default)]
     pub total: f64,
 }
