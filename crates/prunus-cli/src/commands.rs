@@ -43,7 +43,7 @@ pub fn list(json: bool) -> Result<()> {
     }
     println!("methods:");
     for r in methods {
-        println!("  {:<12} v{:<3} {:<11} {}", r.name, r.version, r.kind(), r.summary);
+        println!("  {:<16} v{:<3} {:<11} {}", r.name, r.version, r.kind(), r.summary);
     }
     println!("tasks (`--task NAME` or `NAME=LIMIT`, comma-separated):");
     for t in tasks::TASKS {
@@ -89,6 +89,10 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         Some(text) => serde_json::from_str(text).with_context(|| format!("--config is not valid JSON: {text}"))?,
         None => serde_json::Value::Null,
     };
+    if let registry::Factory::Structured(_) = registration.factory {
+        return crate::structured::prune(args, registration, &config);
+    }
+    crate::structured::check_layerwise(&args)?;
     let method = registration.build_layerwise(&config)?;
     let pattern = match args.pattern.parse::<PatternKind>()? {
         PatternKind::Unstructured => Pattern::unstructured(args.sparsity)?,
@@ -251,7 +255,7 @@ pub fn inspect(spec: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn check_eval_opts(o: &EvalOpts) -> Result<()> {
+pub(crate) fn check_eval_opts(o: &EvalOpts) -> Result<()> {
     if o.seq_len < 2 || o.max_windows == 0 || o.batch_size == 0 {
         bail!("--seq-len must be at least 2 and --max-windows and --batch-size at least 1 (got {}, {}, {})", o.seq_len, o.max_windows, o.batch_size);
     }
@@ -259,7 +263,7 @@ fn check_eval_opts(o: &EvalOpts) -> Result<()> {
 }
 
 /// Refuses an output directory that is the input model, exists with content, or is not writable.
-fn check_output_dir(out: &Path, model: &Path) -> Result<()> {
+pub(crate) fn check_output_dir(out: &Path, model: &Path) -> Result<()> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let model_dir = if model.is_dir() { canon(model) } else { canon(model.parent().unwrap_or(Path::new("."))) };
     if out.exists() && (canon(out) == canon(model) || canon(out) == model_dir) {
@@ -286,7 +290,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
 
 /// Runs the selected tasks in order and prints one line per metric. `agreement`, when given,
 /// sees the pruned hidden states of the perplexity windows it needs (so they are computed once).
-fn run_tasks(loaded: &Loaded, specs: &[TaskSpec], tokens: &[u32], o: &EvalOpts, mut agreement: Option<&mut DenseAgreement>) -> Result<Vec<Evaluation>> {
+pub(crate) fn run_tasks(loaded: &Loaded, specs: &[TaskSpec], tokens: &[u32], o: &EvalOpts, mut agreement: Option<&mut DenseAgreement>) -> Result<Vec<Evaluation>> {
     let mut out = Vec::new();
     for spec in specs {
         let task = spec.task;
@@ -384,7 +388,7 @@ fn multiple_choice(loaded: &Loaded, spec: &TaskSpec, o: &EvalOpts) -> Result<Vec
 /// Agreement with the dense model on the first K perplexity windows: the dense final-norm
 /// hidden states (K x seq_len x d_model floats, 9.4 MB for 8 x 512 on SmolLM2) and the dense
 /// output head are kept from before pruning.
-struct DenseAgreement {
+pub(crate) struct DenseAgreement {
     task: &'static Task,
     seq_len: usize,
     /// (seq_len, d_model) per window.
@@ -394,11 +398,11 @@ struct DenseAgreement {
     /// Windows compared so far (always a prefix).
     next: usize,
     batch_size: usize,
-    dense_seconds: f64,
+    pub(crate) dense_seconds: f64,
 }
 
 impl DenseAgreement {
-    fn new(loaded: &Loaded, tokens: &[u32], o: &EvalOpts, k: usize) -> Result<Self> {
+    pub(crate) fn new(loaded: &Loaded, tokens: &[u32], o: &EvalOpts, k: usize) -> Result<Self> {
         let task = tasks::find("agree:wiki-vital")?;
         let corpus = task.corpus().context("an agreement task names its corpus")?;
         let windows = prunus_eval::perplexity::n_windows(corpus, tokens.len(), o.seq_len, k)?;
@@ -447,7 +451,7 @@ impl DenseAgreement {
     }
 
     /// Runs the pruned model on the windows not seen yet and returns the two rows.
-    fn finish(&mut self, loaded: &Loaded, tokens: &[u32]) -> Result<Vec<Evaluation>> {
+    pub(crate) fn finish(&mut self, loaded: &Loaded, tokens: &[u32]) -> Result<Vec<Evaluation>> {
         let k = self.hidden.len();
         while self.next < k {
             let (w0, b) = (self.next, self.batch_size.min(k - self.next));
@@ -479,7 +483,7 @@ impl DenseAgreement {
     }
 }
 
-fn base_report(command: &str, loaded: &Loaded, evaluations: Vec<Evaluation>, seconds: Seconds) -> RunReport {
+pub(crate) fn base_report(command: &str, loaded: &Loaded, evaluations: Vec<Evaluation>, seconds: Seconds) -> RunReport {
     RunReport {
         report_version: report::REPORT_VERSION,
         command: command.into(),
@@ -495,11 +499,12 @@ fn base_report(command: &str, loaded: &Loaded, evaluations: Vec<Evaluation>, sec
         peak_rss_bytes: report::peak_rss_bytes(),
         threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         output: None,
+        structure: None,
     }
 }
 
 /// Writes the report atomically (temporary name, then rename), if a path was given.
-fn write_report(path: Option<&Path>, report: &RunReport) -> Result<()> {
+pub(crate) fn write_report(path: Option<&Path>, report: &RunReport) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", tmp.display()))?;

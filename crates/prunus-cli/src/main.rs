@@ -9,10 +9,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::ArgPredicate;
 use clap::{Args, Parser, Subcommand};
 
 mod commands;
 mod session;
+mod structured;
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +42,17 @@ enum Command {
     /// Evaluate a model (dense or already pruned).
     Eval(EvalArgs),
     /// Prune a model with a registered method, evaluate it and optionally save it.
-    Prune(PruneArgs),
+    ///
+    /// Layer-wise methods (kind `layer-wise` in `prunus list`: magnitude, wanda, sparsegpt,
+    /// swiftprune) zero weights inside every linear: give --sparsity and --pattern.
+    /// Structured methods (kind `structured`: pip, taylor, struct-magnitude, struct-random)
+    /// remove whole decoder layers, attention heads or MLP channels and leave a physically
+    /// smaller model: give --reduction R (the share of the parameters outside the embeddings
+    /// to remove) and --unit; their calibration defaults to 10 texts of 64 tokens
+    /// (LLM-Pruner's), the dense and pruned models are timed side by side, and the report
+    /// gains a `structure` section (parameter accounting, removed units per iteration with
+    /// their scores, speed).
+    Prune(Box<PruneArgs>),
     /// Fetch, verify (sha256) and cache the default model, corpus and task files (idempotent).
     Assets,
     /// Show a model's architecture, parameter counts and per-layer sparsity.
@@ -110,11 +122,13 @@ struct PruneArgs {
     /// `unstructured`, or `N:M` (N of every M consecutive input weights of a row removed, e.g. 2:4).
     #[arg(long, default_value = "unstructured")]
     pattern: String,
-    /// Calibration windows drawn from the wiki-vital calibration pool (for methods that use data).
-    #[arg(long, default_value_t = 32)]
+    /// Calibration windows drawn from the wiki-vital calibration pool (for methods that use
+    /// data; 10 with --reduction, for structured methods).
+    #[arg(long, default_value_t = 32, default_value_if("reduction", ArgPredicate::IsPresent, "10"))]
     calib_samples: usize,
-    /// Length of each calibration window in tokens (defaults to --seq-len).
-    #[arg(long)]
+    /// Length of each calibration window in tokens (defaults to --seq-len; 64 with
+    /// --reduction, for structured methods).
+    #[arg(long, default_value_if("reduction", ArgPredicate::IsPresent, "64"))]
     calib_seq_len: Option<usize>,
     /// Seed of the calibration sampler (CPython-compatible random.seed / randint).
     #[arg(long, default_value_t = 0)]
@@ -133,6 +147,8 @@ struct PruneArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     opts: EvalOpts,
+    #[command(flatten)]
+    structure: structured::StructuredArgs,
 }
 
 fn main() -> ExitCode {
@@ -146,7 +162,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::List { json } => commands::list(json),
         Command::Eval(a) => commands::eval(a),
-        Command::Prune(a) => commands::prune(a),
+        Command::Prune(a) => commands::prune(*a),
         Command::Assets => commands::assets(),
         Command::Inspect { model, json } => commands::inspect(&model, json),
     };

@@ -35,6 +35,18 @@ pub enum Error {
     #[error("method `{method}` needs calibration data ({what}) but none was given")]
     NeedsCalibration { method: String, what: String },
 
+    #[error("target reduction {value} is outside (0, 1)")]
+    BadReduction { value: f64 },
+
+    #[error("target reduction {target}: {reason}")]
+    Budget { target: f64, reason: String },
+
+    #[error("unit `{unit}` cannot be removed consistently from this model: {reason}")]
+    UnsupportedUnit { unit: String, reason: String },
+
+    #[error("calibration too small for one batch: {reason}")]
+    CalibrationTooSmall { reason: String },
+
     #[error("{0}")]
     Invalid(String),
 

@@ -4,8 +4,12 @@
 //! weights go. It holds the method registry ([`registry`]), the patterns and comparison
 //! groups ([`pattern`]), the mask builders ([`mask`]), the activation statistics a method may
 //! ask for ([`stats`]), the layer-wise method trait ([`method`]) and the block-sequential
-//! calibration driver ([`pipeline`]). It knows no model family, no dataset and no file system:
-//! models come in through [`model::PrunableModel`], data as token tensors.
+//! calibration driver ([`pipeline`]). Structured (model-level) methods, which remove whole
+//! layers, heads or channels, have their own kind ([`structured`]): the method scores units,
+//! the core's greedy driver removes the lowest until a parameter budget is met. It knows no
+//! model family, no dataset and no file system: models come in through
+//! [`model::PrunableModel`] and [`structured::StructuredModel`], data as token tensors (or,
+//! for structured methods, texts with a tokenizer).
 
 pub mod error;
 pub mod mask;
@@ -16,6 +20,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod rng;
 pub mod stats;
+pub mod structured;
 
 pub use error::{Error, Result};
 pub use mask::Mask;
@@ -24,6 +29,7 @@ pub use model::{LinearInfo, PrunableModel};
 pub use pattern::{Group, Pattern, PatternKind};
 pub use registry::MethodRegistration;
 pub use stats::{StatKind, Stats};
+pub use structured::{StructuredMethod, StructuredModel, UnitKind};
 
 // Re-exported so plugins register without naming inventory themselves.
 pub use inventory;

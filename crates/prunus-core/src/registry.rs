@@ -6,16 +6,23 @@
 //! names both registrations.
 
 use crate::method::LayerwiseMethod;
+use crate::structured::StructuredMethod;
 use crate::{Error, Result};
 
 /// Builds a configured layer-wise method from its JSON config (`null` = defaults).
 pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Box<dyn LayerwiseMethod>>;
 
-/// How a registered method is run. Later kinds (model-level, training-time) join here.
+/// Builds a configured structured method from its JSON config (`null` = defaults).
+pub type StructuredFactory = fn(&serde_json::Value) -> Result<Box<dyn StructuredMethod>>;
+
+/// How a registered method is run. Later kinds (training-time) join here.
 #[derive(Clone, Copy)]
 pub enum Factory {
     /// Driven by the core's block-sequential calibration pipeline.
     Layerwise(LayerwiseFactory),
+    /// Model-level: scores whole units, driven by the core's greedy removal
+    /// ([`prune_structured`](crate::structured::prune_structured)).
+    Structured(StructuredFactory),
 }
 
 /// One registered method.
@@ -49,14 +56,30 @@ impl MethodRegistration {
     pub fn kind(&self) -> &'static str {
         match self.factory {
             Factory::Layerwise(_) => "layer-wise",
+            Factory::Structured(_) => "structured",
         }
     }
 
-    /// Builds the method as a layer-wise one, with `config` (`null` = defaults).
+    /// Builds the method as a layer-wise one, with `config` (`null` = defaults); an error
+    /// for a method of another kind.
     pub fn build_layerwise(&self, config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
         match self.factory {
             Factory::Layerwise(f) => f(config),
+            _ => Err(self.wrong_kind("layer-wise")),
         }
+    }
+
+    /// Builds the method as a structured one, with `config` (`null` = defaults); an error
+    /// for a method of another kind.
+    pub fn build_structured(&self, config: &serde_json::Value) -> Result<Box<dyn StructuredMethod>> {
+        match self.factory {
+            Factory::Structured(f) => f(config),
+            _ => Err(self.wrong_kind("structured")),
+        }
+    }
+
+    fn wrong_kind(&self, wanted: &str) -> Error {
+        Error::Unsupported { method: self.name.to_string(), what: format!("{wanted} pruning (it is a {} method)", self.kind()) }
     }
 }
 
@@ -119,6 +142,13 @@ mod tests {
             origin,
             factory: Factory::Layerwise(never),
         }))
+    }
+
+    #[test]
+    fn building_as_the_wrong_kind_is_an_error() {
+        let r = leak("magnitude", "a");
+        let e = r.build_structured(&serde_json::Value::Null).err().expect("an error");
+        assert_eq!(e.to_string(), "method `magnitude` does not support structured pruning (it is a layer-wise method)");
     }
 
     #[test]

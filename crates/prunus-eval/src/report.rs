@@ -3,6 +3,7 @@
 //! Written by `prunus prune` / `prunus eval` as JSON, read by `cargo xtask bench`.
 
 use prunus_core::pipeline::{BlockSeconds, LayerRecord};
+use prunus_core::structured::{IterationRecord, ParamCount};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the report's fields change meaning.
@@ -32,6 +33,11 @@ pub struct RunReport {
     pub threads: usize,
     /// Where the pruned model was written, if it was.
     pub output: Option<String>,
+    /// What a structured (model-level) method removed; absent for layer-wise runs and
+    /// evaluations. `sparsity` then holds the unit as `pattern` and the requested and
+    /// realised share of the parameters outside the embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +78,55 @@ pub struct SparsityInfo {
     /// Wall seconds per decoder block (calibration forward, statistics, score and mask).
     #[serde(default)]
     pub per_block: Vec<BlockSeconds>,
+}
+
+/// A structured pruning run: units, budget, parameter accounting, iterations and speed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StructureInfo {
+    /// `layer`, `head`, `query_head` or `channel`.
+    pub unit: String,
+    /// Requested share of the parameters outside the embeddings (token embedding and output
+    /// head) to remove.
+    pub requested: f64,
+    /// Units of the first and last this many decoder layers were never removed.
+    pub protect_first: usize,
+    pub protect_last: usize,
+    /// `one-shot` or `iterative (k per iteration)`.
+    pub schedule: String,
+    pub params: ParamAccounting,
+    /// Per scoring: the removed units (original layer and index) with their scores, the
+    /// reduction reached, seconds, and the method's notes.
+    pub iterations: Vec<IterationRecord>,
+    /// Seconds scoring (gradient passes included) and removing, summed over the iterations.
+    pub score_seconds: f64,
+    pub remove_seconds: f64,
+    /// Dense vs pruned evaluation speed, measured side by side in this run.
+    pub speed: Option<SpeedInfo>,
+}
+
+/// Parameter counts before and after (tied embeddings counted once).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ParamAccounting {
+    pub before: ParamCount,
+    pub after: ParamCount,
+    /// Share of the parameters outside the embeddings removed (what the budget counts).
+    pub removed_fraction: f64,
+    /// Share of all parameters removed.
+    pub removed_fraction_including_embeddings: f64,
+}
+
+/// Evaluation throughput (forward and next-token NLL) of the dense and the pruned model on
+/// the same perplexity windows, timed alternately after pruning, best of `repeats` each.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SpeedInfo {
+    pub windows: usize,
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub repeats: usize,
+    pub dense_tokens_per_second: f64,
+    pub pruned_tokens_per_second: f64,
+    /// pruned / dense.
+    pub speedup: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

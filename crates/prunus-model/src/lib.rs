@@ -42,6 +42,7 @@ mod kernels;
 pub mod layout;
 pub mod llama;
 pub mod rng;
+pub mod structured;
 
 pub use config::{LayerWidths, LlamaConfig, TokenIds};
 pub use edit::ParamReduction;

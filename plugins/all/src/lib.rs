@@ -5,9 +5,13 @@
 //! one dependency line in Cargo.toml and one `use` line below.
 
 use prunus_magnitude as _;
+use prunus_pip as _;
 use prunus_sparsegpt as _;
-use prunus_wanda as _;
+use prunus_struct_magnitude as _;
+use prunus_struct_random as _;
 use prunus_swiftprune as _;
+use prunus_taylor as _;
+use prunus_wanda as _;
 
 /// Call once from a binary (or test) to make sure every plugin is linked.
 pub fn link() {}

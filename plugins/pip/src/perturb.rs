@@ -1,0 +1,126 @@
+//! The perturbed view: character-level edits of a fraction of the words, seeded.
+//!
+//! The paper generates perturbed calibration texts with an auxiliary LLM that picks edits
+//! which change meaning while keeping grammar ("later" -> "alter", "happy" -> "nappy",
+//! "host" -> "ghost"). Without an auxiliary model, each chosen word gets one random edit of
+//! the same three kinds: swap two adjacent (different) letters, replace a letter by another,
+//! or insert a letter. A word is a maximal run of alphabetic characters; exactly
+//! `round(fraction * words)` words are chosen, uniformly without replacement, and every
+//! chosen word changes. Everything else (spaces, digits, punctuation, word count) stays.
+
+use prunus_core::rng::SplitMix64;
+
+/// One character-level edit of a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    /// Two adjacent, different letters trade places.
+    Swap,
+    /// One letter becomes another (case kept).
+    Replace,
+    /// A lowercase letter goes in after the first letter or later (capitals stay first).
+    Insert,
+}
+
+/// A perturbed text and what was done to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Perturbed {
+    pub text: String,
+    /// Words in the text.
+    pub words: usize,
+    /// The edit of each changed word, in text order.
+    pub edits: Vec<Edit>,
+}
+
+/// Perturbs a `fraction` of the words of a text; `seed` and a per-copy `stream` (PIP uses
+/// the iteration and the sample index) fix the result.
+#[derive(Debug, Clone, Copy)]
+pub struct Perturber {
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+impl Perturber {
+    pub fn perturb(&self, text: &str, stream: u64) -> Perturbed {
+        let mut rng = SplitMix64::new(self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let chars: Vec<char> = text.chars().collect();
+        let words = word_spans(&chars);
+        let k = ((self.fraction * words.len() as f64).round() as usize).min(words.len());
+        // The first k entries of a partial Fisher-Yates shuffle, in text order.
+        let mut order: Vec<usize> = (0..words.len()).collect();
+        for i in 0..k {
+            let j = i + rng.below((words.len() - i) as u64) as usize;
+            order.swap(i, j);
+        }
+        let mut chosen = order[..k].to_vec();
+        chosen.sort_unstable();
+
+        let mut out = String::with_capacity(text.len() + k);
+        let mut edits = Vec::with_capacity(k);
+        let mut at = 0;
+        for w in chosen {
+            let (start, end) = words[w];
+            out.extend(&chars[at..start]);
+            let (word, edit) = edit_word(&chars[start..end], &mut rng);
+            out.push_str(&word);
+            edits.push(edit);
+            at = end;
+        }
+        out.extend(&chars[at..]);
+        Perturbed { text: out, words: words.len(), edits }
+    }
+}
+
+/// (start, end) char indices of the maximal runs of alphabetic characters.
+fn word_spans(chars: &[char]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in chars.iter().enumerate() {
+        match (c.is_alphabetic(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, chars.len()));
+    }
+    spans
+}
+
+/// A random lowercase ASCII letter other than `not`.
+fn letter(rng: &mut SplitMix64, not: Option<char>) -> char {
+    loop {
+        let c = (b'a' + rng.below(26) as u8) as char;
+        if Some(c) != not {
+            return c;
+        }
+    }
+}
+
+/// One random edit of `word` (non-empty, all letters); the result always differs.
+fn edit_word(word: &[char], rng: &mut SplitMix64) -> (String, Edit) {
+    let swaps: Vec<usize> = (0..word.len().saturating_sub(1)).filter(|&i| word[i] != word[i + 1]).collect();
+    let kinds: &[Edit] = if swaps.is_empty() { &[Edit::Replace, Edit::Insert] } else { &[Edit::Swap, Edit::Replace, Edit::Insert] };
+    let edit = kinds[rng.below(kinds.len() as u64) as usize];
+    let mut w = word.to_vec();
+    match edit {
+        Edit::Swap => {
+            let i = swaps[rng.below(swaps.len() as u64) as usize];
+            w.swap(i, i + 1);
+        }
+        Edit::Replace => {
+            let i = rng.below(w.len() as u64) as usize;
+            let lower = w[i].to_lowercase().next();
+            let c = letter(rng, lower);
+            w[i] = if w[i].is_uppercase() { c.to_ascii_uppercase() } else { c };
+        }
+        Edit::Insert => {
+            let i = 1 + rng.below(w.len() as u64) as usize;
+            w.insert(i, letter(rng, None));
+        }
+    }
+    (w.into_iter().collect(), edit)
+}

@@ -1,0 +1,255 @@
+//! PIP on tiny synthetic Llama models: the perturber, PertImport against a hand computation
+//! from the model's gradients, the greedy loop (lowest first, rescored on fresh
+//! perturbations), the budget for every unit kind, seeded determinism and bad input.
+
+use prunus_core::structured::{
+    Calibration, ScoreInput, StructuredMethod, StructuredModel, StructuredOptions, StructuredOutcome, UnitKind, prune_structured,
+};
+use prunus_core::{Error, registry};
+use prunus_model::{LlamaConfig, LlamaModel};
+use prunus_pip::{Config, Distance, Edit, Perturber, Pip};
+
+const TEXTS: [&str; 4] = [
+    "The quick brown fox jumps over the lazy dog, and later the host of the party was happy.",
+    "In 1905 Einstein published four papers; each changed physics (and chemistry) for good.",
+    "Rivers carry sediment downstream, where it settles into deltas rich with plant life.",
+    "A library keeps books, maps and records, so that readers may find what others wrote.",
+];
+const SEQ_LEN: usize = 48;
+
+/// Bytes as token ids (the texts are ASCII, the vocabulary has 128 entries).
+fn bytes(s: &str) -> prunus_core::Result<Vec<u32>> {
+    Ok(s.bytes().map(|b| u32::from(b) % 128).collect())
+}
+
+fn calibration() -> Calibration<'static> {
+    Calibration::new(TEXTS.map(String::from).to_vec(), SEQ_LEN, &bytes).unwrap()
+}
+
+/// 6 layers, hidden 32, 4 query heads in `kv` groups, FFN 48, vocab 128.
+fn model(kv: usize) -> LlamaModel {
+    LlamaModel::synthetic(LlamaConfig::new(128, 32, 48, 6, 4, kv, true), 11).unwrap()
+}
+
+fn pip(config: serde_json::Value) -> Pip {
+    Pip::new(serde_json::from_value(config).unwrap()).unwrap()
+}
+
+fn run(m: &mut LlamaModel, method: &Pip, unit: UnitKind, target: f64) -> prunus_core::Result<StructuredOutcome> {
+    prune_structured(m, method, Some(&calibration()), &StructuredOptions::new(unit, target), &mut |_| {})
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).map(String::from).collect()
+}
+
+#[test]
+fn the_perturber_edits_exactly_a_fraction_of_the_words_and_nothing_else() {
+    let text = TEXTS.join(" ");
+    let n = words(&text).len();
+    let p = Perturber { fraction: 0.3, seed: 1 };
+    let out = p.perturb(&text, 0);
+    assert_eq!(out.words, n);
+    assert_eq!(out.edits.len(), (0.3 * n as f64).round() as usize);
+    // Non-letters are untouched and the words stay words.
+    let non_letters = |s: &str| s.chars().filter(|c| !c.is_alphabetic()).collect::<String>();
+    assert_eq!(non_letters(&out.text), non_letters(&text));
+    let (before, after) = (words(&text), words(&out.text));
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<(&String, &String)> = before.iter().zip(&after).filter(|(a, b)| a != b).collect();
+    assert_eq!(changed.len(), out.edits.len(), "every chosen word changes");
+    for ((a, b), edit) in changed.iter().zip(&out.edits) {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let diffs: Vec<usize> = (0..a.len().min(b.len())).filter(|&i| a[i] != b[i]).collect();
+        match edit {
+            Edit::Swap => assert!(a.len() == b.len() && diffs.len() == 2 && diffs[1] == diffs[0] + 1 && a[diffs[0]] == b[diffs[1]], "{a:?} {b:?}"),
+            Edit::Replace => assert!(a.len() == b.len() && diffs.len() == 1, "{a:?} {b:?}"),
+            Edit::Insert => {
+                let i = diffs.first().copied().unwrap_or(a.len());
+                assert!(b.len() == a.len() + 1 && i >= 1 && [&b[..i], &b[i + 1..]].concat() == a, "{a:?} {b:?}");
+            }
+        }
+    }
+    // Seeded: the same seed and stream give the same text; another stream or seed another.
+    assert_eq!(p.perturb(&text, 0), out);
+    assert_ne!(p.perturb(&text, 1).text, out.text);
+    assert_ne!(Perturber { seed: 2, ..p }.perturb(&text, 0).text, out.text);
+    assert_eq!(Perturber { fraction: 0.0, seed: 1 }.perturb(&text, 0).text, text);
+    let all = Perturber { fraction: 1.0, seed: 1 }.perturb(&text, 0);
+    assert_eq!(all.edits.len(), n);
+    for kind in [Edit::Swap, Edit::Replace, Edit::Insert] {
+        assert!(all.edits.contains(&kind), "{kind:?} never used");
+    }
+}
+
+#[test]
+fn identical_views_score_zero() {
+    let m = model(2);
+    let calib = calibration();
+    let units = m.units(UnitKind::Layer).unwrap();
+    for distance in ["l2", "l1", "cosine"] {
+        let method = pip(serde_json::json!({"perturb_fraction": 0.0, "distance": distance}));
+        let scored = method.score(&ScoreInput { model: &m, units: &units, calibration: Some(&calib), iteration: 0 }).unwrap();
+        assert!(scored.scores.iter().all(|s| s.abs() < 1e-9), "{distance}: {:?}", scored.scores);
+        assert_eq!(scored.notes["tokens_changed"], 0.0);
+    }
+}
+
+/// Gradients of both views of the calibration at `iteration`, by hand, one batch each.
+fn view_grads(m: &LlamaModel, method: &Pip, iteration: usize) -> (prunus_model::Grads, prunus_model::Grads) {
+    let calib = calibration();
+    let perturbed: Vec<String> = method.perturbed(calib.texts(), iteration).into_iter().map(|v| v.text).collect();
+    let (_, a) = m.loss_and_grads(&calib.original().unwrap()).unwrap();
+    let (_, b) = m.loss_and_grads(&calib.tokens(&perturbed).unwrap()).unwrap();
+    (a, b)
+}
+
+/// Sum over the tensors of decoder layer `l` of f(a, b) elementwise, in f64.
+fn layer_sum(a: &prunus_model::Grads, b: &prunus_model::Grads, l: usize, f: impl Fn(f64, f64) -> f64) -> f64 {
+    let prefix = format!("model.layers.{l}.");
+    a.iter()
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .map(|(n, ga)| {
+            let va = ga.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let vb = b.get(n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            va.iter().zip(&vb).map(|(&x, &y)| f(f64::from(x), f64::from(y))).sum::<f64>()
+        })
+        .sum()
+}
+
+#[test]
+fn pert_import_is_the_distance_between_the_two_views_mean_gradients() {
+    let m = model(2);
+    let calib = calibration();
+    let units = m.units(UnitKind::Layer).unwrap();
+    let score = |config: serde_json::Value| {
+        let method = pip(config);
+        method.score(&ScoreInput { model: &m, units: &units, calibration: Some(&calib), iteration: 0 }).unwrap()
+    };
+    let (a, b) = view_grads(&m, &pip(serde_json::json!({})), 0);
+    let l2 = score(serde_json::json!({}));
+    let l1 = score(serde_json::json!({"distance": "l1"}));
+    let cos = score(serde_json::json!({"distance": "cosine"}));
+    let norm = score(serde_json::json!({"normalize": true}));
+    let batched = score(serde_json::json!({"batch_size": 1}));
+    for (l, u) in units.iter().enumerate() {
+        let close = |got: f64, want: f64, what: &str| assert!((got - want).abs() <= 1e-5 * want.abs(), "layer {l} {what}: {got} vs {want}");
+        let want_l2 = layer_sum(&a, &b, l, |x, y| (x - y).powi(2)).sqrt();
+        assert!(want_l2 > 0.0);
+        close(l2.scores[l], want_l2, "l2");
+        close(l1.scores[l], layer_sum(&a, &b, l, |x, y| (x - y).abs()), "l1");
+        let dot = layer_sum(&a, &b, l, |x, y| x * y);
+        let (na, nb) = (layer_sum(&a, &b, l, |x, _| x * x), layer_sum(&a, &b, l, |_, y| y * y));
+        close(cos.scores[l], 1.0 - dot / (na * nb).sqrt(), "cosine");
+        close(norm.scores[l], want_l2 / (u.params as f64).sqrt(), "normalized");
+        // Batches of one text average to the same gradient (up to f32 rounding).
+        assert!((batched.scores[l] - l2.scores[l]).abs() <= 1e-3 * l2.scores[l], "layer {l} batched");
+    }
+    // The distance of the mean gradients is at most the mean of the per-text distances.
+    let per_text = score(serde_json::json!({"aggregate": "mean_distance"}));
+    for l in 0..units.len() {
+        assert!(per_text.scores[l] >= l2.scores[l] * (1.0 - 1e-6), "layer {l}: {} < {}", per_text.scores[l], l2.scores[l]);
+    }
+    let n = l2.notes["words"].as_u64().unwrap() as f64;
+    assert_eq!(l2.notes["words_edited"].as_u64().unwrap() as f64, TEXTS.iter().map(|t| (0.3 * words(t).len() as f64).round()).sum::<f64>());
+    assert!(n > 0.0 && l2.notes["tokens_changed"].as_f64().unwrap() > 0.0);
+    assert!(l2.notes["loss_perturbed"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn each_iteration_removes_the_lowest_scored_layer_on_fresh_perturbations() {
+    let method = pip(serde_json::json!({}));
+    let mut m = model(2);
+    let dense = m.clone();
+    let out = run(&mut m, &method, UnitKind::Layer, 0.3).unwrap();
+    // 0.3 of 6 equal layers is 1.8: two iterations, one layer each.
+    assert_eq!(out.iterations.len(), 2);
+    let calib = calibration();
+    let mut replay = dense.clone();
+    for it in &out.iterations {
+        // Score the model as it was before this iteration, with this iteration's perturbations.
+        let units: Vec<_> = replay.units(UnitKind::Layer).unwrap();
+        let candidates: Vec<_> = units[1..units.len() - 1].to_vec(); // first and last protected
+        let scored = method.score(&ScoreInput { model: &replay, units: &candidates, calibration: Some(&calib), iteration: it.iteration }).unwrap();
+        let (best, &low) = scored.scores.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+        assert_eq!(it.removed.len(), 1);
+        assert_eq!(it.removed[0].score, low, "iteration {}", it.iteration);
+        assert_eq!(it.notes["loss_original"], scored.notes["loss_original"]);
+        // Map the current index back to the original numbering.
+        let kept: Vec<usize> = (0..6).filter(|l| !out.iterations[..it.iteration].iter().any(|r| r.removed[0].layer == *l)).collect();
+        assert_eq!(it.removed[0].layer, kept[candidates[best].layer]);
+        replay.remove_units(&[candidates[best].clone()]).unwrap();
+    }
+    assert_eq!(replay.param_count(), m.param_count());
+    // The perturbations of the two iterations differ.
+    assert_ne!(method.perturbed(calib.texts(), 0), method.perturbed(calib.texts(), 1));
+}
+
+#[test]
+fn the_budget_is_met_for_every_unit_kind() {
+    // (unit, target, GQA groups): heads and query heads are few per layer, so their targets are small.
+    for (unit, target, kv) in [(UnitKind::Layer, 0.3, 2), (UnitKind::Head, 0.1, 2), (UnitKind::QueryHead, 0.05, 2), (UnitKind::Channel, 0.25, 2)] {
+        let mut m = model(kv);
+        let size = m.units(unit).unwrap()[0].params as f64;
+        let method = pip(serde_json::json!({"units_per_iteration": if unit == UnitKind::Channel { 16 } else { 1 }}));
+        let out = run(&mut m, &method, unit, target).unwrap();
+        let total = out.before.excluding_embeddings as f64;
+        let removed = (out.before.excluding_embeddings - out.after.excluding_embeddings) as f64;
+        assert!((removed - target * total).abs() <= size / 2.0, "{unit}: removed {removed} of {total}, target {target}");
+        assert_eq!(out.after, m.param_count());
+        assert_eq!(out.removed_units().map(|r| r.params as f64).sum::<f64>(), removed, "{unit}");
+        assert!(out.iterations.iter().all(|i| i.removed.len() <= if unit == UnitKind::Channel { 16 } else { 1 }));
+        // Nothing from the protected first and last layers.
+        assert!(out.removed_units().all(|r| r.layer != 0 && r.layer != 5), "{unit}");
+    }
+}
+
+#[test]
+fn runs_are_deterministic_under_a_seed() {
+    let go = |seed: u64| {
+        let mut m = model(2);
+        let out = run(&mut m, &pip(serde_json::json!({"seed": seed})), UnitKind::Head, 0.1).unwrap();
+        out.iterations.iter().map(|i| (i.removed.clone(), i.notes.clone())).collect::<Vec<_>>()
+    };
+    let a = go(5);
+    assert_eq!(a, go(5));
+    let b = go(6);
+    assert_ne!(a.iter().map(|r| r.0[0].score).collect::<Vec<_>>(), b.iter().map(|r| r.0[0].score).collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_input_is_refused_with_typed_errors_and_changes_nothing() {
+    let method = pip(serde_json::json!({}));
+    let dense = model(2);
+    for t in [0.0, 1.0, 1.2] {
+        let mut m = dense.clone();
+        assert!(matches!(run(&mut m, &method, UnitKind::Layer, t).unwrap_err(), Error::BadReduction { .. }));
+        assert_eq!(m.param_count(), dense.param_count());
+    }
+    // Without GQA a query head cannot go alone.
+    let mut mha = model(4);
+    let e = run(&mut mha, &method, UnitKind::QueryHead, 0.05).unwrap_err();
+    assert!(matches!(e, Error::UnsupportedUnit { .. }), "{e}");
+    // No calibration, or too little of it.
+    let mut m = dense.clone();
+    let e = prune_structured(&mut m, &method, None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, Error::NeedsCalibration { .. }), "{e}");
+    let e = Calibration::new(vec!["too short".into()], SEQ_LEN, &bytes).unwrap_err();
+    assert!(matches!(e, Error::CalibrationTooSmall { .. }) && e.to_string().contains("fewer than seq_len 48"), "{e}");
+    assert_eq!(m.param_count(), dense.param_count());
+    // Configs.
+    let pip_reg = registry::find("pip").unwrap();
+    assert_eq!(pip_reg.kind(), "structured");
+    for (config, needle) in [
+        (serde_json::json!({"perturb_fraction": 1.5}), "perturb_fraction 1.5"),
+        (serde_json::json!({"units_per_iteration": 0}), "units_per_iteration"),
+        (serde_json::json!({"distance": "l3"}), "unknown variant `l3`"),
+        (serde_json::json!({"perturbation": 0.3}), "unknown field `perturbation`"),
+    ] {
+        let e = pip_reg.build_structured(&config).err().expect("an error");
+        assert!(matches!(e, Error::BadConfig { .. }) && e.to_string().contains(needle), "{e}");
+    }
+    assert!(pip_reg.build_layerwise(&serde_json::Value::Null).is_err());
+    let default: Config = serde_json::from_value(pip_reg.build_structured(&serde_json::Value::Null).unwrap().config()).unwrap();
+    assert_eq!((default.perturb_fraction, default.units_per_iteration, default.distance), (0.3, 1, Distance::L2));
+}
