@@ -824,6 +824,7 @@ impl<'a> Summary<'a> {
         self.agreement(&mut out);
         self.zero_shot(&mut out);
         self.timing(&mut out, opts.time_reference.as_deref());
+        out.push_str(&crate::structure::section(self.records));
         let plots = self.plots();
         if !plots.is_empty() {
             out.push_str("## Plots\n\n");
@@ -1482,6 +1483,7 @@ mod tests {
                     windows: 64,
                     agreement_windows: 8,
                 },
+                structured: false,
             },
             wall_seconds: seconds.total + 0.75,
             finished_unix: 1_700_000_000,

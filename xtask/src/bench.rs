@@ -83,7 +83,7 @@ fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>) -> Result
         let sha = info["model"]["sha256"].as_str().context("`prunus inspect --json` gave no model.sha256")?.to_string();
         shas.insert(model.clone(), sha);
     }
-    let cells = matrix::cells(&loaded.matrix).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
+    let cells = matrix::cells(&loaded.matrix, &catalog).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
     let out = match out {
         Some(o) => absolute(o),
         None => crate::root().join("results").join(&loaded.name),
@@ -156,16 +156,22 @@ fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     match &cell.method {
         None => push(&["eval", "--model", &cell.model, "--task", &tasks.join(",")]),
+        Some(method) if cell.structured => {
+            push(&["prune", "--model", &cell.model, "--method", method, "--unit", &cell.pattern.replace('_', "-")]);
+            push(&["--reduction", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
+        }
         Some(method) => {
             push(&["prune", "--model", &cell.model, "--method", method, "--pattern", &cell.pattern]);
             push(&["--sparsity", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
-            if !cell.config.is_null() {
-                push(&["--config", &cell.config.to_string()]);
-            }
-            let c = &cell.calibration;
-            push(&["--calib-samples", &c.samples.to_string(), "--calib-seq-len", &c.seq_len.to_string(), "--seed", &c.seed.to_string()]);
-            push(&["--agreement-windows", &cell.eval.agreement_windows.to_string()]);
         }
+    }
+    if cell.method.is_some() {
+        if !cell.config.is_null() {
+            push(&["--config", &cell.config.to_string()]);
+        }
+        let c = &cell.calibration;
+        push(&["--calib-samples", &c.samples.to_string(), "--calib-seq-len", &c.seq_len.to_string(), "--seed", &c.seed.to_string()]);
+        push(&["--agreement-windows", &cell.eval.agreement_windows.to_string()]);
     }
     push(&["--seq-len", &cell.eval.seq_len.to_string(), "--max-windows", &cell.eval.windows.to_string()]);
     push(&["--report", &report.display().to_string()]);
@@ -345,6 +351,7 @@ fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> 
         time_reference: m.time_reference.as_ref().map(|r| r.get_ref().clone()),
         notes: summary_notes(plan),
     };
+    let records = crate::structure::with_structure_rows(&records);
     let written = crate::aggregate::write_tables(&records, &plan.out, &opts)?;
     let manifest = manifest(plan, git, seconds, ran)?;
     write_atomic(&plan.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
@@ -453,6 +460,7 @@ mod tests {
             tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
             calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
             eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
+            structured: false,
         }
     }
 
@@ -496,6 +504,11 @@ mod tests {
         assert!(a.starts_with("prune --model default --method swiftprune --pattern 2:4 --sparsity 0.5 --eval ppl:wiki-vital,mc:piqa=100"), "{a}");
         assert!(a.contains("--calib-samples 32 --calib-seq-len 512 --seed 0 --agreement-windows 8"), "{a}");
         assert!(a.contains("--report /tmp/r.json"), "{a}");
+        c.structured = true;
+        c.pattern = "query_head".into();
+        c.sparsity = 0.2;
+        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.starts_with("prune --model default --method swiftprune --unit query-head --reduction 0.2 --eval"), "{a}");
         c.method = None;
         let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
         assert!(a.starts_with("eval --model default --task ppl:wiki-vital,mc:piqa=100 --seq-len 512 --max-windows 64"), "{a}");

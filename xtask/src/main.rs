@@ -20,6 +20,7 @@ mod matrix;
 #[allow(dead_code)]
 mod plots;
 mod record;
+mod structure;
 mod test;
 
 #[derive(Parser)]

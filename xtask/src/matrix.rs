@@ -33,6 +33,9 @@ pub struct Matrix {
     /// Sparsities of the unstructured cells, in (0, 1).
     #[serde(default)]
     pub sparsities: Vec<f64>,
+    /// Target parameter reductions of structured methods, in (0, 1).
+    #[serde(default)]
+    pub reductions: Vec<f64>,
     /// Method label whose pruning time the others are divided by in the timing table.
     #[serde(default)]
     pub time_reference: Option<Spanned<String>>,
@@ -102,9 +105,20 @@ pub struct MethodEntry {
     /// The method's configuration (an inline table), passed to `prunus prune --config`.
     #[serde(default)]
     pub config: Option<toml::Table>,
-    /// Patterns for this method only (default: the matrix's `patterns`).
+    /// Patterns for this method only (default: the matrix's `patterns`). Layer-wise methods.
     #[serde(default)]
     pub patterns: Option<Vec<Spanned<String>>>,
+    /// Structured methods: the unit removed (`layer`, `head`, `query_head`, `channel`;
+    /// default `layer`).
+    #[serde(default)]
+    pub unit: Option<Spanned<String>>,
+    /// Structured methods: target reductions of the parameters outside the embeddings, each
+    /// in (0, 1) (default: the matrix's `reductions`).
+    #[serde(default)]
+    pub reductions: Option<Vec<f64>>,
+    /// Calibration for this method only (e.g. 10 x 64 for structured methods).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
 }
 
 /// The expected dense value of a task: pruned cells of a model run only if its dense cell
@@ -156,7 +170,18 @@ pub struct Catalog {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogMethod {
     pub name: String,
+    /// `layer-wise` or `structured`.
+    #[serde(default)]
+    pub kind: String,
 }
+
+impl Catalog {
+    fn is_structured(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m.name == method && m.kind == "structured")
+    }
+}
+
+const UNITS: [&str; 4] = ["layer", "head", "query_head", "channel"];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogTask {
@@ -253,6 +278,26 @@ pub fn validate(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
             bail!("{path}:{}: method label `{label}` is used twice (or is `dense`); give each entry its own `label`", line_col(text, entry.name.span()));
         }
         labels.push(label);
+        let at = line_col(text, entry.name.span());
+        if catalog.is_structured(entry.name.get_ref()) {
+            if entry.patterns.is_some() {
+                bail!("{path}:{at}: `{}` is a structured method: give `unit` and `reductions`, not `patterns`", entry.name.get_ref());
+            }
+            if let Some(u) = &entry.unit
+                && !UNITS.contains(&u.get_ref().as_str())
+            {
+                return Err(unknown("unit", path, text, u, UNITS.to_vec()));
+            }
+            let reductions = entry.reductions.as_ref().unwrap_or(&m.reductions);
+            if reductions.is_empty() {
+                bail!("{path}:{at}: structured method `{}` needs `reductions` (here or at the top of the matrix)", entry.name.get_ref());
+            }
+            if let Some(r) = reductions.iter().find(|r| !(**r > 0.0 && **r < 1.0)) {
+                bail!("{path}:{at}: reductions must lie in (0, 1), got {r}");
+            }
+        } else if entry.unit.is_some() || entry.reductions.is_some() {
+            bail!("{path}:{at}: `{}` is a layer-wise method: `unit` and `reductions` are for structured methods", entry.name.get_ref());
+        }
         for p in entry.patterns.iter().flatten() {
             check_pattern(path, text, p)?;
         }
@@ -283,7 +328,7 @@ pub fn validate(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
     if m.tasks.is_empty() {
         bail!("{path}: the matrix has no [[tasks]]; add at least one (e.g. name = \"ppl:wiki-vital\")");
     }
-    if cells(m).is_empty() {
+    if cells(m, catalog).is_empty() {
         bail!("{path}: the matrix is empty: no dense cell and no method x pattern x sparsity combination");
     }
     Ok(())
@@ -306,7 +351,7 @@ fn check_pattern(path: &str, text: &str, p: &Spanned<String>) -> Result<()> {
 
 /// The cells of the matrix in run order: per model, the dense cell first, then each method
 /// entry x pattern (x sparsity for unstructured) x calibration seed.
-pub fn cells(m: &Matrix) -> Vec<CellSpec> {
+pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
     let tasks: Vec<TaskSpec> = m.tasks.iter().map(|t| TaskSpec { name: t.name.get_ref().clone(), limit: t.limit }).collect();
     let eval = EvalSpec { seq_len: m.eval.seq_len, windows: m.eval.windows, agreement_windows: m.eval.agreement_windows };
     let mut out = Vec::new();
@@ -323,10 +368,37 @@ pub fn cells(m: &Matrix) -> Vec<CellSpec> {
                 // The dense cell uses no calibration; a fixed record keeps its key independent of it.
                 calibration: CalibSpec { samples: 0, seq_len: 0, seed: 0 },
                 eval: EvalSpec { agreement_windows: 0, ..eval.clone() },
+                structured: false,
             });
         }
         for seed in &m.calibration.seeds {
             for entry in &m.methods {
+                let config = entry
+                    .config
+                    .as_ref()
+                    .map(|t| serde_json::to_value(t).expect("TOML tables convert to JSON"))
+                    .unwrap_or(serde_json::Value::Null);
+                let label = entry.label.clone().unwrap_or_else(|| entry.name.get_ref().clone());
+                let c = entry.calibration.as_ref().unwrap_or(&m.calibration);
+                let calibration = CalibSpec { samples: c.samples, seq_len: c.seq_len, seed: *seed };
+                if catalog.is_structured(entry.name.get_ref()) {
+                    let unit = entry.unit.as_ref().map_or("layer", |u| u.get_ref().as_str());
+                    for &r in entry.reductions.as_ref().unwrap_or(&m.reductions) {
+                        out.push(CellSpec {
+                            model: model.clone(),
+                            method: Some(entry.name.get_ref().clone()),
+                            label: label.clone(),
+                            config: config.clone(),
+                            pattern: unit.to_string(),
+                            sparsity: r,
+                            tasks: tasks.clone(),
+                            calibration: calibration.clone(),
+                            eval: eval.clone(),
+                            structured: true,
+                        });
+                    }
+                    continue;
+                }
                 let patterns = entry.patterns.as_ref().unwrap_or(&m.patterns);
                 for p in patterns {
                     let p = p.get_ref();
@@ -335,21 +407,17 @@ pub fn cells(m: &Matrix) -> Vec<CellSpec> {
                         None => m.sparsities.clone(),
                     };
                     for s in sparsities {
-                        let config = entry
-                            .config
-                            .as_ref()
-                            .map(|t| serde_json::to_value(t).expect("TOML tables convert to JSON"))
-                            .unwrap_or(serde_json::Value::Null);
                         out.push(CellSpec {
                             model: model.clone(),
                             method: Some(entry.name.get_ref().clone()),
-                            label: entry.label.clone().unwrap_or_else(|| entry.name.get_ref().clone()),
-                            config,
+                            label: label.clone(),
+                            config: config.clone(),
                             pattern: p.clone(),
                             sparsity: s,
                             tasks: tasks.clone(),
-                            calibration: CalibSpec { samples: m.calibration.samples, seq_len: m.calibration.seq_len, seed: *seed },
+                            calibration: calibration.clone(),
                             eval: eval.clone(),
+                            structured: false,
                         });
                     }
                 }
@@ -392,7 +460,11 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog {
-            methods: ["magnitude", "wanda", "sparsegpt", "swiftprune"].iter().map(|n| CatalogMethod { name: n.to_string() }).collect(),
+            methods: ["magnitude", "wanda", "sparsegpt", "swiftprune"]
+                .iter()
+                .map(|n| CatalogMethod { name: n.to_string(), kind: "layer-wise".into() })
+                .chain(["pip", "taylor"].iter().map(|n| CatalogMethod { name: n.to_string(), kind: "structured".into() }))
+                .collect(),
             tasks: vec![
                 CatalogTask { name: "ppl:wiki-vital".into(), file: None, available: true },
                 CatalogTask { name: "mc:arc_easy".into(), file: Some("arc_easy.jsonl.gz".into()), available: true },
@@ -430,12 +502,36 @@ patterns = ["4:8"]
     #[test]
     fn expands_in_order_with_labels_configs_and_nm_sparsity() {
         let loaded = parse(GOOD).unwrap();
-        let cells = cells(&loaded.matrix);
+        let cells = cells(&loaded.matrix, &catalog());
         let ids: Vec<String> = cells.iter().map(|c| format!("{}/{}/{}", c.label, c.pattern, c.sparsity)).collect();
         assert_eq!(ids, ["dense/dense/0", "wanda/unstructured/0.5", "wanda/unstructured/0.6", "wanda/2:4/0.5", "swift-quantile/4:8/0.5"]);
         assert_eq!(cells[4].config, serde_json::json!({"selection": "quantile"}));
         assert_eq!(cells[1].tasks[1], TaskSpec { name: "mc:arc_easy".into(), limit: Some(50) });
         assert_eq!(cells[0].calibration.samples, 0, "the dense cell's key does not depend on calibration");
+    }
+
+    #[test]
+    fn structured_methods_expand_over_reductions_with_their_unit_and_calibration() {
+        let text = format!(
+            "{GOOD}\nreductions = [0.1, 0.2]\n[[methods]]\nname = \"pip\"\nunit = \"head\"\ncalibration = {{ samples = 10, seq_len = 64 }}\n[[methods]]\nname = \"taylor\"\nreductions = [0.3]\n"
+        );
+        // `reductions` must precede the tables in TOML; move it to the top.
+        let text = format!("reductions = [0.1, 0.2]\n{}", text.replace("\nreductions = [0.1, 0.2]\n", "\n"));
+        let loaded = parse(&text).unwrap();
+        let cells = cells(&loaded.matrix, &catalog());
+        let structured: Vec<String> = cells
+            .iter()
+            .filter(|c| c.structured)
+            .map(|c| format!("{}/{}/{}/{}x{}", c.label, c.pattern, c.sparsity, c.calibration.samples, c.calibration.seq_len))
+            .collect();
+        assert_eq!(structured, ["pip/head/0.1/10x64", "pip/head/0.2/10x64", "taylor/layer/0.3/32x512"]);
+        assert_eq!(cells.iter().filter(|c| !c.structured).count(), 5);
+        let e = err(&text.replace("unit = \"head\"", "unit = \"heads\""));
+        assert!(e.contains("unknown unit `heads`; did you mean `head`?"), "{e}");
+        let e = err(&format!("{GOOD}\n[[methods]]\nname = \"pip\"\n"));
+        assert!(e.contains("structured method `pip` needs `reductions`"), "{e}");
+        let e = err(&GOOD.replace("label = \"swift-quantile\"", "label = \"swift-quantile\"\nreductions = [0.2]"));
+        assert!(e.contains("is a layer-wise method"), "{e}");
     }
 
     fn err(text: &str) -> String {

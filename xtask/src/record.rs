@@ -56,6 +56,15 @@ pub struct CellSpec {
     pub tasks: Vec<TaskSpec>,
     pub calibration: CalibSpec,
     pub eval: EvalSpec,
+    /// A structured (model-level) method: `pattern` is then the unit (`layer`, `head`,
+    /// `query_head`, `channel`) and `sparsity` the target parameter reduction outside the
+    /// embeddings. Absent from the key of layer-wise cells.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub structured: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A finished cell, as written to `cells/<key>.json`.

@@ -181,3 +181,24 @@ fn shards_are_disjoint_and_report_merges_them() {
     }
     assert!(out.join("summary.md").exists() && out.join("manifest.json").exists());
 }
+
+#[test]
+fn structured_cells_run_through_the_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = dir.path().join("structured.toml");
+    std::fs::write(
+        &matrix,
+        "reductions = [0.1]\n[eval]\nseq_len = 64\nwindows = 2\nagreement_windows = 1\n[[tasks]]\nname = \"ppl:wiki-vital\"\n\
+         [[methods]]\nname = \"struct-magnitude\"\nunit = \"layer\"\ncalibration = { samples = 2, seq_len = 64 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = bench(&matrix, &out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("## Structured pruning") && summary.contains("| struct-magnitude | layer | 10.0% |"), "{summary}");
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    for metric in ["params_removed", "speedup_vs_dense"] {
+        assert!(csv.contains(&format!("structure,1,{metric},")), "runs.csv lacks {metric}:\n{csv}");
+    }
+}
