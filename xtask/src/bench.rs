@@ -35,6 +35,9 @@ pub struct Args {
     /// Use this `prunus` binary instead of building it (`cargo build --release -p prunus-cli`).
     #[arg(long, env = "PRUNUS_BIN")]
     prunus: Option<PathBuf>,
+    /// Validate the matrix and list its cells (with keys and whether each is done); run nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -249,6 +252,14 @@ fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
 
 pub fn run(args: Args) -> Result<()> {
     let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
+    if args.dry_run {
+        for (i, (key, c)) in plan.cells.iter().enumerate() {
+            let done = if existing(&plan.out, key).is_some() { "done" } else { "todo" };
+            let shard = args.shard.map_or(String::new(), |s| if s.owns(i) { " (this shard)".into() } else { String::new() });
+            println!("{key} {done} {} {} {} {}{shard}", c.model, c.label, c.pattern, c.sparsity);
+        }
+        return Ok(());
+    }
     let started = Instant::now();
     let git = git_state();
     let owned: Vec<usize> = (0..plan.cells.len()).filter(|&i| args.shard.is_none_or(|s| s.owns(i))).collect();
