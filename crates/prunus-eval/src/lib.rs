@@ -2,7 +2,7 @@
 //!
 //! Tasks are data ([`tasks`]): a name, a version, the data (a corpus split or a request
 //! file and split), the metrics and a protocol. This crate turns a model's outputs into
-//! metrics: windowed perplexity ([`perplexity`]), zero-shot multiple choice by continuation
+//! metrics: windowed perplexity ([`mod@perplexity`]), zero-shot multiple choice by continuation
 //! log-likelihood ([`mc`], with GLUE RTE read from its Arrow file in [`rte`]), and agreement
 //! with the dense model ([`agreement`]). It reads the task files itself but never loads a
 //! model: the caller passes closures that run one (`LlamaModel::nll`,
