@@ -178,21 +178,12 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     }
     seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
     if let Some(out) = &args.out {
-        let t = Instant::now();
-        let pb = session::spinner(&format!("saving to {}", out.display()));
-        loaded.model.save_hf_dir(out, &prunus_model::SaveOptions { tokenizer_json: Some(loaded.tokenizer_json.as_bytes()), overwrite: false }).with_context(|| format!("saving to {}", out.display()))?;
-        pb.finish_and_clear();
-        seconds.save = t.elapsed().as_secs_f64();
+        seconds.save = session::save(&loaded, out)?;
     }
     seconds.total = started.elapsed().as_secs_f64();
 
     let mut report = base_report("prune", &loaded, evaluations, seconds);
-    report.method = Some(MethodInfo {
-        name: registration.name.into(),
-        version: registration.version.into(),
-        kind: registration.kind().into(),
-        config: method.config(),
-    });
+    report.method = Some(method_info(registration, method.config()));
     report.sparsity = Some(SparsityInfo {
         pattern: pattern.label(),
         requested: pattern.sparsity(),
@@ -519,4 +510,14 @@ pub fn assets() -> Result<()> {
     prunus_data::assets::ensure_all(&mut say).context("fetching the assets")?;
     eprintln!("assets: ready in {} ({:.1} s)", prunus_data::assets::home().display(), start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The report's record of a registered method with its effective configuration.
+pub fn method_info(registration: &registry::MethodRegistration, config: serde_json::Value) -> MethodInfo {
+    MethodInfo {
+        name: registration.name.into(),
+        version: registration.version.into(),
+        kind: registration.kind().into(),
+        config,
+    }
 }

@@ -125,3 +125,14 @@ pub fn wiki_vital_tokens(tokenizer: &Tokenizer, need_calib: bool) -> Result<Corp
     pb.finish_and_clear();
     Ok(CorpusTokens { eval, calib, seconds: start.elapsed().as_secs_f64() })
 }
+
+/// Saves the model as a Hugging Face directory with its tokenizer (behind a spinner); returns
+/// the seconds it took.
+pub fn save(loaded: &Loaded, out: &Path) -> Result<f64> {
+    let t = Instant::now();
+    let pb = spinner(&format!("saving to {}", out.display()));
+    let options = prunus_model::SaveOptions { tokenizer_json: Some(loaded.tokenizer_json.as_bytes()), overwrite: false };
+    loaded.model.save_hf_dir(out, &options).with_context(|| format!("saving to {}", out.display()))?;
+    pb.finish_and_clear();
+    Ok(t.elapsed().as_secs_f64())
+}

@@ -8,17 +8,17 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
 use clap::Args;
 use prunus_core::registry::MethodRegistration;
 use prunus_core::structured::{self, Calibration, Event, StructuredOptions, UnitKind, prune_structured};
-use prunus_eval::report::{CalibrationInfo, MethodInfo, ParamAccounting, Seconds, SparsityInfo, SpeedInfo, StructureInfo};
+use prunus_eval::report::{CalibrationInfo, ParamAccounting, Seconds, SparsityInfo, SpeedInfo, StructureInfo};
 use prunus_eval::tasks;
 use prunus_model::LlamaModel;
 
 use crate::PruneArgs;
-use crate::commands::{DenseAgreement, base_report, check_eval_opts, check_output_dir, run_tasks, write_report};
+use crate::commands::{DenseAgreement, base_report, method_info, check_eval_opts, check_output_dir, run_tasks, write_report};
 use crate::session::{self, bar};
 
 /// The flags of structured methods (refused for layer-wise ones).
@@ -169,22 +169,12 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
     }
     seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
     if let Some(out) = &args.out {
-        let t = Instant::now();
-        let pb = session::spinner(&format!("saving to {}", out.display()));
-        let options = prunus_model::SaveOptions { tokenizer_json: Some(loaded.tokenizer_json.as_bytes()), overwrite: false };
-        loaded.model.save_hf_dir(out, &options).with_context(|| format!("saving to {}", out.display()))?;
-        pb.finish_and_clear();
-        seconds.save = t.elapsed().as_secs_f64();
+        seconds.save = session::save(&loaded, out)?;
     }
     seconds.total = started.elapsed().as_secs_f64();
 
     let mut report = base_report("prune", &loaded, evaluations, seconds);
-    report.method = Some(MethodInfo {
-        name: registration.name.into(),
-        version: registration.version.into(),
-        kind: registration.kind().into(),
-        config: method.config(),
-    });
+    report.method = Some(method_info(registration, method.config()));
     let (before, after) = (outcome.before, outcome.after);
     report.sparsity = Some(SparsityInfo {
         pattern: unit.to_string(),
