@@ -171,15 +171,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     seconds.statistics = outcome.seconds.statistics;
     seconds.score_and_mask = outcome.seconds.score_and_mask;
 
-    let t = Instant::now();
-    let mut evaluations = run_tasks(&loaded, &specs, &tokens.eval, &args.opts, agreement.as_mut())?;
-    if let Some(a) = agreement.as_mut() {
-        evaluations.extend(a.finish(&loaded, &tokens.eval)?);
-    }
-    seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
-    if let Some(out) = &args.out {
-        seconds.save = session::save(&loaded, out)?;
-    }
+    let evaluations = evaluate_and_save(&loaded, &specs, &tokens.eval, &args, agreement.as_mut(), &mut seconds)?;
     seconds.total = started.elapsed().as_secs_f64();
 
     let mut report = base_report("prune", &loaded, evaluations, seconds);
@@ -520,4 +512,26 @@ pub fn method_info(registration: &registry::MethodRegistration, config: serde_js
         kind: registration.kind().into(),
         config,
     }
+}
+
+/// The end of a pruning run: the tasks on the pruned model, the dense-agreement metrics (whose
+/// dense pass ran before pruning and counts as evaluation time), then saving if asked.
+pub(crate) fn evaluate_and_save(
+    loaded: &Loaded,
+    specs: &[TaskSpec],
+    eval_tokens: &[u32],
+    args: &PruneArgs,
+    mut agreement: Option<&mut DenseAgreement>,
+    seconds: &mut Seconds,
+) -> Result<Vec<Evaluation>> {
+    let t = Instant::now();
+    let mut evaluations = run_tasks(loaded, specs, eval_tokens, &args.opts, agreement.as_deref_mut())?;
+    if let Some(a) = agreement.as_deref_mut() {
+        evaluations.extend(a.finish(loaded, eval_tokens)?);
+    }
+    seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
+    if let Some(out) = &args.out {
+        seconds.save = session::save(loaded, out)?;
+    }
+    Ok(evaluations)
 }

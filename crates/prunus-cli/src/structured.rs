@@ -18,7 +18,7 @@ use prunus_eval::tasks;
 use prunus_model::LlamaModel;
 
 use crate::PruneArgs;
-use crate::commands::{DenseAgreement, base_report, method_info, check_eval_opts, check_output_dir, run_tasks, write_report};
+use crate::commands::{DenseAgreement, base_report, evaluate_and_save, method_info, check_eval_opts, check_output_dir, write_report};
 use crate::session::{self, bar};
 
 /// The flags of structured methods (refused for layer-wise ones).
@@ -162,15 +162,7 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
         None => None,
     };
 
-    let t = Instant::now();
-    let mut evaluations = run_tasks(&loaded, &specs, &tokens.eval, &args.opts, agreement.as_mut())?;
-    if let Some(a) = agreement.as_mut() {
-        evaluations.extend(a.finish(&loaded, &tokens.eval)?);
-    }
-    seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
-    if let Some(out) = &args.out {
-        seconds.save = session::save(&loaded, out)?;
-    }
+    let evaluations = evaluate_and_save(&loaded, &specs, &tokens.eval, &args, agreement.as_mut(), &mut seconds)?;
     seconds.total = started.elapsed().as_secs_f64();
 
     let mut report = base_report("prune", &loaded, evaluations, seconds);
