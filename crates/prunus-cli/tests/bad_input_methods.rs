@@ -5,6 +5,8 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
 const NO_MODEL: &str = "/nonexistent/prunus-test/model.gguf";
 
 fn prune(args: &[&str]) -> Output {
@@ -18,13 +20,8 @@ fn prune(args: &[&str]) -> Output {
 /// Exit status 1 and exactly one `error` line on stderr, containing every needle, and not about
 /// the (missing) model.
 fn refused_early(out: &Output, needles: &[&str]) {
+    common::fails_with_status_1(out, needles);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
-    for n in needles {
-        assert!(errors[0].contains(n), "error line lacks `{n}`: {}", errors[0]);
-    }
     assert!(!stderr.contains("nonexistent"), "the model was looked at before the input was checked: {stderr}");
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&out.stdout));
 }

@@ -2,22 +2,9 @@
 //! file or value, a nonzero exit, and no partial output.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn prunus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prunus")).args(args).output().expect("run prunus")
-}
-
-/// Asserts failure with exactly one `error:` line containing every `needle`.
-fn fails_with(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
-    for n in needles {
-        assert!(errors[0].contains(n), "error line lacks `{n}`: {}", errors[0]);
-    }
-}
+mod common;
+use common::{fails_with, prunus};
 
 #[test]
 fn list_shows_the_registered_methods_sorted() {

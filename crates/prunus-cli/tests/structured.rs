@@ -3,27 +3,14 @@
 //! input is one clear error line and writes nothing.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use prunus_model::{LlamaConfig, LlamaModel, SaveOptions};
 
-fn prunus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prunus")).args(args).output().expect("run prunus")
-}
+mod common;
+use common::{fails_with_status_1 as fails_with, prunus};
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Failure with exactly one `error:` line containing every needle.
-fn fails_with(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
-    for n in needles {
-        assert!(errors[0].contains(n), "error line lacks `{n}`: {}", errors[0]);
-    }
 }
 
 #[test]
