@@ -900,21 +900,25 @@ impl<'a> Summary<'a> {
             let seeds_word = if seeds.len() > 1 { "seeds" } else { "seed" };
             writeln!(out, "- Calibration: {calib}, {seeds_word} {seeds_list}.").unwrap();
         }
-        let eval: BTreeSet<(usize, usize, usize)> = r
+        // The dense cell compares with nothing, so its agreement count (0) is left out.
+        let eval: BTreeSet<(usize, usize)> = r
             .iter()
-            .map(|c| {
-                (
-                    c.cell.eval.windows,
-                    c.cell.eval.seq_len,
-                    c.cell.eval.agreement_windows,
-                )
-            })
+            .map(|c| (c.cell.eval.windows, c.cell.eval.seq_len))
             .collect();
-        let eval = list(
+        let agreement: BTreeSet<usize> = r
+            .iter()
+            .filter(|c| c.cell.method.is_some())
+            .map(|c| c.cell.eval.agreement_windows)
+            .collect();
+        let mut eval = list(
             eval.iter()
-                .map(|(w, l, a)| format!("{w} windows of {l} tokens ({a} for dense agreement)"))
+                .map(|(w, l)| format!("{w} windows of {l} tokens"))
                 .collect(),
         );
+        if !agreement.is_empty() {
+            let a = list(agreement.iter().map(|a| a.to_string()).collect());
+            eval.push_str(&format!(" ({a} for dense agreement)"));
+        }
         writeln!(out, "- Evaluation: {eval}.").unwrap();
         if self.measures.iter().any(|m| m.cells > 1) || self.timings.iter().any(|t| t.cells > 1) {
             writeln!(
@@ -1481,7 +1485,8 @@ mod tests {
                 eval: EvalSpec {
                     seq_len: 512,
                     windows: 64,
-                    agreement_windows: 8,
+                    // As the matrix writes them: the dense cell compares with nothing.
+                    agreement_windows: if method.is_some() { 8 } else { 0 },
                 },
                 structured: false,
             },
