@@ -19,7 +19,7 @@
 use candle_core::Tensor;
 use prunus_core::method::{Notes, parse_config};
 use prunus_core::registry::{Factory, MethodRegistration};
-use prunus_core::structured::{Params, Schedule, ScoreInput, Scored, StructuredMethod, Unit, mean_gradients, unit_sums};
+use prunus_core::structured::{Params, Schedule, ScoreInput, Scored, StructuredMethod, StructuredModel, Unit, mean_gradients, unit_sums};
 use prunus_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,9 @@ pub enum Distance {
     L1,
     /// 1 − cos(g, g'): the direction only.
     Cosine,
+    /// Σ |θ ⊙ (g − g')|: LLM-Pruner's first-order salience |θ ⊙ g| with g replaced by the
+    /// difference of the two views (`docs/methods.md` 3.4), so a unit's size enters too.
+    Taylor,
 }
 
 /// Where the average over the calibration texts is taken.
@@ -114,8 +117,9 @@ impl Pip {
         texts.iter().enumerate().map(|(j, t)| p.perturb(t, ((iteration as u64) << 32) | j as u64)).collect()
     }
 
-    /// The distance of every unit's gradients under the two views.
-    fn distances(&self, units: &[Unit], a: &Params, b: &Params) -> Result<Vec<f64>> {
+    /// The distance of every unit's gradients under the two views (`model`: the weights, for
+    /// [`Distance::Taylor`]).
+    fn distances(&self, model: &dyn StructuredModel, units: &[Unit], a: &Params, b: &Params) -> Result<Vec<f64>> {
         let diff = |n: &str| -> Result<Tensor> { Ok((a.get(n)? - b.get(n)?)?) };
         match self.config.distance {
             Distance::L2 => Ok(unit_sums(units, |n| Ok(diff(n)?.sqr()?))?.into_iter().map(f64::sqrt).collect()),
@@ -131,6 +135,10 @@ impl Pip {
                         _ => 1.0,
                     })
                     .collect())
+            }
+            Distance::Taylor => {
+                let w = model.weights()?;
+                unit_sums(units, |n| Ok((w.get(n)? * diff(n)?)?.abs()?))
             }
         }
     }
@@ -162,7 +170,7 @@ impl StructuredMethod for Pip {
             Aggregate::MeanGradient => {
                 let (lo, go) = mean_gradients(model, &original, self.config.batch_size)?;
                 let (lp, gp) = mean_gradients(model, &perturbed, self.config.batch_size)?;
-                (self.distances(input.units, &go, &gp)?, lo, lp)
+                (self.distances(model, input.units, &go, &gp)?, lo, lp)
             }
             Aggregate::MeanDistance => {
                 let n = calib.n_samples();
@@ -170,7 +178,7 @@ impl StructuredMethod for Pip {
                 for s in 0..n {
                     let (l1, g1) = model.loss_and_grads(&original.narrow(0, s, 1)?)?;
                     let (l2, g2) = model.loss_and_grads(&perturbed.narrow(0, s, 1)?)?;
-                    for (acc, d) in sum.iter_mut().zip(self.distances(input.units, &g1, &g2)?) {
+                    for (acc, d) in sum.iter_mut().zip(self.distances(model, input.units, &g1, &g2)?) {
                         *acc += d / n as f64;
                     }
                     (lo, lp) = (lo + l1 / n as f64, lp + l2 / n as f64);

@@ -104,17 +104,32 @@ fn view_grads(m: &LlamaModel, method: &Pip, iteration: usize) -> (prunus_model::
     (a, b)
 }
 
-/// Sum over the tensors of decoder layer `l` of f(a, b) elementwise, in f64.
-fn layer_sum(a: &prunus_model::Grads, b: &prunus_model::Grads, l: usize, f: impl Fn(f64, f64) -> f64) -> f64 {
+/// Sum over the tensors of decoder layer `l` of f(a, b, w) elementwise, in f64, where w is the
+/// parameter itself (0 when `weights` is None).
+fn layer_sum_weighted(
+    a: &prunus_model::Grads,
+    b: &prunus_model::Grads,
+    weights: Option<&LlamaModel>,
+    l: usize,
+    f: impl Fn(f64, f64, f64) -> f64,
+) -> f64 {
     let prefix = format!("model.layers.{l}.");
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let params: std::collections::HashMap<String, Vec<f32>> =
+        weights.map(|m| m.named_tensors().into_iter().map(|(n, t)| (n, flat(t))).collect()).unwrap_or_default();
     a.iter()
         .filter(|(n, _)| n.starts_with(&prefix))
         .map(|(n, ga)| {
-            let va = ga.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let vb = b.get(n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            va.iter().zip(&vb).map(|(&x, &y)| f(f64::from(x), f64::from(y))).sum::<f64>()
+            let (va, vb) = (flat(ga), flat(b.get(n).unwrap()));
+            let vw = params.get(n).cloned().unwrap_or_else(|| vec![0.0; va.len()]);
+            (0..va.len()).map(|i| f(f64::from(va[i]), f64::from(vb[i]), f64::from(vw[i]))).sum::<f64>()
         })
         .sum()
+}
+
+/// Sum over the tensors of decoder layer `l` of f(a, b) elementwise, in f64.
+fn layer_sum(a: &prunus_model::Grads, b: &prunus_model::Grads, l: usize, f: impl Fn(f64, f64) -> f64) -> f64 {
+    layer_sum_weighted(a, b, None, l, |x, y, _| f(x, y))
 }
 
 #[test]
@@ -130,6 +145,7 @@ fn pert_import_is_the_distance_between_the_two_views_mean_gradients() {
     let l2 = score(serde_json::json!({}));
     let l1 = score(serde_json::json!({"distance": "l1"}));
     let cos = score(serde_json::json!({"distance": "cosine"}));
+    let taylor = score(serde_json::json!({"distance": "taylor"}));
     let norm = score(serde_json::json!({"normalize": true}));
     let batched = score(serde_json::json!({"batch_size": 1}));
     for (l, u) in units.iter().enumerate() {
@@ -141,6 +157,7 @@ fn pert_import_is_the_distance_between_the_two_views_mean_gradients() {
         let dot = layer_sum(&a, &b, l, |x, y| x * y);
         let (na, nb) = (layer_sum(&a, &b, l, |x, _| x * x), layer_sum(&a, &b, l, |_, y| y * y));
         close(cos.scores[l], 1.0 - dot / (na * nb).sqrt(), "cosine");
+        close(taylor.scores[l], layer_sum_weighted(&a, &b, Some(&m), l, |x, y, w| (w * (x - y)).abs()), "taylor");
         close(norm.scores[l], want_l2 / (u.params as f64).sqrt(), "normalized");
         // Batches of one text average to the same gradient (up to f32 rounding).
         assert!((batched.scores[l] - l2.scores[l]).abs() <= 1e-3 * l2.scores[l], "layer {l} batched");
