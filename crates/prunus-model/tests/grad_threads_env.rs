@@ -1,0 +1,57 @@
+//! The gradients PIP and the Taylor baseline score with must not depend on how many threads
+//! candle's CPU matmul uses. candle reads `RAYON_NUM_THREADS` per call (else the physical
+//! cores), so this test runs itself as a child process with `=1` and `=2` and compares a
+//! checksum of the bit patterns of the loss and of every gradient. The synthetic model is wide
+//! enough for gemm to split its products (threshold 48 * 48 * 256 multiply-adds; here
+//! 256 tokens x 256 x 256 and up), forward and backward.
+
+use std::process::Command;
+
+use prunus_model::{LlamaConfig, LlamaModel};
+
+const CHILD: &str = "PRUNUS_GRAD_THREADS_CHILD";
+const TEST: &str = "candle_thread_count_changes_no_gradient";
+
+fn checksum() -> u64 {
+    // vocab 512, hidden 256, FFN 512, 2 layers, 4 query heads in 2 KV groups, tied.
+    let model = LlamaModel::synthetic(LlamaConfig::new(512, 256, 512, 2, 4, 2, true), 5).unwrap();
+    let ids: Vec<u32> = (0..4 * 64u32).map(|i| (i * 2_654_435_761u32.wrapping_add(i)) % 512).collect();
+    let tokens = candle_core::Tensor::from_vec(ids, (4, 64), &candle_core::Device::Cpu).unwrap();
+    let (loss, grads) = model.loss_and_grads(&tokens).unwrap();
+    // 64-bit FNV-1a over the bit patterns.
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut feed = |bits: u64| {
+        for byte in bits.to_le_bytes() {
+            h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(loss.to_bits());
+    assert!(grads.len() > 10);
+    for (_, g) in grads.iter() {
+        g.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().for_each(|v| feed(u64::from(v.to_bits())));
+    }
+    h
+}
+
+#[test]
+fn candle_thread_count_changes_no_gradient() {
+    if std::env::var_os(CHILD).is_some() {
+        println!("\nTHREADS {}\nCHECKSUM {:016x}", candle_core::utils::get_num_threads(), checksum());
+        return;
+    }
+    let run = |threads: &str| -> String {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RAYON_NUM_THREADS", threads)
+            .env_remove("CANDLE_NUM_THREADS")
+            .output()
+            .expect("run the test binary as a child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child with {threads} threads failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let field = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key).map(str::trim)).unwrap_or_else(|| panic!("no {key} in {stdout}")).to_string();
+        assert_eq!(field("THREADS "), threads, "candle did not take the thread count");
+        field("CHECKSUM ")
+    };
+    assert_eq!(run("1"), run("2"), "the loss or a gradient depends on candle's thread count");
+}
