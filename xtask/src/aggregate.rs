@@ -463,6 +463,8 @@ struct Timing {
     method: String,
     setting: String,
     pruned: bool,
+    /// Whole units removed (a structured method's cell): no zeros to count.
+    structured: bool,
     score_and_mask: f64,
     prune_total: f64,
     realised: Option<f64>,
@@ -564,11 +566,13 @@ fn timings(work: &DataFrame) -> Result<Vec<Timing>> {
             let v: Vec<f64> = v.into_iter().flatten().collect();
             (!v.is_empty()).then(|| mean(&v))
         };
-        let pruned = g.column("method_name")?.str()?.get(0).is_some()
-            && g.column("pattern")?.str()?.get(0) != Some("dense");
+        let pattern = g.column("pattern")?.str()?.get(0).unwrap_or_default();
+        let pruned = g.column("method_name")?.str()?.get(0).is_some() && pattern != "dense";
+        let structured = !(pattern == "dense" || pattern == "unstructured" || nm(pattern).is_some());
         let peak = g.column("peak_rss_bytes")?.u64()?.max();
         let extra = vec![
             one("pruned", pruned),
+            one("structured", structured),
             one("score_and_mask", avg(pick("seconds_score_and_mask")?)),
             one("prune_total", avg(pick("seconds_prune_total")?)),
             one("realised", avg(pick("sparsity_realised")?)),
@@ -585,12 +589,10 @@ fn timings(work: &DataFrame) -> Result<Vec<Timing>> {
         strings(&df, "method")?,
         strings(&df, "setting")?,
     );
-    let pruned: Vec<bool> = df
-        .column("pruned")?
-        .bool()?
-        .iter()
-        .map(|b| b.unwrap_or(false))
-        .collect();
+    let flags = |name: &str| -> Result<Vec<bool>> {
+        Ok(df.column(name)?.bool()?.iter().map(|b| b.unwrap_or(false)).collect())
+    };
+    let (pruned, structured) = (flags("pruned")?, flags("structured")?);
     let (sm, pt, realised) = (
         floats(&df, "score_and_mask")?,
         floats(&df, "prune_total")?,
@@ -603,6 +605,7 @@ fn timings(work: &DataFrame) -> Result<Vec<Timing>> {
             method: method[i].clone(),
             setting: setting[i].clone(),
             pruned: pruned[i],
+            structured: structured[i],
             score_and_mask: sm[i].unwrap_or(f64::NAN),
             prune_total: pt[i].unwrap_or(f64::NAN),
             realised: realised[i],
@@ -971,7 +974,7 @@ impl<'a> Summary<'a> {
         let rows: Vec<&Timing> = self
             .timings
             .iter()
-            .filter(|t| t.pruned && t.realised.is_some())
+            .filter(|t| t.pruned && !t.structured && t.realised.is_some())
             .collect();
         if rows.is_empty() {
             return;
@@ -1153,6 +1156,12 @@ impl<'a> Summary<'a> {
             "Seconds per cell as the CLI measured them: score+mask is scoring, masking and weight updates (the papers' \
              \"metric time\"); prune adds the calibration forward pass and the statistics. ",
         );
+        if pruned.iter().any(|t| t.structured) {
+            out.push_str(
+                "For structured cells, score+mask is every scoring iteration (gradient passes included) and the \
+                 removals. ",
+            );
+        }
         if let Some(r) = reference {
             write!(
                 out,

@@ -159,4 +159,18 @@ mod tests {
         assert!(md.contains("| pip | layer | 20.0% | 20.0% | 15.8% | 40.000 | 45.0% | 75.0% | 12.50 | 480.0 | 1.20× |"), "{md}");
         assert_eq!(section(&records[..1]), "", "no structured cell, no section");
     }
+
+    #[test]
+    fn the_summary_counts_no_zeros_in_structured_cells_and_says_what_their_seconds_are() {
+        let s = serde_json::json!({"params": {"removed_fraction": 0.2, "removed_fraction_including_embeddings": 0.158}});
+        let mut pip = record(Some("pip"), Some(s), &[("mc:arc_easy", 0.4)], 40.0);
+        // A structured report's sparsity block holds the removed share, not zeros in linears.
+        pip.report.sparsity = Some(serde_json::from_value(serde_json::json!({"pattern": "layer", "requested": 0.2, "realised": 0.2})).unwrap());
+        let records = with_structure_rows(&[record(None, None, &[("mc:arc_easy", 0.5)], 14.2), pip]);
+        let opts = crate::aggregate::SummaryOptions { title: "t".into(), time_reference: None, notes: vec![] };
+        let md = crate::aggregate::summary_markdown(&records, &opts).unwrap();
+        assert!(!md.contains("Realised sparsity"), "{md}");
+        assert!(md.contains("## Pruning time") && md.contains("For structured cells, score+mask is every scoring iteration"), "{md}");
+        assert!(md.contains("## Structured pruning"), "{md}");
+    }
 }
