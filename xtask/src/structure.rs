@@ -79,7 +79,7 @@ pub fn section(records: &[CellRecord]) -> String {
     );
     out.push_str("| Method | Unit | Target | Removed (excl. emb.) | Removed (all) | ppl | Mean acc | Retained | Prune s | tok/s | × dense |\n");
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for r in structured {
+    for &r in &structured {
         let s = structure(r).expect("filtered");
         let dense = records.iter().find(|d| d.cell.method.is_none() && d.cell.model == r.cell.model);
         let ppl = r.report.evaluations.iter().find(|e| e.metric == "ppl").map(|e| e.value);
@@ -109,7 +109,29 @@ pub fn section(records: &[CellRecord]) -> String {
         .unwrap();
     }
     out.push('\n');
+    let layers: Vec<String> = structured
+        .iter()
+        .filter(|r| r.cell.pattern == "layer")
+        .filter_map(|r| {
+            let removed: Vec<String> = structure(r)?["iterations"]
+                .as_array()?
+                .iter()
+                .flat_map(|it| it["removed"].as_array().into_iter().flatten())
+                .filter_map(|u| u["layer"].as_u64().map(|l| l.to_string()))
+                .collect();
+            Some(format!("- {} {}: {}", r.cell.label, pct(r.cell.sparsity), removed.join(" ")))
+        })
+        .collect();
+    if !layers.is_empty() {
+        out.push_str("Decoder layers removed (original indices, in the order removed):\n\n");
+        out.push_str(&layers.join("\n"));
+        out.push_str("\n\n");
+    }
     out
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
 }
 
 #[cfg(test)]
@@ -141,7 +163,8 @@ mod tests {
     #[test]
     fn structured_rows_and_table_use_the_reports_structure_section() {
         let s = serde_json::json!({"params": {"removed_fraction": 0.2, "removed_fraction_including_embeddings": 0.158},
-                                   "speed": {"pruned_tokens_per_second": 480.0, "dense_tokens_per_second": 400.0, "speedup": 1.2}});
+                                   "speed": {"pruned_tokens_per_second": 480.0, "dense_tokens_per_second": 400.0, "speedup": 1.2},
+                                   "iterations": [{"removed": [{"layer": 7, "index": 0}]}, {"removed": [{"layer": 3, "index": 0}, {"layer": 9, "index": 0}]}]});
         let records = vec![
             record(None, None, &[("mc:arc_easy", 0.5), ("mc:piqa", 0.7)], 14.2),
             record(Some("pip"), Some(s), &[("mc:arc_easy", 0.4), ("mc:piqa", 0.5)], 40.0),
@@ -157,6 +180,7 @@ mod tests {
         let md = section(&records);
         // Mean acc 45% against the dense 60%: 75% retained.
         assert!(md.contains("| pip | layer | 20.0% | 20.0% | 15.8% | 40.000 | 45.0% | 75.0% | 12.50 | 480.0 | 1.20× |"), "{md}");
+        assert!(md.contains("- pip 20%: 7 3 9\n"), "layers in removal order: {md}");
         assert_eq!(section(&records[..1]), "", "no structured cell, no section");
     }
 
