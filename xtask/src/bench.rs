@@ -340,7 +340,21 @@ pub fn run(args: Args) -> Result<()> {
 
 pub fn report(args: ReportArgs) -> Result<()> {
     let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
-    write_outputs(&plan, git_state(), 0.0, 0)
+    let path = plan.out.join("manifest.json");
+    let previous: Option<serde_json::Value> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let git = git_state();
+    write_outputs(&plan, git.clone(), 0.0, 0)?;
+    // The manifest describes the bench runs that made the cells: keep their commit, state and
+    // time, and record the commit that rewrote the tables beside them.
+    let Some(previous) = previous else { return Ok(()) };
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
+        if let Some(v) = previous.get(key) {
+            manifest[key] = v.clone();
+        }
+    }
+    manifest["tables_rewritten_by_report"] = serde_json::json!({"git_commit": git.0, "git_dirty": git.1});
+    write_atomic(&path, serde_json::to_string_pretty(&manifest)?.as_bytes())
 }
 
 /// Reads every cell's record (all must exist) and writes the tables, plots and manifest.

@@ -201,4 +201,16 @@ fn structured_cells_run_through_the_bench() {
     for metric in ["params_removed", "speedup_vs_dense"] {
         assert!(csv.contains(&format!("structure,1,{metric},")), "runs.csv lacks {metric}:\n{csv}");
     }
+
+    // `report` rewrites the tables but keeps the manifest's account of the bench run.
+    let manifest = |out: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap() };
+    let ran = manifest(&out);
+    assert!(ran["cells_run_this_time"].as_u64().unwrap() >= 1 && ran.get("tables_rewritten_by_report").is_none(), "{ran}");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(&out).arg("--prunus").arg(prunus()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = manifest(&out);
+    for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
+        assert_eq!(after[key], ran[key], "{key}");
+    }
+    assert_eq!(after["tables_rewritten_by_report"]["git_commit"], ran["git_commit"], "same checkout here: {after}");
 }
