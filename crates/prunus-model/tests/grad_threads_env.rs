@@ -5,9 +5,8 @@
 //! enough for gemm to split its products (threshold 48 * 48 * 256 multiply-adds; here
 //! 256 tokens x 256 x 256 and up), forward and backward.
 
-use std::process::Command;
-
 use prunus_model::{LlamaConfig, LlamaModel};
+use prunus_testkit::child::{printed, run_self};
 
 const CHILD: &str = "PRUNUS_GRAD_THREADS_CHILD";
 const TEST: &str = "candle_thread_count_changes_no_gradient";
@@ -39,19 +38,10 @@ fn candle_thread_count_changes_no_gradient() {
         println!("\nTHREADS {}\nCHECKSUM {:016x}", candle_core::utils::get_num_threads(), checksum());
         return;
     }
-    let run = |threads: &str| -> String {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("RAYON_NUM_THREADS", threads)
-            .env_remove("CANDLE_NUM_THREADS")
-            .output()
-            .expect("run the test binary as a child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child with {threads} threads failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-        let field = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key).map(str::trim)).unwrap_or_else(|| panic!("no {key} in {stdout}")).to_string();
-        assert_eq!(field("THREADS "), threads, "candle did not take the thread count");
-        field("CHECKSUM ")
+    let run = |threads: &str| {
+        let out = run_self(TEST, CHILD, &[("RAYON_NUM_THREADS", threads)]);
+        assert_eq!(printed(&out, "THREADS"), threads, "candle did not take the thread count");
+        printed(&out, "CHECKSUM")
     };
     assert_eq!(run("1"), run("2"), "the loss or a gradient depends on candle's thread count");
 }

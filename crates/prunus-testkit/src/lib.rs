@@ -3,12 +3,14 @@
 //! [`ToyModel`] is a tiny deterministic residual MLP stack that implements
 //! [`PrunableModel`], small enough for unit tests yet with real activations, so the pipeline
 //! and the plugins can be exercised without a checkpoint. [`conformance`] is the suite every
-//! layer-wise plugin runs. Unit tests only: nothing a user runs uses these.
+//! layer-wise plugin runs; [`child`] reruns a test in a child process with another
+//! environment. Unit tests only: nothing a user runs uses these.
 
 use candle_core::{Device, Tensor};
 use prunus_core::model::CaptureFn;
 use prunus_core::{Error, LinearInfo, PrunableModel, Result};
 
+pub mod child;
 pub mod conformance;
 
 /// The deterministic generator for test data (SplitMix64, from the core).

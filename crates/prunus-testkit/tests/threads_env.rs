@@ -6,12 +6,12 @@
 //! are 256 x 256 x 64 and the Gram matrices 256 x 256 x 256), and compares a checksum of the
 //! statistics every linear was handed and of the pruned weights.
 
-use std::process::Command;
 use std::sync::Mutex;
 
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
 use prunus_core::{Group, LayerView, LayerwiseMethod, Pattern, Result, StatKind};
 use prunus_testkit::ToyModel;
+use prunus_testkit::child::{printed, run_self};
 
 const CHILD: &str = "PRUNUS_THREADS_ENV_CHILD";
 const TEST: &str = "candle_thread_count_changes_no_statistic_and_no_weight";
@@ -69,17 +69,6 @@ fn candle_thread_count_changes_no_statistic_and_no_weight() {
         println!("\nCHECKSUM {:016x}", checksum());
         return;
     }
-    let run = |threads: &str| -> String {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("RAYON_NUM_THREADS", threads)
-            .env_remove("CANDLE_NUM_THREADS")
-            .output()
-            .expect("run the test binary as a child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child with {threads} threads failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-        stdout.lines().find_map(|l| l.split_once("CHECKSUM ").map(|(_, c)| c.trim())).unwrap_or_else(|| panic!("no checksum in {stdout}")).to_string()
-    };
+    let run = |threads: &str| printed(&run_self(TEST, CHILD, &[("RAYON_NUM_THREADS", threads)]), "CHECKSUM");
     assert_eq!(run("1"), run("2"), "statistics or pruned weights depend on candle's thread count");
 }
