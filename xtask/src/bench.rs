@@ -335,30 +335,20 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("bench: shard finished; when every shard is done, `cargo xtask report {}` writes the tables", args.matrix.display());
         return Ok(());
     }
-    write_outputs(&plan, git, started.elapsed().as_secs_f64(), ran)
+    write_outputs(&plan, git, started.elapsed().as_secs_f64(), ran, None)
 }
 
 pub fn report(args: ReportArgs) -> Result<()> {
     let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
-    let path = plan.out.join("manifest.json");
-    let previous: Option<serde_json::Value> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let git = git_state();
-    write_outputs(&plan, git.clone(), 0.0, 0)?;
-    // The manifest describes the bench runs that made the cells: keep their commit, state and
-    // time, and record the commit that rewrote the tables beside them.
-    let Some(previous) = previous else { return Ok(()) };
-    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-    for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
-        if let Some(v) = previous.get(key) {
-            manifest[key] = v.clone();
-        }
-    }
-    manifest["tables_rewritten_by_report"] = serde_json::json!({"git_commit": git.0, "git_dirty": git.1});
-    write_atomic(&path, serde_json::to_string_pretty(&manifest)?.as_bytes())
+    let previous = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    write_outputs(&plan, git_state(), 0.0, 0, previous)
 }
 
 /// Reads every cell's record (all must exist) and writes the tables, plots and manifest.
-fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> Result<()> {
+/// `previous`: the manifest of an earlier bench run over these cells, when `report` rewrites
+/// its tables; its account of that run (commit, dirty state, cells run, wall seconds) is kept
+/// and this commit is recorded beside it as `tables_rewritten_by_report`.
+fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize, previous: Option<serde_json::Value>) -> Result<()> {
     let mut records = Vec::new();
     let mut missing = Vec::new();
     for (key, cell) in &plan.cells {
@@ -378,7 +368,15 @@ fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> 
     };
     let records = crate::structure::with_structure_rows(&records);
     let written = crate::aggregate::write_tables(&records, &plan.out, &opts)?;
-    let manifest = manifest(plan, git, seconds, ran)?;
+    let mut manifest = manifest(plan, git.clone(), seconds, ran)?;
+    if let Some(previous) = previous {
+        for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
+            if let Some(v) = previous.get(key) {
+                manifest[key] = v.clone();
+            }
+        }
+        manifest["tables_rewritten_by_report"] = serde_json::json!({"git_commit": git.0, "git_dirty": git.1});
+    }
     write_atomic(&plan.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
     for w in written {
         eprintln!("bench: wrote {}", w.display());
