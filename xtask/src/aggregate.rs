@@ -472,6 +472,30 @@ struct Timing {
     cells: usize,
 }
 
+/// An item of a method x setting table.
+trait MethodSetting {
+    fn method(&self) -> &str;
+    fn setting(&self) -> &str;
+}
+
+impl MethodSetting for Measure {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn setting(&self) -> &str {
+        &self.setting
+    }
+}
+
+impl MethodSetting for Timing {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn setting(&self) -> &str {
+        &self.setting
+    }
+}
+
 /// Mean over tasks of one model, method, setting and accuracy metric.
 #[derive(Debug, Clone)]
 struct TaskMean {
@@ -783,10 +807,10 @@ impl<'a> Summary<'a> {
         (methods, settings)
     }
 
-    /// Method rows x setting columns of one metric of one task and model.
-    fn method_by_setting(&self, ms: &[&Measure], format: impl Fn(&Measure) -> String) -> Table {
-        let (methods, settings) =
-            self.axes(ms.iter().map(|m| (m.method.as_str(), m.setting.as_str())));
+    /// Method rows x setting columns of one number per item (a metric of one task and model, a
+    /// realised sparsity of one model).
+    fn method_by_setting<T: MethodSetting>(&self, items: &[&T], format: impl Fn(&T) -> String) -> Table {
+        let (methods, settings) = self.axes(items.iter().map(|i| (i.method(), i.setting())));
         let mut header = vec!["Method".to_string()];
         header.extend(settings.iter().map(|s| s.to_string()));
         let rows = methods
@@ -794,8 +818,8 @@ impl<'a> Summary<'a> {
             .map(|method| {
                 let mut row = vec![method.to_string()];
                 for s in &settings {
-                    let m = ms.iter().find(|m| m.method == *method && m.setting == *s);
-                    row.push(m.map_or(MISSING.to_string(), |m| format(m)));
+                    let item = items.iter().find(|i| i.method() == *method && i.setting() == *s);
+                    row.push(item.map_or(MISSING.to_string(), |i| format(i)));
                 }
                 row
             })
@@ -988,30 +1012,8 @@ impl<'a> Summary<'a> {
             if self.orders.models.len() > 1 {
                 writeln!(out, "### Model `{model}`\n").unwrap();
             }
-            let (methods, settings) =
-                self.axes(ts.iter().map(|t| (t.method.as_str(), t.setting.as_str())));
-            let mut header = vec!["Method".to_string()];
-            header.extend(settings.iter().map(|s| s.to_string()));
-            let rows = methods
-                .iter()
-                .map(|method| {
-                    let mut row = vec![method.to_string()];
-                    for s in &settings {
-                        let t = ts.iter().find(|t| t.method == *method && t.setting == *s);
-                        row.push(
-                            t.and_then(|t| t.realised)
-                                .map_or(MISSING.to_string(), |r| fixed(r * 100.0, 2)),
-                        );
-                    }
-                    row
-                })
-                .collect();
-            Table {
-                header,
-                left: 1,
-                rows,
-            }
-            .render(out);
+            self.method_by_setting(&ts, |t| t.realised.map_or(MISSING.to_string(), |r| fixed(r * 100.0, 2)))
+                .render(out);
         }
     }
 
