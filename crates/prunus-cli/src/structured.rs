@@ -98,7 +98,7 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
     }
     let model_path = session::resolve(&args.model)?;
     if let Some(out) = &args.out {
-        check_output_dir(out, &model_path)?;
+        check_output_dir(out, &model_path.path)?;
     }
 
     let mut loaded = session::load_resolved(&args.model, model_path)?;
@@ -137,7 +137,7 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
     };
 
     // The dense side of the comparisons, before any unit goes.
-    let mut agreement = match args.agreement_windows {
+    let mut agreement = match args.agreement_windows(!specs.is_empty()) {
         0 => None,
         k => Some(DenseAgreement::new(&loaded, &tokens.eval, &args.opts, k)?),
     };

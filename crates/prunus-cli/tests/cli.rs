@@ -223,4 +223,12 @@ fn dense_agreement_is_perfect_unpruned_and_the_same_with_or_without_perplexity()
     let c = run("0.5", "ppl:wiki-vital", "0", "c.json");
     assert!(!c["evaluations"].as_array().unwrap().iter().any(|e| e["task"] == "agree:wiki-vital"), "{c}");
     assert_eq!(row(&c, "ppl:wiki-vital", "ppl")["value"], row(&a, "ppl:wiki-vital", "ppl")["value"]);
+    // `--eval none` asks for no evaluation: no dense reference pass unless K is given.
+    let none = dir.path().join("none.json");
+    let out = prunus(&["prune", "--method", "magnitude", "--eval", "none", "--seq-len", "64", "--report", none.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let none = report_json(&none);
+    assert_eq!(none["evaluations"], serde_json::json!([]));
+    let eval_seconds = none["seconds"]["evaluation"].as_f64().unwrap();
+    assert!(eval_seconds < 0.05, "a dense reference pass ran: {eval_seconds} s");
 }

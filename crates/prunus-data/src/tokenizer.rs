@@ -11,7 +11,8 @@
 //!
 //! [`encode_cached`] stores the ids of a long text under `<home>/tokens/`, keyed by
 //! the sha256 of the serialized tokenizer and the text, so that repeated runs skip
-//! tokenizing a million-token corpus.
+//! tokenizing a million-token corpus. A cache file carries that key and the sha256 of
+//! its own ids, and is rebuilt when either does not match.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -283,73 +284,110 @@ pub fn encode_cached(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     encode_cached_in(&crate::assets::home(), tok, text)
 }
 
+/// Magic bytes at the start of a token cache file (format 2).
+const CACHE_MAGIC: &[u8; 8] = b"PRNSTOK2";
+/// Header: magic, the source digest (32 bytes), the number of ids (u64 LE), the sha256 of
+/// the id bytes (32 bytes).
+const CACHE_HEADER: usize = 8 + 32 + 8 + 32;
+
+/// Whether a failure to write the token cache was already reported by this process.
+static WRITE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// [`encode_cached`] with an explicit cache root: the file is
-/// `<root>/tokens/<sha256(tokenizer json, text)>.bin`, little-endian u32 ids.
+/// `<root>/tokens/<source digest>.bin`, where the source digest is the sha256 of the
+/// serialized tokenizer and the text (what the ids were derived from).
+///
+/// The file carries that digest, the number of ids and the sha256 of the ids themselves,
+/// and is read only when all three match; otherwise it is rebuilt (with a warning that
+/// names it). A cache that cannot be written (a read-only mount) costs one warning per
+/// process, and the ids are used from memory.
 pub fn encode_cached_in(root: &Path, tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    let path = cache_path(root, tok, text)?;
-    match read_ids(&path) {
+    let source = source_digest(tok, text)?;
+    let path = root.join("tokens").join(format!("{}.bin", hex::encode(source)));
+    match read_ids(&path, &source) {
         Ok(Some(ids)) => {
             tracing::debug!(path = %path.display(), n = ids.len(), "token cache hit");
             return Ok(ids);
         }
         Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "ignoring an unreadable token cache file"),
+        Err(reason) => tracing::warn!(path = %path.display(), %reason, "token cache file does not verify; rebuilding it"),
     }
     let ids = encode(tok, text)?;
-    write_ids(&path, &ids)?;
-    tracing::debug!(path = %path.display(), n = ids.len(), "token cache written");
+    match write_ids(&path, &source, &ids) {
+        Ok(()) => tracing::debug!(path = %path.display(), n = ids.len(), "token cache written"),
+        Err(e) => {
+            if !WRITE_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(error = %e, "cannot write the token cache; keeping token ids in memory for this run");
+            }
+        }
+    }
     Ok(ids)
 }
 
 /// The cache file for (`tok`, `text`) under `root`.
 pub fn cache_path(root: &Path, tok: &Tokenizer, text: &str) -> Result<PathBuf> {
+    let source = source_digest(tok, text)?;
+    Ok(root.join("tokens").join(format!("{}.bin", hex::encode(source))))
+}
+
+/// sha256 over the serialized tokenizer and the text: what a token cache file derives from.
+fn source_digest(tok: &Tokenizer, text: &str) -> Result<[u8; 32]> {
     let json = tok.to_string(false).map_err(Error::tokenizer(
         "serializing the tokenizer for the cache key",
     ))?;
     let mut h = Sha256::new();
-    h.update(b"prunus-tokens-v1\0");
+    h.update(b"prunus-tokens-v2\0");
     h.update((json.len() as u64).to_le_bytes());
     h.update(json.as_bytes());
     h.update(text.as_bytes());
-    Ok(root
-        .join("tokens")
-        .join(format!("{}.bin", hex::encode(h.finalize()))))
+    Ok(h.finalize().into())
 }
 
-fn read_ids(path: &Path) -> Result<Option<Vec<u32>>> {
+/// The ids stored at `path`: `Ok(None)` when there is no file, `Err(reason)` when the file
+/// does not verify against `source` and its own content hash.
+fn read_ids(path: &Path, source: &[u8; 32]) -> std::result::Result<Option<Vec<u32>>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Io {
-                op: "reading",
-                path: path.to_path_buf(),
-                source: e,
-            });
-        }
+        Err(e) => return Err(format!("cannot read it: {e}")),
     };
-    if bytes.len() % 4 != 0 {
-        return Err(Error::SizeMismatch {
-            file: path.display().to_string(),
-            expected: (bytes.len() / 4 * 4) as u64,
-            got: bytes.len() as u64,
-        });
+    if bytes.len() < CACHE_HEADER || &bytes[..8] != CACHE_MAGIC {
+        return Err("not a token cache file of this format".into());
+    }
+    if &bytes[8..40] != source {
+        return Err("derived from another tokenizer or text".into());
+    }
+    let n = u64::from_le_bytes(bytes[40..48].try_into().expect("8 bytes"));
+    let body = &bytes[CACHE_HEADER..];
+    if body.len() as u64 != n.saturating_mul(4) {
+        return Err(format!("{} bytes of ids, the header says {n} ids", body.len()));
+    }
+    if Sha256::digest(body).as_slice() != &bytes[48..80] {
+        return Err("the ids do not match their sha256".into());
     }
     Ok(Some(
-        bytes
-            .chunks_exact(4)
+        body.chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     ))
 }
 
-/// Writes the ids to a temporary file next to `path` and renames it into place.
-fn write_ids(path: &Path, ids: &[u32]) -> Result<()> {
+/// Writes header and ids to a temporary file next to `path` and renames it into place.
+fn write_ids(path: &Path, source: &[u8; 32], ids: &[u32]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    // Mode 0666 less the umask, as a plain create gives (tempfile's default is 0600).
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
         .map_err(Error::io("creating a temporary file in", dir))?;
-    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    let body: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    let mut bytes = Vec::with_capacity(CACHE_HEADER + body.len());
+    bytes.extend_from_slice(CACHE_MAGIC);
+    bytes.extend_from_slice(source);
+    bytes.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&Sha256::digest(&body));
+    bytes.extend_from_slice(&body);
     tmp.write_all(&bytes)
         .map_err(Error::io("writing", tmp.path()))?;
     tmp.persist(path).map_err(|e| Error::Io {

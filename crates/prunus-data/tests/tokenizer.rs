@@ -130,41 +130,66 @@ fn chunked_encoding_equals_whole_encoding() {
     assert_eq!(ids, whole);
 }
 
+/// The mode a plain `File::create` gives here (0666 less this process's umask).
+fn plain_file_mode(dir: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("plain");
+    std::fs::File::create(&p).unwrap();
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    std::fs::remove_file(&p).unwrap();
+    mode
+}
+
 #[test]
-fn token_cache_round_trips() {
+fn token_cache_round_trips_and_rebuilds_what_does_not_verify() {
+    use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();
     let text: String = wiki().eval_text.chars().take(5_000).collect();
     let ids = tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap();
+    assert_eq!(ids, tokenizer::encode(tok(), &text).unwrap());
     let path = tokenizer::cache_path(root.path(), tok(), &text).unwrap();
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        4 * ids.len() as u64
-    );
-    // a hit reads the file: corrupt it in a detectable way and see it being used
-    let mut fake = ids.clone();
-    fake[0] = 7;
-    std::fs::write(
-        &path,
-        fake.iter()
-            .flat_map(|i| i.to_le_bytes())
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap();
-    assert_eq!(
-        tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap(),
-        fake
-    );
-    // a torn file is ignored and rewritten
-    std::fs::write(&path, [1u8, 2, 3]).unwrap();
-    assert_eq!(
-        tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap(),
-        ids
-    );
+    let written = std::fs::read(&path).unwrap();
+    assert_eq!(written.len() as u64, 80 + 4 * ids.len() as u64, "header + ids");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, plain_file_mode(root.path()), "readable as any file this user creates");
+
+    // A hit leaves the file as it is.
+    assert_eq!(tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap(), ids);
+    assert_eq!(std::fs::read(&path).unwrap(), written);
+
+    // Every kind of damage is detected and the file rebuilt: an id changed in place (same
+    // size), a truncated file, a torn header, the file of another text under this name.
+    let mut changed = written.clone();
+    changed[80] ^= 0x01;
+    let mut truncated = written.clone();
+    truncated.truncate(written.len() - 4);
+    let other = {
+        let other_text = "another text entirely";
+        tokenizer::encode_cached_in(root.path(), tok(), other_text).unwrap();
+        std::fs::read(tokenizer::cache_path(root.path(), tok(), other_text).unwrap()).unwrap()
+    };
+    for damaged in [changed, truncated, vec![1u8, 2, 3], other] {
+        std::fs::write(&path, &damaged).unwrap();
+        assert_eq!(tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap(), ids);
+        assert_eq!(std::fs::read(&path).unwrap(), written, "rebuilt");
+    }
     // another text gets another file
     assert_ne!(
         tokenizer::cache_path(root.path(), tok(), "other").unwrap(),
         path
     );
+}
+
+#[test]
+fn an_unwritable_token_cache_keeps_the_ids_in_memory() {
+    let root = tempfile::tempdir().unwrap();
+    // `tokens` is a file, so the cache directory cannot be created (as on a read-only mount;
+    // the tests run as root, for whom permission bits do not stop a write).
+    std::fs::write(root.path().join("tokens"), b"not a directory").unwrap();
+    let text: String = wiki().eval_text.chars().take(2_000).collect();
+    let ids = tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap();
+    assert_eq!(ids, tokenizer::encode(tok(), &text).unwrap());
+    assert_eq!(tokenizer::encode_cached_in(root.path(), tok(), &text).unwrap(), ids);
 }
 
 #[test]

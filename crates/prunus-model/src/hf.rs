@@ -195,8 +195,11 @@ impl LlamaModel {
             Err(_) => None,
         };
 
+        // Mode 0777 less the umask, as a plain mkdir gives: a model written for a shared
+        // directory is readable by the team (tempfile's default is 0700).
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .tempdir_in(&parent)
             .map_err(|e| refuse(format!("cannot create a temporary directory in {}: {e}", parent.display())))?;
         self.write_hf_files(tmp.path(), options)?;
@@ -247,6 +250,11 @@ impl LlamaModel {
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         safetensors::serialize_to_file(views, Some(metadata), &st_path)
             .map_err(|e| ModelError::Safetensors { path: st_path.clone(), reason: e.to_string() })?;
+        // safetensors writes through a temporary file of mode 0600; give the weights the mode
+        // config.json got from a plain create (0666 less the umask), so a model saved into a
+        // shared directory is readable by whoever can read its config.
+        let plain = std::fs::metadata(&config_path).map_err(io("stat", &config_path))?.permissions();
+        std::fs::set_permissions(&st_path, plain).map_err(io("chmod", &st_path))?;
 
         if let Some(tok) = options.tokenizer_json {
             let p = dir.join("tokenizer.json");

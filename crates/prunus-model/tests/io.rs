@@ -38,6 +38,16 @@ fn save_then_load_is_bit_exact() {
         let back = LlamaModel::from_hf_dir(&out, &Device::Cpu).unwrap();
         assert_eq!(max_abs_diff(&logits(&model), &logits(&back)), 0.0);
         assert_eq!(back.is_tied(), !tied);
+        // Modes are those of a plain mkdir and create here (umask applied), not owner-only.
+        let plain = dir.path().join(format!("plain-{tied}"));
+        std::fs::create_dir(&plain).unwrap();
+        std::fs::File::create(plain.join("f")).unwrap();
+        let mode = |p: &std::path::Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+        assert_eq!(mode(&out), mode(&plain), "directory mode");
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            assert_eq!(mode(&out.join(f)), mode(&plain.join("f")), "{f} mode");
+        }
+        std::fs::remove_dir_all(&plain).unwrap();
         // No temporary directories are left behind.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
