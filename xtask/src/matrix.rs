@@ -203,6 +203,9 @@ pub struct Loaded {
 
 /// Reads and parses `path` (syntax and unknown keys only; see [`validate`] for names).
 pub fn load(path: &Path) -> Result<Loaded> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        bail!("cannot read matrix {}: not a regular file", path.display());
+    }
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read matrix {}: {e}", path.display()))?;
     let matrix: Matrix = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("matrix").to_string();
@@ -581,6 +584,35 @@ patterns = ["4:8"]
         assert!(e.contains("(0, 1)"), "{e}");
         let e = err(&GOOD.replace("label = \"swift-quantile\"", "label = \"wanda\""));
         assert!(e.contains("label `wanda` is used twice"), "{e}");
+    }
+
+    /// Bench matrices under prunus-fuzz (see its docs): the committed matrices mutated,
+    /// parsed, validated against a catalog and expanded into cells. Regression inputs live in
+    /// `xtask/tests/fuzz/matrix/`; `PRUNUS_FUZZ_SECONDS=600 cargo test --release -p xtask --bin
+    /// xtask -- fuzz_matrices` is a campaign.
+    #[test]
+    fn fuzz_matrices() {
+        let root = crate::root();
+        let seeds: Vec<Vec<u8>> = ["default", "race", "structured"]
+            .iter()
+            .map(|m| std::fs::read(root.join("benchmarks").join(format!("{m}.toml"))).unwrap())
+            .chain([GOOD.as_bytes().to_vec()])
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        let mut catalog = catalog();
+        catalog.tasks.iter_mut().for_each(|t| t.available = true);
+        for name in ["mc:hellaswag", "mc:winogrande"] {
+            catalog.tasks.push(CatalogTask { name: name.into(), file: None, available: true });
+        }
+        catalog.methods.extend(["struct-random", "struct-magnitude"].iter().map(|n| CatalogMethod { name: n.to_string(), kind: "structured".into() }));
+        prunus_fuzz::run("matrix", &root.join("xtask/tests/fuzz/matrix"), &seeds, |data| -> Result<usize> {
+            std::fs::write(&path, data).unwrap();
+            let loaded = load(&path)?;
+            validate(&loaded, "m.toml", &catalog)?;
+            check_data(&loaded, "m.toml", &catalog)?;
+            Ok(cells(&loaded.matrix, &catalog).len())
+        });
     }
 
     #[test]

@@ -12,6 +12,7 @@ use prunus_eval::mc::{self, Forest, McOptions};
 use prunus_eval::report::{self, CalibrationInfo, Evaluation, MethodInfo, RunReport, Seconds, SparsityInfo};
 use prunus_eval::tasks::{self, Task, TaskKind, TaskSpec};
 
+use crate::{budget, outputs};
 use crate::session::{self, Loaded, bar};
 use crate::{EvalArgs, EvalOpts, PruneArgs};
 
@@ -63,7 +64,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         bail!("--task none leaves nothing to evaluate");
     }
     check_eval_opts(&args.eval)?;
-    let loaded = session::load(&args.model)?;
+    let model_path = session::resolve(&args.model)?;
+    let report_path = args.eval.report.as_deref().map(|r| outputs::check_report(r, &model_path.path, None)).transpose()?;
+    let loaded = session::load_resolved(&args.model, model_path)?;
+    check_eval_budget(&loaded, &args.eval, &specs)?;
     let needs_corpus = specs.iter().any(|s| s.task.kind == TaskKind::Perplexity);
     let tokens = if needs_corpus { Some(session::wiki_vital_tokens(&loaded.tokenizer, false)?) } else { None };
     let t = Instant::now();
@@ -78,10 +82,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         ..Seconds::default()
     };
     let report = base_report("eval", &loaded, evaluations, seconds);
-    write_report(args.eval.report.as_deref(), &report)
+    outputs::write_report(report_path.as_deref(), &report)
 }
 
-pub fn prune(args: PruneArgs) -> Result<()> {
+pub fn prune(mut args: PruneArgs) -> Result<()> {
     let started = Instant::now();
     // Everything that can be checked before loading is checked first.
     let registration = registry::find(&args.method)?;
@@ -94,11 +98,17 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     }
     crate::structured::check_layerwise(&args)?;
     let method = registration.build_layerwise(&config)?;
-    let pattern = match args.pattern.parse::<PatternKind>()? {
-        PatternKind::Unstructured => Pattern::unstructured(args.sparsity)?,
+    let pattern = match args.pattern.as_deref().unwrap_or("unstructured").parse::<PatternKind>()? {
+        PatternKind::Unstructured => Pattern::unstructured(args.sparsity.unwrap_or(0.5))?,
         PatternKind::NM { n, m } => {
-            prunus_core::pattern::check_sparsity(args.sparsity)?;
-            Pattern::n_m(n, m)?
+            let pattern = Pattern::n_m(n, m)?;
+            if let Some(s) = args.sparsity {
+                prunus_core::pattern::check_sparsity(s)?;
+                if (s - pattern.sparsity()).abs() > 1e-12 {
+                    bail!("--sparsity {s} contradicts --pattern {n}:{m}, which removes {n} of every {m} weights ({}); leave --sparsity out", pattern.sparsity());
+                }
+            }
+            pattern
         }
     };
     let group = method.group(&pattern)?;
@@ -113,12 +123,14 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         );
     }
     let model_path = session::resolve(&args.model)?;
-    if let Some(out) = &args.out {
-        check_output_dir(out, &model_path.path)?;
-    }
+    check_outputs(&mut args, &model_path.path)?;
 
     let mut loaded = session::load_resolved(&args.model, model_path)?;
     let needs_data = method.stats() > prunus_core::StatKind::None;
+    check_eval_budget(&loaded, &args.opts, &specs)?;
+    if needs_data {
+        budget::check_calibration(loaded.model.config(), args.calib_samples, calib_seq_len, args.opts.batch_size)?;
+    }
     let tokens = session::wiki_vital_tokens(&loaded.tokenizer, needs_data)?;
     let mut seconds = Seconds { load: loaded.seconds, tokenize: tokens.seconds, ..Seconds::default() };
 
@@ -201,7 +213,19 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         seconds.prune_total,
         seconds.score_and_mask
     );
-    write_report(args.opts.report.as_deref(), &report)
+    outputs::write_report(args.opts.report.as_deref(), &report)
+}
+
+/// Checks `--out` and `--report` before any work and replaces them with the absolute paths
+/// that will be written.
+pub(crate) fn check_outputs(args: &mut PruneArgs, model: &Path) -> Result<()> {
+    if let Some(out) = args.out.take() {
+        args.out = Some(check_output_dir(&out, model)?);
+    }
+    if let Some(report) = args.opts.report.take() {
+        args.opts.report = Some(outputs::check_report(&report, model, args.out.as_deref())?);
+    }
+    Ok(())
 }
 
 pub fn inspect(spec: &str, json: bool) -> Result<()> {
@@ -239,6 +263,15 @@ pub fn inspect(spec: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Bounds the evaluation's windows by the model's context and the machine's memory (before
+/// anything is tokenized or allocated).
+pub(crate) fn check_eval_budget(loaded: &Loaded, o: &EvalOpts, specs: &[TaskSpec]) -> Result<()> {
+    if specs.iter().any(|s| s.task.kind == TaskKind::Perplexity) {
+        budget::check_windows(loaded.model.config(), "--seq-len", o.seq_len, o.batch_size)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn check_eval_opts(o: &EvalOpts) -> Result<()> {
     if o.seq_len < 2 || o.max_windows == 0 || o.batch_size == 0 {
         bail!("--seq-len must be at least 2 and --max-windows and --batch-size at least 1 (got {}, {}, {})", o.seq_len, o.max_windows, o.batch_size);
@@ -246,23 +279,43 @@ pub(crate) fn check_eval_opts(o: &EvalOpts) -> Result<()> {
     Ok(())
 }
 
-/// Refuses an output directory that is the input model, exists with content, or is not writable.
-pub(crate) fn check_output_dir(out: &Path, model: &Path) -> Result<()> {
+/// Refuses an output directory that is the input model, exists with content or is not a
+/// directory, or whose parent is not writable; returns it as an absolute path (so that `.` and
+/// `..` name a directory).
+pub(crate) fn check_output_dir(out: &Path, model: &Path) -> Result<PathBuf> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let model_dir = if model.is_dir() { canon(model) } else { canon(model.parent().unwrap_or(Path::new("."))) };
-    if out.exists() && (canon(out) == canon(model) || canon(out) == model_dir) {
-        bail!("--out {} is the input model's directory; choose a new directory", out.display());
-    }
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("--out {} already exists and is not empty; choose a new directory", out.display());
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    let shown = out.display();
+    let abs = if out.exists() {
+        canon(out)
+    } else {
+        let joined = if out.is_absolute() { out.to_path_buf() } else { std::env::current_dir()?.join(out) };
+        match (joined.parent(), joined.file_name()) {
+            (Some(p), Some(n)) if p.exists() => canon(p).join(n),
+            (_, Some(_)) => joined,
+            _ => bail!("--out {shown}: give a directory path"),
+        }
     };
-    let probe = tempfile_in(&parent).with_context(|| format!("--out {}: the directory {} is not writable", out.display(), parent.display()))?;
+    let model_dir = if model.is_dir() { canon(model) } else { canon(model.parent().unwrap_or(Path::new("."))) };
+    if abs == canon(model) || abs == model_dir || model_dir.starts_with(&abs) {
+        bail!("--out {shown} is the input model's directory or contains it; choose a new directory");
+    }
+    match std::fs::symlink_metadata(&abs) {
+        Ok(m) if m.file_type().is_symlink() => bail!("--out {shown} is a symbolic link; choose a new directory"),
+        Ok(m) if !m.is_dir() => bail!("--out {shown} exists and is not a directory; choose a new directory"),
+        Ok(_) if std::fs::read_dir(&abs).map(|mut d| d.next().is_some()).unwrap_or(true) => {
+            bail!("--out {shown} already exists and is not empty; choose a new directory")
+        }
+        _ => {}
+    }
+    let parent = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    if !parent.exists() {
+        std::fs::create_dir_all(&parent).with_context(|| format!("--out {shown}: cannot create the directory {}", parent.display()))?;
+    }
+    let probe = tempfile_in(&parent).with_context(|| format!("--out {shown}: the directory {} is not writable", parent.display()))?;
     drop(probe);
-    Ok(())
+    prunus_model::remove_stale_temps(&parent);
+    outputs::register_temp_dir(&parent);
+    Ok(abs)
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
@@ -489,15 +542,6 @@ pub(crate) fn base_report(command: &str, loaded: &Loaded, evaluations: Vec<Evalu
         output: None,
         structure: None,
     }
-}
-
-/// Writes the report atomically (temporary name, then rename), if a path was given.
-pub(crate) fn write_report(path: Option<&Path>, report: &RunReport) -> Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// `prunus assets`: fetch, verify and cache every asset (the model, the corpus, the task

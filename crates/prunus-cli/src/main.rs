@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use clap::builder::ArgPredicate;
 use clap::{Args, Parser, Subcommand};
 
+mod budget;
 mod commands;
+mod outputs;
 mod session;
 mod structured;
 
@@ -80,21 +82,21 @@ enum Command {
 #[derive(Args, Clone)]
 struct EvalOpts {
     /// Perplexity window length in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 512)]
     seq_len: usize,
     /// Maximum number of evaluation windows (the protocol takes the first W windows).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64)]
     max_windows: usize,
     /// Windows per forward batch (memory vs speed; does not change the numbers).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4)]
     batch_size: usize,
     /// Default document limit of multiple-choice tasks (the first N docs in file order);
     /// `NAME=LIMIT` in the task list overrides it.
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     limit: Option<usize>,
     /// Multiple choice: documents are packed into one forward pass up to this many tokens
     /// (shared prefixes counted once; speed vs memory, numbers equal up to f32 rounding).
-    #[arg(long, default_value_t = 512, value_name = "TOKENS")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 512, value_name = "TOKENS")]
     mc_batch_tokens: usize,
     /// Write the JSON run report to this file.
     #[arg(long, value_name = "FILE.json")]
@@ -126,22 +128,24 @@ struct PruneArgs {
     /// Method configuration as JSON, e.g. '{"unstructured_group":"per_row"}' (default: the method's defaults).
     #[arg(long, value_name = "JSON")]
     config: Option<String>,
-    /// Fraction of weights to remove, in [0, 1), for unstructured patterns (N:M implies N/M).
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    sparsity: f64,
-    /// `unstructured`, or `N:M` (N of every M consecutive input weights of a row removed, e.g. 2:4).
-    #[arg(long, default_value = "unstructured")]
-    pattern: String,
+    /// Fraction of weights to remove, in [0, 1), for unstructured patterns; an N:M pattern
+    /// removes N/M, and a different --sparsity beside it is an error [default: 0.5]
+    #[arg(long, allow_negative_numbers = true)]
+    sparsity: Option<f64>,
+    /// `unstructured`, or `N:M` (N of every M consecutive input weights of a row removed,
+    /// e.g. 2:4) [default: unstructured]
+    #[arg(long)]
+    pattern: Option<String>,
     /// Calibration windows drawn from the wiki-vital calibration pool (for methods that use
     /// data; 10 with --reduction, for structured methods).
-    #[arg(long, default_value_t = 32, default_value_if("reduction", ArgPredicate::IsPresent, "10"))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 32, default_value_if("reduction", ArgPredicate::IsPresent, "10"))]
     calib_samples: usize,
     /// Length of each calibration window in tokens (defaults to --seq-len; 64 with
     /// --reduction, for structured methods).
-    #[arg(long, default_value_if("reduction", ArgPredicate::IsPresent, "64"))]
+    #[arg(long, allow_negative_numbers = true, default_value_if("reduction", ArgPredicate::IsPresent, "64"))]
     calib_seq_len: Option<usize>,
     /// Seed of the calibration sampler (CPython-compatible random.seed / randint).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
     /// Tasks evaluated after pruning, comma-separated, each `NAME` or `NAME=LIMIT` (as for
     /// `prunus eval --task`), or `none`.
@@ -151,7 +155,7 @@ struct PruneArgs {
     /// and top-1 agreement) on the first K perplexity windows; the dense hidden states are
     /// computed before pruning. Default 8, or none with `--eval none` (no evaluation asked
     /// for); 0 disables it.
-    #[arg(long, value_name = "K")]
+    #[arg(long, allow_negative_numbers = true, value_name = "K")]
     agreement_windows: Option<usize>,
     /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     prunus_all::link();
+    outputs::install_signal_cleanup();
     let result = match Cli::parse().command {
         Command::List { json } => commands::list(json),
         Command::Eval(a) => commands::eval(a),
@@ -188,8 +193,23 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: library errors that print their
+/// source inline (`reading X: no such file`) also expose it as their cause, which `{:#}`
+/// would print a second time.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg.replace('\n', " ")
 }

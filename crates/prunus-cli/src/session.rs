@@ -63,8 +63,22 @@ pub fn resolve(spec: &str) -> Result<ModelPath> {
         return Ok(ModelPath { path: file.path, sha256: Some(file.sha256) });
     }
     let path = PathBuf::from(spec);
-    if !path.exists() {
-        bail!("model `{spec}` not found: give `default`, a GGUF file or a Hugging Face directory");
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(_) => bail!("model `{spec}` not found: give `default`, a GGUF file or a Hugging Face directory"),
+    };
+    // Nothing is opened that could block (a FIFO waits for a writer forever) or never end.
+    if meta.is_dir() {
+        for name in ["config.json", "tokenizer.json", "model.safetensors", "model.safetensors.index.json"] {
+            let p = path.join(name);
+            if let Ok(m) = std::fs::metadata(&p)
+                && !m.is_file()
+            {
+                bail!("{} is not a regular file", p.display());
+            }
+        }
+    } else if !meta.is_file() {
+        bail!("model `{spec}` is not a regular file or a directory: give `default`, a GGUF file or a Hugging Face directory");
     }
     Ok(ModelPath { path, sha256: None })
 }

@@ -18,7 +18,8 @@ use prunus_eval::tasks;
 use prunus_model::LlamaModel;
 
 use crate::PruneArgs;
-use crate::commands::{DenseAgreement, base_report, evaluate_and_save, method_info, check_eval_opts, check_output_dir, write_report};
+use crate::commands::{DenseAgreement, base_report, check_eval_opts, check_outputs, evaluate_and_save, method_info};
+use crate::outputs;
 use crate::session::{self, bar};
 
 /// The flags of structured methods (refused for layer-wise ones).
@@ -36,14 +37,14 @@ pub struct StructuredArgs {
     #[arg(long, value_name = "UNIT")]
     pub unit: Option<String>,
     /// Never remove units of the first N decoder layers [default: 1]
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub protect_first: Option<usize>,
     /// Never remove units of the last N decoder layers [default: 1]
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub protect_last: Option<usize>,
     /// Time the dense and the pruned model (forward and NLL, alternately, best of 2 each) on
     /// the first K perplexity windows at --seq-len; 0 disables it [default: 4]
-    #[arg(long, value_name = "K")]
+    #[arg(long, allow_negative_numbers = true, value_name = "K")]
     pub speed_windows: Option<usize>,
 }
 
@@ -68,7 +69,7 @@ pub fn check_layerwise(args: &PruneArgs) -> Result<()> {
 }
 
 /// `prunus prune` for a structured method.
-pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config: &serde_json::Value) -> Result<()> {
+pub fn prune(mut args: PruneArgs, registration: &'static MethodRegistration, config: &serde_json::Value) -> Result<()> {
     let started = Instant::now();
     // Everything that can be checked before loading is checked first.
     let method = registration.build_structured(config)?;
@@ -77,7 +78,7 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
         bail!("`{}` is a structured method: give --reduction R, the share of the parameters outside the embeddings to remove (e.g. 0.2)", registration.name);
     };
     structured::check_target(target)?;
-    if args.sparsity != 0.5 || args.pattern != "unstructured" {
+    if args.sparsity.is_some() || args.pattern.is_some() {
         bail!("--sparsity and --pattern are for layer-wise methods; `{}` is structured: use --reduction (and --unit)", registration.name);
     }
     let unit: UnitKind = s.unit.as_deref().unwrap_or("layer").parse()?;
@@ -97,12 +98,14 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
         .into());
     }
     let model_path = session::resolve(&args.model)?;
-    if let Some(out) = &args.out {
-        check_output_dir(out, &model_path.path)?;
-    }
+    check_outputs(&mut args, &model_path.path)?;
 
     let mut loaded = session::load_resolved(&args.model, model_path)?;
     structured::check(&loaded.model, &options)?; // the unit kind, protection and budget fit this model
+    crate::commands::check_eval_budget(&loaded, &args.opts, &specs)?;
+    if needs_data {
+        crate::budget::check_gradients(loaded.model.config(), loaded.model.n_params(), args.calib_samples, seq_len)?;
+    }
     let tokens = session::wiki_vital_tokens(&loaded.tokenizer, needs_data)?;
     let mut seconds = Seconds { load: loaded.seconds, tokenize: tokens.seconds, ..Seconds::default() };
 
@@ -210,7 +213,7 @@ pub fn prune(args: PruneArgs, registration: &'static MethodRegistration, config:
         outcome.removed_fraction_including_embeddings(),
         seconds.prune_total
     );
-    write_report(args.opts.report.as_deref(), &report)
+    outputs::write_report(args.opts.report.as_deref(), &report)
 }
 
 /// Evaluation tokens per second (forward and next-token NLL) of `dense` and `pruned` on the

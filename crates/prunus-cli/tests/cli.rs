@@ -2,6 +2,7 @@
 //! file or value, a nonzero exit, and no partial output.
 
 use std::path::Path;
+use std::process::Command;
 
 mod common;
 use common::{fails_with, prunus};
@@ -52,12 +53,15 @@ fn bad_n_m_patterns_are_refused() {
 }
 
 #[test]
-fn unknown_tasks_and_short_corpora_are_refused() {
+fn unknown_tasks_and_windows_past_the_context_are_refused() {
     fails_with(&prunus(&["eval", "--task", "ppl:wikitext2"]), &["unknown task `ppl:wikitext2`"]);
-    fails_with(&prunus(&["eval", "--seq-len", "1000000"]), &["wiki-vital", "too few for one window of seq_len 1000000"]);
+    // Windows longer than the model's context are refused before anything is allocated (the
+    // eval split, 107,872 tokens, is longer than SmolLM2's 8192-token context, so the corpus's
+    // own length check is a unit test of prunus-eval).
+    fails_with(&prunus(&["eval", "--seq-len", "1000000"]), &["--seq-len 1000000 exceeds the model's context of 8192 tokens"]);
     fails_with(
         &prunus(&["prune", "--method", "wanda", "--calib-seq-len", "2000000", "--eval", "none"]),
-        &["2000000"],
+        &["calibration window of 2000000 tokens exceeds the model's context of 8192 tokens"],
     );
 }
 
@@ -231,4 +235,119 @@ fn dense_agreement_is_perfect_unpruned_and_the_same_with_or_without_perplexity()
     assert_eq!(none["evaluations"], serde_json::json!([]));
     let eval_seconds = none["seconds"]["evaluation"].as_f64().unwrap();
     assert!(eval_seconds < 0.05, "a dense reference pass ran: {eval_seconds} s");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A complete asset cache on a read-only mount (bind-mounted read-only in a private mount
+/// namespace, `unshare --mount`; the suite runs as root): pruning and evaluation work, the
+/// token cache that cannot be written costs one warning, and nothing is written there.
+#[test]
+fn a_complete_cache_on_a_read_only_mount_is_used_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    copy_dir(&prunus_data::assets::home().join("assets"), &home.join("assets"));
+    let h = home.display().to_string();
+    let script = format!("mount --bind '{h}' '{h}' && mount -o remount,ro,bind '{h}' '{h}' && touch '{h}/probe' 2>/dev/null && exit 9; exec \"$0\" \"$@\"");
+    let report = dir.path().join("r.json");
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script, env!("CARGO_BIN_EXE_prunus")])
+        .args(["prune", "--method", "wanda", "--calib-samples", "1", "--seq-len", "64", "--max-windows", "1", "--agreement-windows", "0"])
+        .arg("--report")
+        .arg(&report)
+        .env("PRUNUS_HOME", &home)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(9), "the mount was not read-only");
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("cannot write the token cache").count(), 1, "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(!home.join("tokens").exists(), "wrote into the read-only cache");
+    let ppl = row(&report_json(&report), "ppl:wiki-vital", "ppl")["value"].as_f64().unwrap();
+    assert!(ppl.is_finite() && ppl > 1.0);
+}
+
+/// The entries of `dir` that are temporary outputs of a save.
+fn temps(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prunus_model::TEMP_PREFIX))
+        .collect()
+}
+
+fn prune_out(out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prunus"));
+    cmd.args(["prune", "--method", "magnitude", "--eval", "none", "--out"]).arg(out);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// `prunus prune --out` killed with SIGKILL at spread-out moments (loading, pruning, in the
+/// middle of the save, after it): the output directory is then absent or complete and
+/// loadable, and the next run removes every temporary directory a kill left. SIGTERM removes
+/// the run's own temporary directory before the process exits.
+#[test]
+fn prune_out_killed_at_any_moment_leaves_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut absent, mut complete) = (0, 0);
+    for trial in 0..12 {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let delay_ms = 200 + (state >> 33) % 4300;
+        let out = dir.path().join(format!("out-{trial}"));
+        let mut child = prune_out(&out).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        if out.exists() {
+            for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+                assert!(out.join(f).is_file(), "trial {trial} ({delay_ms} ms): {f} missing from a visible output");
+            }
+            let inspect = prunus(&["inspect", out.to_str().unwrap(), "--json"]);
+            assert!(inspect.status.success(), "trial {trial}: {}", String::from_utf8_lossy(&inspect.stderr));
+            std::fs::remove_dir_all(&out).unwrap();
+            complete += 1;
+        } else {
+            absent += 1;
+        }
+    }
+    eprintln!("kill trials: {absent} absent, {complete} complete");
+    // The next run cleans up whatever the kills left behind.
+    let last = dir.path().join("last");
+    let status = prune_out(&last).status().unwrap();
+    assert!(status.success());
+    assert!(temps(dir.path()).is_empty(), "left behind: {:?}", temps(dir.path()));
+
+    // SIGTERM in the middle of the save: the run removes its own temporary directory.
+    let out = dir.path().join("terminated");
+    let mut child = prune_out(&out).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while temps(dir.path()).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its save started");
+        assert!(start.elapsed().as_secs() < 120, "no save started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    if status.success() {
+        // The save finished between the poll and the signal: then the output is complete.
+        assert!(out.join("model.safetensors").is_file());
+    } else {
+        assert_eq!(status.code(), Some(130), "{status}");
+        assert!(!out.exists());
+    }
+    assert!(temps(dir.path()).is_empty(), "left behind: {:?}", temps(dir.path()));
 }

@@ -185,7 +185,7 @@ pub fn from_file(path: &Path) -> Result<Tokenizer> {
         return Err(Error::Io {
             op: "reading",
             path: path.to_path_buf(),
-            source: std::io::ErrorKind::NotFound.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
     Tokenizer::from_file(path).map_err(Error::tokenizer(format!("reading {}", path.display())))

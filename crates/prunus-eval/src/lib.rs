@@ -25,8 +25,12 @@ pub use tasks::{Task, TaskKind, TaskSpec};
 /// Errors of the evaluation crate; messages are lowercase and carry the offending values.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unknown task `{name}`{}", match .suggestion { Some(s) => format!(" (did you mean `{s}`?)"), None => format!(" (known tasks: {})", .known) })]
-    UnknownTask { name: String, suggestion: Option<String>, known: String },
+    #[error("unknown task `{name}`{}", match .suggestions.as_slice() {
+        [] => format!(" (known tasks: {})", .known),
+        [one] => format!(" (did you mean `{one}`?)"),
+        many => format!(" (did you mean one of {}?)", many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+    })]
+    UnknownTask { name: String, suggestions: Vec<String>, known: String },
     #[error("corpus `{corpus}` has {n_tokens} tokens, too few for one window of seq_len {seq_len}")]
     TooShort { corpus: String, n_tokens: usize, seq_len: usize },
     #[error("invalid evaluation setting: {0}")]

@@ -112,7 +112,7 @@ pub fn read_arrow_stream(path: &Path) -> Result<Vec<(String, Column)>> {
             break; // end of stream
         }
         let meta_len = usize::try_from(meta_len).map_err(|_| truncated())?;
-        let meta = data.get(pos..pos + meta_len).ok_or_else(truncated)?;
+        let meta = data.get(pos..pos.checked_add(meta_len).ok_or_else(truncated)?).ok_or_else(truncated)?;
         pos += meta_len;
         let fb = Fb { buf: meta };
         let msg = fb.root().ok_or_else(truncated)?;
@@ -125,7 +125,7 @@ pub fn read_arrow_stream(path: &Path) -> Result<Vec<(String, Column)>> {
             Some(p) => usize::try_from(fb.i64(p).ok_or_else(truncated)?).map_err(|_| truncated())?,
             None => 0,
         };
-        let body = data.get(pos..pos + body_len).ok_or_else(truncated)?;
+        let body = data.get(pos..pos.checked_add(body_len).ok_or_else(truncated)?).ok_or_else(truncated)?;
         pos += body_len;
         match header_type {
             1 => {
@@ -164,6 +164,11 @@ fn read_schema(fb: &Fb, schema: usize) -> Option<Vec<(String, Option<Kind>)>> {
         return None; // big-endian data
     }
     let (n, first) = fb.vector(fb.child(schema, 1)??)?;
+    // Each field is a 4-byte offset in the buffer: a count the buffer cannot hold is a lie
+    // (and must not size an allocation).
+    if n > fb.buf.len().saturating_sub(first) / 4 {
+        return None;
+    }
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let field = fb.deref(first + 4 * k)?;
@@ -213,7 +218,7 @@ fn read_batch(fb: &Fb, batch: usize, body: &[u8], fields: &[(String, Kind)], col
         }
         let off = usize::try_from(fb.i64(bufs + 16 * k).ok_or_else(malformed)?).map_err(|_| malformed())?;
         let len = usize::try_from(fb.i64(bufs + 16 * k + 8).ok_or_else(malformed)?).map_err(|_| malformed())?;
-        body.get(off..off + len).ok_or_else(malformed)
+        body.get(off..off.checked_add(len).ok_or_else(malformed)?).ok_or_else(malformed)
     };
     let mut next_buf = 0;
     for (c, ((name, kind), column)) in fields.iter().zip(columns.iter_mut()).enumerate() {

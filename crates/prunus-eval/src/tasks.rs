@@ -193,10 +193,15 @@ pub const TASKS: &[Task] = &[
 
 /// The task called `name`, or an error suggesting the closest one.
 pub fn find(name: &str) -> Result<&'static Task> {
-    TASKS.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownTask {
-        name: name.to_string(),
-        suggestion: prunus_core::registry::closest(name, TASKS.iter().map(|t| t.name)).map(str::to_string),
-        known: TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
+    TASKS.iter().find(|t| t.name == name).ok_or_else(|| {
+        // A prefix of several names (`mc:arc`) lists them all; otherwise the closest name.
+        let prefixed: Vec<String> = TASKS.iter().filter(|t| name.len() >= 4 && t.name.starts_with(name)).map(|t| t.name.to_string()).collect();
+        let suggestions = if prefixed.is_empty() {
+            prunus_core::registry::closest(name, TASKS.iter().map(|t| t.name)).map(str::to_string).into_iter().collect()
+        } else {
+            prefixed
+        };
+        Error::UnknownTask { name: name.to_string(), suggestions, known: TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ") }
     })
 }
 

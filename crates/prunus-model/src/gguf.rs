@@ -195,6 +195,11 @@ fn llama_config(path: &Path, content: &Content) -> Result<LlamaConfig> {
             value: format!("{kind:?} (rope scaling is not supported)"),
         });
     }
+    for (key, value) in [("llama.attention.head_count", n_heads), ("llama.attention.head_count_kv", n_kv), ("llama.embedding_length", hidden), ("llama.block_count", n_layers)] {
+        if value == 0 {
+            return Err(ModelError::BadMetadata { path: path.into(), key: key.into(), value: "0 (must be positive)".into() });
+        }
+    }
     let mut config = LlamaConfig::new(vocab, hidden, ffn, n_layers, n_heads, n_kv, !content.tensor_infos.contains_key("output.weight"));
     if let Some(kl) = key_len
         && (n_heads == 0 || kl * n_heads != hidden)
@@ -223,6 +228,22 @@ fn llama_config(path: &Path, content: &Content) -> Result<LlamaConfig> {
 /// Whether candle can dequantize this storage type.
 fn dequantizable(t: GgmlDType) -> bool {
     !matches!(t, GgmlDType::Q8_1 | GgmlDType::Q8K)
+}
+
+/// The block index of a tensor named `<prefix><index>.<rest>`.
+pub(crate) fn block_index(name: &str, prefix: &str) -> Option<usize> {
+    name.strip_prefix(prefix)?.split('.').next()?.parse().ok()
+}
+
+/// `general.alignment` (GGUF's default 32 when absent); tensor offsets are multiples of it.
+fn alignment(path: &Path, content: &Content) -> Result<u64> {
+    match content.metadata.get("general.alignment") {
+        None => Ok(32),
+        Some(v) => match as_u64(v) {
+            Some(a) if a > 0 && a.is_power_of_two() => Ok(a),
+            _ => Err(ModelError::BadMetadata { path: path.into(), key: "general.alignment".into(), value: value_text(v) }),
+        },
+    }
 }
 
 /// Checks a tensor's header entry against the file and reads it as f32 on the CPU.
@@ -312,9 +333,26 @@ impl LlamaModel {
                 return Err(ModelError::MissingTensor { path: path.into(), tensor: name });
             }
         }
+        // Blocks past the declared count would be dropped without a word.
+        if let Some(extra) = content.tensor_infos.keys().filter_map(|k| block_index(k, "blk.")).filter(|&b| b >= config.num_hidden_layers).max() {
+            return Err(ModelError::BadMetadata {
+                path: path.into(),
+                key: "llama.block_count".into(),
+                value: format!("{} (the file holds tensors of block {extra})", config.num_hidden_layers),
+            });
+        }
+        let alignment = alignment(path, &content)?;
         let mut tensors = HashMap::new();
         for (hf, shape) in tensor_specs(&config) {
             let gg = gguf_name(&hf).expect("every llama tensor has a gguf name");
+            if let Some(info) = content.tensor_infos.get(&gg)
+                && info.offset % alignment != 0
+            {
+                return Err(ModelError::Gguf {
+                    path: path.into(),
+                    reason: format!("tensor `{gg}` starts at offset {}, not a multiple of the file's alignment {alignment}", info.offset),
+                });
+            }
             let info = content
                 .tensor_infos
                 .get(&gg)

@@ -27,6 +27,86 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Mo
     move |source| ModelError::Io { op, path: path.to_path_buf(), source }
 }
 
+/// Temporary directories of a save are named `<TEMP_PREFIX><pid>-<name>.<random>` beside the
+/// output, so that a later run can tell the leftovers of a killed process from a save in
+/// progress.
+pub const TEMP_PREFIX: &str = ".prunus-tmp-";
+
+/// Removes the temporary directories that killed saves left in `dir` (their process is gone),
+/// with a warning naming each; returns what was removed.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return removed };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(TEMP_PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        tracing::warn!(path = %path.display(), "removing the temporary output of an interrupted save");
+        let removed_ok = if entry.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if removed_ok.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Why a safetensors header does not describe its file, naming the tensor, when the crate's
+/// own error does not (it says "incomplete metadata" or "invalid ... for tensor" without a
+/// name). Reads only the header; `None` when no single tensor is to blame.
+pub fn header_problem(file: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file).ok()?;
+    let file_len = f.metadata().ok()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).ok()?;
+    let n = u64::from_le_bytes(n);
+    if n > file_len.saturating_sub(8) || n > 100 << 20 {
+        return Some(format!("the header claims {n} bytes of a {file_len}-byte file"));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let data_len = file_len - 8 - n;
+    let mut entries: Vec<(String, u64, u64, u64)> = Vec::new();
+    for (name, info) in json.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = info.get("data_offsets")?.as_array()?;
+        let (s, e) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        let bytes_per = match info.get("dtype")?.as_str()? {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+            other => return Some(format!("tensor `{name}` has dtype {other}")),
+        };
+        let numel = info.get("shape")?.as_array()?.iter().try_fold(1u64, |a, d| d.as_u64().and_then(|d| a.checked_mul(d)));
+        let Some(size) = numel.and_then(|n| n.checked_mul(bytes_per)) else {
+            return Some(format!("tensor `{name}` has a shape too large to address"));
+        };
+        entries.push((name.clone(), s, e, size));
+    }
+    entries.sort_by_key(|&(_, s, e, _)| (s, e));
+    let mut end = 0;
+    for (name, s, e, size) in entries {
+        if s != end || e < s {
+            return Some(format!("tensor `{name}` has data_offsets [{s}, {e}], expected to start at {end}"));
+        }
+        if e - s != size {
+            return Some(format!("tensor `{name}` has data_offsets [{s}, {e}] ({} bytes) for a shape of {size} bytes", e - s));
+        }
+        if e > data_len {
+            return Some(format!("tensor `{name}` has data_offsets [{s}, {e}] past the {data_len} bytes of data"));
+        }
+        end = e;
+    }
+    None
+}
+
 /// Reads and validates `dir/config.json`.
 pub fn read_config(dir: &Path) -> Result<LlamaConfig> {
     let path = dir.join("config.json");
@@ -89,8 +169,13 @@ impl LlamaModel {
             }
             // SAFETY: the mapping is read-only; as with any mmap, the file must not be
             // truncated or rewritten by another process while the model loads.
-            let st = unsafe { MmapedSafetensors::new(file) }
-                .map_err(|e| ModelError::Safetensors { path: file.clone(), reason: e.to_string() })?;
+            let st = unsafe { MmapedSafetensors::new(file) }.map_err(|e| ModelError::Safetensors {
+                path: file.clone(),
+                reason: match header_problem(file) {
+                    Some(detail) => format!("{e} ({detail})"),
+                    None => e.to_string(),
+                },
+            })?;
             for (name, _) in st.tensors() {
                 routing.insert(name, i);
             }
@@ -102,6 +187,14 @@ impl LlamaModel {
             if !routing.contains_key(&name) {
                 return Err(ModelError::MissingTensor { path: dir.to_path_buf(), tensor: name });
             }
+        }
+        // Layers past the declared count would be dropped without a word.
+        if let Some(extra) = routing.keys().filter_map(|k| crate::gguf::block_index(k, "model.layers.")).filter(|&b| b >= config.num_hidden_layers).max() {
+            return Err(ModelError::Config {
+                field: "num_hidden_layers".into(),
+                value: config.num_hidden_layers.to_string(),
+                reason: format!("the weights in {} hold layer {extra}", dir.display()),
+            });
         }
         let mut tensors = HashMap::new();
         for (name, shape) in config.tensor_shapes() {
@@ -187,7 +280,7 @@ impl LlamaModel {
                     .next()
                     .is_none();
                 if !empty && !options.overwrite {
-                    return Err(refuse("the directory exists and is not empty (set overwrite to replace it)".into()));
+                    return Err(refuse("it exists and is not empty (another run may have written it since the checks at the start)".into()));
                 }
                 Some(empty)
             }
@@ -197,8 +290,9 @@ impl LlamaModel {
 
         // Mode 0777 less the umask, as a plain mkdir gives: a model written for a shared
         // directory is readable by the team (tempfile's default is 0700).
+        remove_stale_temps(&parent);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.tmp-", name.to_string_lossy()))
+            .prefix(&format!("{}{}-{}.", TEMP_PREFIX, std::process::id(), name.to_string_lossy()))
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .tempdir_in(&parent)
             .map_err(|e| refuse(format!("cannot create a temporary directory in {}: {e}", parent.display())))?;
@@ -209,7 +303,7 @@ impl LlamaModel {
             Some(true) => std::fs::remove_dir(&target).map_err(|e| refuse(format!("cannot replace empty directory: {e}")))?,
             Some(false) => {
                 let old = tempfile::Builder::new()
-                    .prefix(&format!(".{}.old-", name.to_string_lossy()))
+                    .prefix(&format!("{}{}-{}.old.", TEMP_PREFIX, std::process::id(), name.to_string_lossy()))
                     .tempdir_in(&parent)
                     .map_err(|e| refuse(format!("cannot create a temporary directory: {e}")))?;
                 let old_path = old.path().to_path_buf();

@@ -49,7 +49,7 @@ pub use edit::ParamReduction;
 pub use error::{ModelError, Result};
 pub use gguf::{GgufSummary, GgufTensor, inspect_gguf};
 pub use grad::{Grads, Precision};
-pub use hf::SaveOptions;
+pub use hf::{SaveOptions, TEMP_PREFIX, remove_stale_temps};
 pub use llama::{LINEARS, LinearSparsity, LlamaModel, ParamCounts};
 
 // `gemm` is a dependency only to enable its `x86-v4` kernels for candle's CPU matmul.

@@ -54,6 +54,26 @@ fn save_then_load_is_bit_exact() {
     }
 }
 
+/// A pid with no process (for leftovers of a "killed" run).
+fn dead_pid() -> u32 {
+    (4_000_000..4_100_000).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).unwrap()
+}
+
+#[test]
+fn leftovers_of_killed_saves_are_removed_by_the_next_save_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join(format!("{}{}-out.abc123", prunus_model::TEMP_PREFIX, dead_pid()));
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("model.safetensors"), b"half written").unwrap();
+    // pid 1 is alive: its temporary directory may be a save in progress.
+    let live = dir.path().join(format!("{}1-out.def456", prunus_model::TEMP_PREFIX));
+    std::fs::create_dir(&live).unwrap();
+    let unrelated = dir.path().join(".tmp-something-else");
+    std::fs::create_dir(&unrelated).unwrap();
+    tiny().save_hf_dir(dir.path().join("other"), &SaveOptions::default()).unwrap();
+    assert!(!dead.exists() && live.exists() && unrelated.exists());
+}
+
 #[test]
 fn save_refuses_bad_output_dirs() {
     let dir = tempfile::tempdir().unwrap();
