@@ -152,6 +152,11 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
     });
     let no_tokenizer = variant(&base, root, "no-tokenizer", |d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
     let bad_tokenizer = variant(&base, root, "bad-tokenizer", |d| std::fs::write(d.join("tokenizer.json"), b"{\"model\": 7}").unwrap());
+    // Found by fuzzing: the tokenizers crate panics on this file instead of returning an error.
+    let panicking_tokenizer = variant(&base, root, "panicking-tokenizer", |d| {
+        let found = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prunus-data/tests/fuzz/tokenizer-json/decoder-json-that-does-not-parse-panics-in-tokenizers");
+        std::fs::copy(found, d.join("tokenizer.json")).unwrap();
+    });
     let fifo_config = variant(&base, root, "fifo-config", |d| {
         std::fs::remove_file(d.join("config.json")).unwrap();
         mkfifo(&d.join("config.json"));
@@ -205,6 +210,7 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
         case("hf index escapes the directory", &["eval", "--model", &bad_index], 1, &["weight_map", "../../etc/passwd"]),
         case("hf no tokenizer.json", &["eval", "--model", &no_tokenizer], 1, &["no-tokenizer/tokenizer.json", "no such file"]),
         case("hf broken tokenizer.json", &["eval", "--model", &bad_tokenizer], 1, &["bad-tokenizer/tokenizer.json"]),
+        case("hf tokenizer.json that panics the tokenizers crate", &["eval", "--model", &panicking_tokenizer], 1, &["panicking-tokenizer/tokenizer.json"]),
         case("hf config.json is a fifo", &["eval", "--model", &fifo_config], 1, &["fifo-config/config.json", "not a regular file"]),
         // Flags.
         case("unknown method", &["prune", "--method", "wandaa"], 1, &["unknown method `wandaa`", "did you mean `wanda`"]),

@@ -188,7 +188,19 @@ pub fn from_file(path: &Path) -> Result<Tokenizer> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
-    Tokenizer::from_file(path).map_err(Error::tokenizer(format!("reading {}", path.display())))
+    // The tokenizers crate panics on some malformed files (a decoder whose JSON does not
+    // parse, found by fuzzing) instead of returning an error: a panic here is bad input too.
+    match std::panic::catch_unwind(|| Tokenizer::from_file(path)) {
+        Ok(result) => result.map_err(Error::tokenizer(format!("reading {}", path.display()))),
+        Err(payload) => Err(Error::Tokenizer {
+            context: format!("reading {}", path.display()),
+            message: payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the tokenizers library panicked".into()),
+        }),
+    }
 }
 
 /// Token ids of `text`, adding no BOS and no special tokens.

@@ -153,7 +153,6 @@ fn fnv(data: &[u8]) -> u64 {
 /// Panics (failing the test) on the first crash, naming the file its input was saved to.
 pub fn run<T, E>(name: &str, dir: &Path, seeds: &[Vec<u8>], mut target: impl FnMut(&[u8]) -> Result<T, E>) -> Outcome {
     assert!(!seeds.is_empty(), "{name}: no seeds");
-    let start = Instant::now();
     let mut regressions: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.'))).collect())
         .unwrap_or_default();
@@ -163,6 +162,7 @@ pub fn run<T, E>(name: &str, dir: &Path, seeds: &[Vec<u8>], mut target: impl FnM
     // One run at a time per process: the panic hook (silenced while fuzzing) is global.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let start = Instant::now(); // the budget counts from here, not from waiting for the lock
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     // Runs one input; `Some(message)` when the target panicked.
