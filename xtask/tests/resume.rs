@@ -47,13 +47,11 @@ fn bench(matrix: &Path, out: &Path) -> Command {
 }
 
 fn records(out: &Path) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(out.join("cells")) else { return Vec::new() };
-    let mut keys: Vec<String> = dir
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-        .collect();
-    keys.sort();
-    keys
+    files_under(&out.join("cells"), ".json")
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect()
 }
 
 #[test]

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
-use prunus_model::layout::{gguf_name, permute_qk_to_gguf};
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::Value;
 use prunus_model::{LlamaConfig, LlamaModel, SaveOptions};
 
 /// Every regular file under `dir` with its bytes (FIFOs and other special files by kind).
@@ -38,35 +37,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// A tiny Llama written as GGUF (f32), with metadata overrides.
 fn write_gguf(model: &LlamaModel, path: &Path, overrides: &[(&str, Value)]) {
-    let c = model.config();
-    let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    for (hf, t) in model.named_tensors() {
-        let mut t = t.clone();
-        if hf.ends_with("q_proj.weight") {
-            t = permute_qk_to_gguf(&t, c.num_attention_heads).unwrap();
-        } else if hf.ends_with("k_proj.weight") {
-            t = permute_qk_to_gguf(&t, c.n_kv_heads()).unwrap();
-        }
-        tensors.push((gguf_name(&hf).unwrap(), QTensor::quantize(&t, GgmlDType::F32).unwrap()));
-    }
-    let u = |v: usize| Value::U32(v as u32);
-    let mut md: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String("llama".into())),
-        ("llama.block_count".into(), u(c.num_hidden_layers)),
-        ("llama.embedding_length".into(), u(c.hidden_size)),
-        ("llama.feed_forward_length".into(), u(c.intermediate_size)),
-        ("llama.attention.head_count".into(), u(c.num_attention_heads)),
-        ("llama.attention.head_count_kv".into(), u(c.n_kv_heads())),
-        ("llama.context_length".into(), u(c.max_position_embeddings)),
-        ("tokenizer.ggml.tokens".into(), Value::Array((0..c.vocab_size).map(|i| Value::String(format!("t{i}"))).collect())),
-    ];
-    for (k, v) in overrides {
-        md.retain(|(key, _)| key != k);
-        md.push((k.to_string(), v.clone()));
-    }
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md_refs, &t_refs).unwrap();
+    prunus_model::gguf::write_gguf(model, path, GgmlDType::F32, "llama", overrides).unwrap();
 }
 
 /// Moves the data offset of tensor `name` in a GGUF header by `delta` bytes.

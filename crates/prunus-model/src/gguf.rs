@@ -1,4 +1,5 @@
-//! Loading Llama models from GGUF files (llama.cpp), and inspecting GGUF headers.
+//! Loading Llama models from GGUF files (llama.cpp), inspecting GGUF headers, and writing
+//! synthetic models as GGUF ([`write_gguf`], for tests and fixtures).
 //!
 //! Tensors are dequantized to f32 with candle. llama.cpp stores the rows of the query and
 //! key projections permuted for interleaved RoPE; they are un-permuted here to the Hugging
@@ -9,13 +10,13 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::GgmlDType;
-use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
+use candle_core::quantized::gguf_file::{self, Content, TensorInfo, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::{LlamaConfig, TokenIds};
 use crate::error::{ModelError, Result};
-use crate::layout::{gguf_name, tensor_specs, unpermute_qk_from_gguf};
+use crate::layout::{gguf_name, permute_qk_to_gguf, tensor_specs, unpermute_qk_from_gguf};
 use crate::llama::LlamaModel;
 
 /// One tensor of a GGUF file, as its header describes it.
@@ -420,4 +421,52 @@ pub fn inspect_gguf(path: impl AsRef<Path>) -> Result<GgufSummary> {
         n_params,
         dtype_counts,
     })
+}
+
+/// Writes `model` as a GGUF file laid out the way llama.cpp's converter does (GGUF tensor
+/// names, Q/K rows permuted for interleaved RoPE), every 2-D weight stored as `dtype` and the
+/// norms as F32, with `arch` as `general.architecture` and the prefix of the hyperparameter
+/// keys, then `overrides` replacing or adding metadata keys. The vocabulary is a placeholder
+/// (`t0`, `t1`, ...) with no tokenizer model: this is for synthetic models in tests and
+/// fixtures, not a conversion tool.
+pub fn write_gguf(model: &LlamaModel, path: &Path, dtype: GgmlDType, arch: &str, overrides: &[(&str, Value)]) -> Result<()> {
+    let c = model.config();
+    let gguf_err = |reason: String| ModelError::Gguf { path: path.into(), reason };
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for (hf, t) in model.named_tensors() {
+        let mut t = t.clone();
+        if hf.ends_with("q_proj.weight") {
+            t = permute_qk_to_gguf(&t, c.num_attention_heads)?;
+        } else if hf.ends_with("k_proj.weight") {
+            t = permute_qk_to_gguf(&t, c.n_kv_heads())?;
+        }
+        let dt = if t.rank() == 1 { GgmlDType::F32 } else { dtype };
+        let name = gguf_name(&hf).ok_or_else(|| gguf_err(format!("tensor `{hf}` has no GGUF name")))?;
+        let q = QTensor::quantize(&t, dt).map_err(|e| gguf_err(format!("quantizing `{hf}`: {e}")))?;
+        tensors.push((name, q));
+    }
+    let u = |v: usize| Value::U32(v as u32);
+    let mut md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        ("general.name".into(), Value::String("synthetic".into())),
+        (format!("{arch}.block_count"), u(c.num_hidden_layers)),
+        (format!("{arch}.embedding_length"), u(c.hidden_size)),
+        (format!("{arch}.feed_forward_length"), u(c.intermediate_size)),
+        (format!("{arch}.attention.head_count"), u(c.num_attention_heads)),
+        (format!("{arch}.attention.head_count_kv"), u(c.n_kv_heads())),
+        (format!("{arch}.attention.layer_norm_rms_epsilon"), Value::F32(c.rms_norm_eps as f32)),
+        (format!("{arch}.rope.freq_base"), Value::F32(c.rope_theta as f32)),
+        (format!("{arch}.context_length"), u(c.max_position_embeddings)),
+        (format!("{arch}.rope.dimension_count"), u(c.head_dim())),
+        ("tokenizer.ggml.tokens".into(), Value::Array((0..c.vocab_size).map(|i| Value::String(format!("t{i}"))).collect())),
+    ];
+    for (key, value) in overrides {
+        md.retain(|(k, _)| k != key);
+        md.push((key.to_string(), value.clone()));
+    }
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = File::create(path).map_err(|source| ModelError::Io { op: "create", path: path.into(), source })?;
+    gguf_file::write(&mut f, &md_refs, &t_refs).map_err(|e| gguf_err(format!("writing: {e}")))?;
+    Ok(())
 }
