@@ -316,6 +316,9 @@ pub fn run(args: Args) -> Result<()> {
     if same_dir(&plan.out, &committed) && (args.fresh || args.results.update) {
         bail!("--out is the committed results directory {}; --fresh and --update work on a run directory of their own", committed.display());
     }
+    // The run directory must be usable before the first cell spends its minutes.
+    let cells = cells_dir(&plan.out);
+    std::fs::create_dir_all(&cells).with_context(|| format!("the run directory {} cannot be created or is not a directory", plan.out.display()))?;
     if args.fresh {
         discard_records(&plan.out)?;
     }

@@ -43,6 +43,12 @@ pub fn check_windows(cfg: &LlamaConfig, flag: &str, seq: usize, batch: usize) ->
     check_fits(&format!("{flag} {seq} with --batch-size {batch}"), forward_bytes(cfg, batch, seq), "lower --batch-size or the window length")
 }
 
+/// Refuses a packed multiple-choice pass of `tokens` tokens (one tree of shared prefixes, so
+/// it may be longer than the context) that would not fit in memory.
+pub fn check_packed_tokens(cfg: &LlamaConfig, flag: &str, tokens: usize) -> Result<()> {
+    check_fits(&format!("{flag} {tokens}"), forward_bytes(cfg, 1, tokens), "lower it")
+}
+
 /// Refuses calibration whose hidden states (every window, kept twice) and forward batch would
 /// not fit in memory.
 pub fn check_calibration(cfg: &LlamaConfig, samples: usize, seq: usize, batch: usize) -> Result<()> {

@@ -67,7 +67,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let model_path = session::resolve(&args.model)?;
     let report_path = args.eval.report.as_deref().map(|r| outputs::check_report(r, &model_path.path, None)).transpose()?;
     let loaded = session::load_resolved(&args.model, model_path)?;
-    check_eval_budget(&loaded, &args.eval, &specs)?;
+    check_eval_budget(&loaded, &args.eval, &specs, false)?;
     let needs_corpus = specs.iter().any(|s| s.task.kind == TaskKind::Perplexity);
     let tokens = if needs_corpus { Some(session::wiki_vital_tokens(&loaded.tokenizer, false)?) } else { None };
     let t = Instant::now();
@@ -127,7 +127,7 @@ pub fn prune(mut args: PruneArgs) -> Result<()> {
 
     let mut loaded = session::load_resolved(&args.model, model_path)?;
     let needs_data = method.stats() > prunus_core::StatKind::None;
-    check_eval_budget(&loaded, &args.opts, &specs)?;
+    check_eval_budget(&loaded, &args.opts, &specs, args.agreement_windows(!specs.is_empty()) > 0)?;
     if needs_data {
         budget::check_calibration(loaded.model.config(), args.calib_samples, calib_seq_len, args.opts.batch_size)?;
     }
@@ -265,9 +265,13 @@ pub fn inspect(spec: &str, json: bool) -> Result<()> {
 
 /// Bounds the evaluation's windows by the model's context and the machine's memory (before
 /// anything is tokenized or allocated).
-pub(crate) fn check_eval_budget(loaded: &Loaded, o: &EvalOpts, specs: &[TaskSpec]) -> Result<()> {
-    if specs.iter().any(|s| s.task.kind == TaskKind::Perplexity) {
+/// `windows`: whether windows of --seq-len run besides the tasks (dense agreement, timing).
+pub(crate) fn check_eval_budget(loaded: &Loaded, o: &EvalOpts, specs: &[TaskSpec], windows: bool) -> Result<()> {
+    if windows || specs.iter().any(|s| s.task.kind == TaskKind::Perplexity) {
         budget::check_windows(loaded.model.config(), "--seq-len", o.seq_len, o.batch_size)?;
+    }
+    if specs.iter().any(|s| s.task.kind == TaskKind::MultipleChoice) {
+        budget::check_packed_tokens(loaded.model.config(), "--mc-batch-tokens", o.mc_batch_tokens)?;
     }
     Ok(())
 }

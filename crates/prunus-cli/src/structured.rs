@@ -102,7 +102,7 @@ pub fn prune(mut args: PruneArgs, registration: &'static MethodRegistration, con
 
     let mut loaded = session::load_resolved(&args.model, model_path)?;
     structured::check(&loaded.model, &options)?; // the unit kind, protection and budget fit this model
-    crate::commands::check_eval_budget(&loaded, &args.opts, &specs)?;
+    crate::commands::check_eval_budget(&loaded, &args.opts, &specs, speed_windows > 0 || args.agreement_windows(!specs.is_empty()) > 0)?;
     if needs_data {
         crate::budget::check_gradients(loaded.model.config(), loaded.model.n_params(), args.calib_samples, seq_len)?;
     }

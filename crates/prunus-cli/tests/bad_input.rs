@@ -195,6 +195,7 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
         case("seq-len past the context", &["eval", "--seq-len", "100000"], 1, &["--seq-len 100000 exceeds the model's context of 8192 tokens"]),
         case("seq-len 1", &["eval", "--seq-len", "1"], 1, &["--seq-len must be at least 2"]),
         case("calibration past memory", &["prune", "--method", "wanda", "--calib-samples", "100000000000", "--calib-seq-len", "512", "--eval", "none"], 1, &["--calib-samples 100000000000", "would need about", "is available"]),
+        case("a packed multiple-choice pass past memory", &["eval", "--task", "mc:piqa=2", "--mc-batch-tokens", "10000000"], 1, &["--mc-batch-tokens 10000000 would need about"]),
         case("a prefix of several tasks", &["eval", "--task", "mc:arc"], 1, &["unknown task `mc:arc`", "`mc:arc_easy`", "`mc:arc_challenge`"]),
         case("negative limit", &["eval", "--limit", "-1"], 2, &["invalid value '-1' for '--limit"]),
         case("config not json", &["prune", "--method", "wanda", "--config", "{oops"], 1, &["--config is not valid JSON"]),
