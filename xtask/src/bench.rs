@@ -407,6 +407,13 @@ pub fn run(args: Args) -> Result<()> {
 
 pub fn report(args: ReportArgs) -> Result<()> {
     let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), false)?;
+    if !cells_dir(&plan.out).is_dir() {
+        bail!(
+            "{} holds no records; `cargo xtask report` merges a run's records (give `--out results/{}` to rewrite the committed tables)",
+            plan.out.display(),
+            plan.loaded.name
+        );
+    }
     let previous = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     write_outputs(&plan, &plan.out, git_state(), 0.0, 0, previous)?;
     let committed = args.results.compare_with.as_deref().map(absolute).unwrap_or_else(|| results_dir(&plan.loaded.name));
@@ -502,8 +509,8 @@ fn short(commit: &str) -> &str {
 /// Reads every cell's record from `plan.out` (all must exist) and writes the tables, plots
 /// and manifest into `out`. `previous`: the manifest of an earlier bench run over these cells,
 /// when `report` rewrites its tables; its account of that run (commit, dirty state, cells
-/// run, wall seconds) is kept and this commit is recorded beside it as
-/// `tables_rewritten_by_report`.
+/// run, wall seconds, and the machine and tools it ran on) is kept and this commit is recorded
+/// beside it as `tables_rewritten_by_report`.
 fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize, previous: Option<serde_json::Value>) -> Result<()> {
     let mut records = Vec::new();
     let mut missing = Vec::new();
@@ -526,7 +533,7 @@ fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran
     let written = crate::aggregate::write_tables(&records, out, &opts)?;
     let mut manifest = manifest(plan, out, git.clone(), seconds, ran)?;
     if let Some(previous) = previous {
-        for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
+        for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time", "machine", "tools"] {
             if let Some(v) = previous.get(key) {
                 manifest[key] = v.clone();
             }

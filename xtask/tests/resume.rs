@@ -207,7 +207,7 @@ fn structured_cells_run_through_the_bench() {
     let o = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(&out).arg("--prunus").arg(prunus()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let after = manifest(&out);
-    for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time"] {
+    for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time", "machine", "tools"] {
         assert_eq!(after[key], ran[key], "{key}");
     }
     assert_eq!(after["tables_rewritten_by_report"]["git_commit"], ran["git_commit"], "same checkout here: {after}");
