@@ -1,6 +1,6 @@
 //! Corpora and the named protocols that cut them into evaluation and calibration data.
 //!
-//! The default protocol, "wiki-vital" (written down in `docs/assets.md`):
+//! The default protocol, "wiki-vital" (written down in `docs/protocols.md`):
 //!
 //! - sort the summaries by title (byte order) and take each `extract`;
 //! - article `i` (0-based, sorted order) with `i % 10 == 0` is EVAL, every other

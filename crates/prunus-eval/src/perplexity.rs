@@ -1,4 +1,4 @@
-//! Perplexity over non-overlapping windows (the wiki-vital protocol of docs/assets.md).
+//! Perplexity over non-overlapping windows (the wiki-vital protocol of docs/protocols.md).
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
