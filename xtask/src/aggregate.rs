@@ -23,10 +23,9 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use polars::prelude::*;
 
 use crate::plots::{self, LinePlot, Reference, Series as Curve};
@@ -101,7 +100,7 @@ pub fn write_tables(
     let mut written = Vec::new();
 
     let path = out_dir.join(PARQUET);
-    write_atomic(&path, |f| {
+    crate::atomic::write_with(&path, |f| {
         ParquetWriter::new(f)
             .finish(&mut df)
             .map(drop)
@@ -110,7 +109,7 @@ pub fn write_tables(
     written.push(path);
 
     let path = out_dir.join(CSV);
-    write_atomic(&path, |f| {
+    crate::atomic::write_with(&path, |f| {
         CsvWriter::new(f)
             .include_header(true)
             .finish(&mut df)
@@ -121,7 +120,7 @@ pub fn write_tables(
     let summary = Summary::new(records)?;
     let path = out_dir.join(SUMMARY);
     let text = summary.markdown(opts);
-    write_atomic(&path, |mut f| {
+    crate::atomic::write_with(&path, |mut f| {
         std::io::Write::write_all(&mut f, text.as_bytes()).map_err(Into::into)
     })?;
     written.push(path);
@@ -129,7 +128,7 @@ pub fn write_tables(
     for (name, plot) in summary.plots() {
         let path = out_dir.join(name);
         let svg = plots::render_svg(&plot)?;
-        write_atomic(&path, |mut f| {
+        crate::atomic::write_with(&path, |mut f| {
             std::io::Write::write_all(&mut f, svg.as_bytes()).map_err(Into::into)
         })?;
         written.push(path);
@@ -142,21 +141,6 @@ pub fn write_tables(
 #[cfg(test)]
 pub fn summary_markdown(records: &[CellRecord], opts: &SummaryOptions) -> Result<String> {
     Ok(Summary::new(records)?.markdown(opts))
-}
-
-fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("bad path {}", path.display()))?;
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file =
-        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    write(&mut file).with_context(|| format!("cannot write {}", path.display()))?;
-    file.sync_all().ok();
-    drop(file);
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1758,7 +1742,7 @@ mod tests {
         );
 
         let expected = long_frame(&records).unwrap();
-        let back = ParquetReader::new(File::open(&written[0]).unwrap())
+        let back = ParquetReader::new(std::fs::File::open(&written[0]).unwrap())
             .finish()
             .unwrap();
         assert_eq!(back.shape(), expected.shape());

