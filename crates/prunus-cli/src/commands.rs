@@ -289,6 +289,9 @@ pub(crate) fn check_eval_opts(o: &EvalOpts) -> Result<()> {
 pub(crate) fn check_output_dir(out: &Path, model: &Path) -> Result<PathBuf> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let shown = out.display();
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("--out {shown} is a symbolic link; choose a new directory");
+    }
     let abs = if out.exists() {
         canon(out)
     } else {

@@ -43,7 +43,8 @@ pub struct StructuredArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub protect_last: Option<usize>,
     /// Time the dense and the pruned model (forward and NLL, alternately, best of 2 each) on
-    /// the first K perplexity windows at --seq-len; 0 disables it [default: 4]
+    /// the first K perplexity windows at --seq-len; 0 disables it [default: 4, or 0 with
+    /// `--eval none`]
     #[arg(long, allow_negative_numbers = true, value_name = "K")]
     pub speed_windows: Option<usize>,
 }
@@ -83,8 +84,9 @@ pub fn prune(mut args: PruneArgs, registration: &'static MethodRegistration, con
     }
     let unit: UnitKind = s.unit.as_deref().unwrap_or("layer").parse()?;
     let options = StructuredOptions { unit, target, protect_first: s.protect_first.unwrap_or(1), protect_last: s.protect_last.unwrap_or(1) };
-    let speed_windows = s.speed_windows.unwrap_or(4);
     let specs = tasks::parse_list(&args.eval, args.opts.limit)?;
+    // `--eval none` asks for no evaluation: no timing either, unless asked for.
+    let speed_windows = s.speed_windows.unwrap_or(if specs.is_empty() { 0 } else { 4 });
     check_eval_opts(&args.opts)?;
     let needs_data = method.needs_calibration();
     let seq_len = args.calib_seq_len.unwrap_or(64);

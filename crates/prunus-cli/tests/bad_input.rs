@@ -146,6 +146,7 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
     // Output paths and the files they must not touch.
     std::fs::write(root.join("notes.txt"), "my notes").unwrap();
     std::os::unix::fs::symlink(root.join("notes.txt"), root.join("link.json")).unwrap();
+    std::os::unix::fs::symlink(root.join("a-dir"), root.join("dir-link")).unwrap();
     mkfifo(&root.join("fifo.json"));
     std::fs::create_dir(root.join("a-dir")).unwrap();
     std::fs::write(root.join("a-dir/keep.txt"), "x").unwrap();
@@ -209,6 +210,7 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
         case("report below a file", &prune(&["--report", &r("notes.txt/r.json")]).iter().map(String::as_str).collect::<Vec<_>>(), 1, &["notes.txt"]),
         case("report onto /dev/null", &prune(&["--report", "/dev/null"]).iter().map(String::as_str).collect::<Vec<_>>(), 1, &["/dev/null", "special file"]),
         case("out onto a file", &prune(&["--out", &r("notes.txt")]).iter().map(String::as_str).collect::<Vec<_>>(), 1, &["notes.txt", "not a directory"]),
+        case("out onto a symlink", &prune(&["--out", &r("dir-link")]).iter().map(String::as_str).collect::<Vec<_>>(), 1, &["dir-link", "symbolic link"]),
         case("out into a non-empty directory", &prune(&["--out", &r("a-dir")]).iter().map(String::as_str).collect::<Vec<_>>(), 1, &["a-dir", "not empty"]),
         case("out onto the input model", &["prune", "--model", &hf, "--method", "magnitude", "--eval", "none", "--out", &hf], 1, &["--out", "input model"]),
         case("out is the parent of the input", &["prune", "--model", &format!("{hf}/"), "--method", "magnitude", "--eval", "none", "--out", root.to_str().unwrap()], 1, &["--out", "input model"]),
