@@ -252,6 +252,9 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        if stderr.contains("panicked") {
+            failures.push(format!("{}: a panic reached the user: {stderr}", c.name));
+        }
         if out.status.code() != Some(c.status) {
             failures.push(format!("{}: exit {:?}, expected {}: {stderr}", c.name, out.status.code(), c.status));
         } else if errors.len() != 1 {

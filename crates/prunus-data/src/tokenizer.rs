@@ -190,7 +190,7 @@ pub fn from_file(path: &Path) -> Result<Tokenizer> {
     }
     // The tokenizers crate panics on some malformed files (a decoder whose JSON does not
     // parse, found by fuzzing) instead of returning an error: a panic here is bad input too.
-    match std::panic::catch_unwind(|| Tokenizer::from_file(path)) {
+    match quietly(|| Tokenizer::from_file(path)) {
         Ok(result) => result.map_err(Error::tokenizer(format!("reading {}", path.display()))),
         Err(payload) => Err(Error::Tokenizer {
             context: format!("reading {}", path.display()),
@@ -201,6 +201,30 @@ pub fn from_file(path: &Path) -> Result<Tokenizer> {
                 .unwrap_or_else(|| "the tokenizers library panicked".into()),
         }),
     }
+}
+
+thread_local! {
+    /// Set while [`quietly`] runs a call on this thread.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic without letting the panic hook print it (the caller turns it
+/// into an error). The first call wraps the process's hook once: the wrapper stays silent on
+/// a thread inside `quietly` and hands every other panic to the previous hook.
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    static WRAP: std::sync::Once = std::sync::Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(f);
+    QUIET.with(|q| q.set(false));
+    result
 }
 
 /// Token ids of `text`, adding no BOS and no special tokens.
