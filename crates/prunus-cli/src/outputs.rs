@@ -6,8 +6,9 @@
 //! - `--report FILE` goes to a new regular file or replaces an earlier prunus report. It is
 //!   refused when it is a directory, a symbolic link, a special file (FIFO, device, socket),
 //!   any other existing file, the model file or a path inside the model's directory, or the
-//!   `--out` directory. A missing parent directory is created up front, and the directory is
-//!   probed for writing.
+//!   `--out` directory itself (a report inside it is fine: it is written after the model is
+//!   saved). A missing parent directory is created up front, and the directory is probed for
+//!   writing.
 //! - The report is written to `.<name>.prunus-tmp-<pid>` beside it and renamed over it; a
 //!   leftover of a killed run (its process gone) is removed, with a warning, by the next run
 //!   that writes there.
@@ -69,8 +70,9 @@ pub fn check_report(report: &Path, model: &Path, out: Option<&Path>) -> Result<P
     }
     if let Some(out) = out {
         let out_abs = absolute(out);
-        if path == out_abs || path.starts_with(&out_abs) && out_abs.exists() {
-            bail!("--report {shown} is the --out directory or inside an existing one; choose another path");
+        // A report inside --out is fine: it is written after the model is saved there.
+        if path == out_abs {
+            bail!("--report {shown} is the --out directory; give a file path");
         }
     }
     match std::fs::symlink_metadata(&path) {
