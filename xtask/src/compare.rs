@@ -19,6 +19,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::plan::{cells_dir, existing};
 use crate::record::{CellRecord, CellSpec};
 
 /// Relative tolerance of continuous metrics and of the realised sparsity.
@@ -61,12 +62,6 @@ pub struct Comparison {
     pub cells: Vec<Cell>,
     /// Whether the committed directory exists at all.
     pub committed_exists: bool,
-}
-
-fn read(dir: &Path, key: &str) -> Option<CellRecord> {
-    let text = std::fs::read_to_string(dir.join("cells").join(format!("{key}.json"))).ok()?;
-    let rec: CellRecord = serde_json::from_str(&text).ok()?;
-    (rec.key == key).then_some(rec)
 }
 
 /// The numbers of a record that are compared, by name, with the tolerance each gets.
@@ -119,8 +114,8 @@ pub fn compare(cells: &[(String, CellSpec)], run: &Path, committed: &Path) -> Re
     let mut out = Vec::new();
     for (key, spec) in cells {
         let name = format!("{} {} {}", spec.label, spec.pattern, spec.sparsity);
-        let mine = read(run, key).ok_or_else(|| anyhow::anyhow!("the run has no record of cell {name} ({key})"))?;
-        let Some(theirs) = read(committed, key) else {
+        let mine = existing(run, key).ok_or_else(|| anyhow::anyhow!("the run has no record of cell {name} ({key})"))?;
+        let Some(theirs) = existing(committed, key) else {
             out.push(Cell { name, verdict: Verdict::NotCommitted, rows: Vec::new() });
             continue;
         };
@@ -144,7 +139,7 @@ pub fn compare(cells: &[(String, CellSpec)], run: &Path, committed: &Path) -> Re
         };
         out.push(Cell { name, verdict, rows });
     }
-    Ok(Comparison { cells: out, committed_exists: committed.join("cells").is_dir() })
+    Ok(Comparison { cells: out, committed_exists: cells_dir(committed).is_dir() })
 }
 
 fn fmt(v: Option<f64>) -> String {

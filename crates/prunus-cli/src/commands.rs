@@ -1,6 +1,6 @@
 //! The subcommands.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -220,7 +220,7 @@ pub fn prune(mut args: PruneArgs) -> Result<()> {
 /// that will be written.
 pub(crate) fn check_outputs(args: &mut PruneArgs, model: &Path) -> Result<()> {
     if let Some(out) = args.out.take() {
-        args.out = Some(check_output_dir(&out, model)?);
+        args.out = Some(outputs::check_out_dir(&out, model)?);
     }
     if let Some(report) = args.opts.report.take() {
         args.opts.report = Some(outputs::check_report(&report, model, args.out.as_deref())?);
@@ -281,55 +281,6 @@ pub(crate) fn check_eval_opts(o: &EvalOpts) -> Result<()> {
         bail!("--seq-len must be at least 2 and --max-windows and --batch-size at least 1 (got {}, {}, {})", o.seq_len, o.max_windows, o.batch_size);
     }
     Ok(())
-}
-
-/// Refuses an output directory that is the input model, exists with content or is not a
-/// directory, or whose parent is not writable; returns it as an absolute path (so that `.` and
-/// `..` name a directory).
-pub(crate) fn check_output_dir(out: &Path, model: &Path) -> Result<PathBuf> {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let shown = out.display();
-    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
-        bail!("--out {shown} is a symbolic link; choose a new directory");
-    }
-    let abs = if out.exists() {
-        canon(out)
-    } else {
-        let joined = if out.is_absolute() { out.to_path_buf() } else { std::env::current_dir()?.join(out) };
-        match (joined.parent(), joined.file_name()) {
-            (Some(p), Some(n)) if p.exists() => canon(p).join(n),
-            (_, Some(_)) => joined,
-            _ => bail!("--out {shown}: give a directory path"),
-        }
-    };
-    let model_dir = if model.is_dir() { canon(model) } else { canon(model.parent().unwrap_or(Path::new("."))) };
-    if abs == canon(model) || abs == model_dir || model_dir.starts_with(&abs) {
-        bail!("--out {shown} is the input model's directory or contains it; choose a new directory");
-    }
-    match std::fs::symlink_metadata(&abs) {
-        Ok(m) if m.file_type().is_symlink() => bail!("--out {shown} is a symbolic link; choose a new directory"),
-        Ok(m) if !m.is_dir() => bail!("--out {shown} exists and is not a directory; choose a new directory"),
-        Ok(_) if std::fs::read_dir(&abs).map(|mut d| d.next().is_some()).unwrap_or(true) => {
-            bail!("--out {shown} already exists and is not empty; choose a new directory")
-        }
-        _ => {}
-    }
-    let parent = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    if !parent.exists() {
-        std::fs::create_dir_all(&parent).with_context(|| format!("--out {shown}: cannot create the directory {}", parent.display()))?;
-    }
-    let probe = tempfile_in(&parent).with_context(|| format!("--out {shown}: the directory {} is not writable", parent.display()))?;
-    drop(probe);
-    prunus_model::remove_stale_temps(&parent);
-    outputs::register_temp_dir(&parent);
-    Ok(abs)
-}
-
-fn tempfile_in(dir: &Path) -> std::io::Result<std::fs::File> {
-    let p = dir.join(format!(".prunus-write-probe-{}", std::process::id()));
-    let f = std::fs::File::create(&p)?;
-    std::fs::remove_file(&p)?;
-    Ok(f)
 }
 
 /// Runs the selected tasks in order and prints one line per metric. `agreement`, when given,

@@ -91,17 +91,51 @@ pub fn check_report(report: &Path, model: &Path, out: Option<&Path>) -> Result<P
         bail!("--report {shown}: {} is not a directory", parent.display());
     }
     remove_stale_temps(&path);
-    let probe = temp_path(&path);
+    probe_writable(parent).with_context(|| format!("--report {shown}: the directory {} is not writable", parent.display()))?;
     if let Ok(mut g) = CLEANUP.lock() {
-        g.1.push(probe.clone());
+        g.1.push(temp_path(&path));
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .with_context(|| format!("--report {shown}: the directory {} is not writable", parent.display()))?;
     Ok(path)
+}
+
+/// Checks `--out DIR` before any work: not a symbolic link, not the input model's directory
+/// or one containing it, new or an empty directory, its parent created up front and
+/// writable. Returns it as an absolute path (so that `.` and `..` name a directory), removes
+/// what killed saves left beside it, and registers it for the interrupt cleanup.
+pub fn check_out_dir(out: &Path, model: &Path) -> Result<PathBuf> {
+    let shown = out.display();
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("--out {shown} is a symbolic link; choose a new directory");
+    }
+    let abs = if out.exists() { canon(out) } else { absolute(out) };
+    let Some(parent) = abs.parent().filter(|_| abs.file_name().is_some()) else {
+        bail!("--out {shown}: give a directory path");
+    };
+    let model_dir = if model.is_dir() { canon(model) } else { canon(model.parent().unwrap_or(Path::new("."))) };
+    if abs == canon(model) || model_dir.starts_with(&abs) {
+        bail!("--out {shown} is the input model's directory or contains it; choose a new directory");
+    }
+    match std::fs::metadata(&abs) {
+        Ok(m) if !m.is_dir() => bail!("--out {shown} exists and is not a directory; choose a new directory"),
+        Ok(_) if std::fs::read_dir(&abs).map(|mut d| d.next().is_some()).unwrap_or(true) => {
+            bail!("--out {shown} already exists and is not empty; choose a new directory")
+        }
+        _ => {}
+    }
+    if !parent.exists() {
+        std::fs::create_dir_all(parent).with_context(|| format!("--out {shown}: cannot create the directory {}", parent.display()))?;
+    }
+    probe_writable(parent).with_context(|| format!("--out {shown}: the directory {} is not writable", parent.display()))?;
+    prunus_model::remove_stale_temps(parent);
+    register_temp_dir(parent);
+    Ok(abs)
+}
+
+/// Creates and removes a file in `dir`: whether this process can write there.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".prunus-write-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Directories where this run may create temporary outputs, and temporary files it may write.
@@ -140,7 +174,7 @@ pub fn install_signal_cleanup() {
 }
 
 /// Registers `dir` as a place where this run's temporary model directory may appear.
-pub fn register_temp_dir(dir: &Path) {
+fn register_temp_dir(dir: &Path) {
     if let Ok(mut g) = CLEANUP.lock() {
         g.0.push(dir.to_path_buf());
     }

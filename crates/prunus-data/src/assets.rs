@@ -372,11 +372,7 @@ pub fn verified_file(id: AssetId, rel: &str, progress: &mut dyn FnMut(&str)) -> 
 pub fn verify_cached_path(id: AssetId, path: &Path, progress: &mut dyn FnMut(&str)) -> Result<VerifiedFile> {
     let root = home();
     let dir = asset_dir(&root, id.name());
-    let rel = path.strip_prefix(&dir).map_err(|_| Error::NotInAsset {
-        asset: id.name().into(),
-        file: path.display().to_string(),
-    })?;
-    let rel = rel.to_str().ok_or_else(|| Error::NotInAsset {
+    let rel = path.strip_prefix(&dir).ok().and_then(Path::to_str).ok_or_else(|| Error::NotInAsset {
         asset: id.name().into(),
         file: path.display().to_string(),
     })?;
@@ -429,10 +425,6 @@ pub fn verify_or_repair_in(
     match verify_in(root, spec) {
         Ok(n) => Ok(n),
         Err(Error::ShaMismatch { file, expected, got }) => {
-            say(
-                progress,
-                &format!("{}: {file} in the cache does not match its pinned sha256; fetching the asset again", spec.name),
-            );
             refetch(root, spec, source, progress, &file, &expected, &got)?;
             verify_in(root, spec)
         }
@@ -452,13 +444,6 @@ pub fn verified_file_in(
     match hash_member(&dir, spec, rel) {
         Ok(sha256) => Ok(VerifiedFile { path: dir.join(rel), sha256 }),
         Err(Error::ShaMismatch { expected, got, .. }) => {
-            say(
-                progress,
-                &format!(
-                    "{}: {rel} in the cache does not match its pinned sha256 (got {got}); fetching the asset again",
-                    spec.name
-                ),
-            );
             refetch(root, spec, source, progress, rel, &expected, &got)?;
             let sha256 = hash_member(&dir, spec, rel)?;
             Ok(VerifiedFile { path: dir.join(rel), sha256 })
@@ -467,7 +452,8 @@ pub fn verified_file_in(
     }
 }
 
-/// Installs `spec` again over a corrupted entry; a failure names the corrupted file.
+/// Installs `spec` again over an entry whose file `rel` hashed to `got` instead of
+/// `expected`, saying so; a failure names the corrupted file.
 fn refetch(
     root: &Path,
     spec: &AssetSpec,
@@ -477,6 +463,10 @@ fn refetch(
     expected: &str,
     got: &str,
 ) -> Result<()> {
+    say(
+        progress,
+        &format!("{}: {rel} in the cache does not match its pinned sha256 (got {got}); fetching the asset again", spec.name),
+    );
     install_locked(root, spec, source, progress, true).map_err(|e| Error::CacheCorrupt {
         file: asset_dir(root, &spec.name).join(rel),
         expected: expected.into(),
@@ -488,20 +478,30 @@ fn refetch(
 
 /// Hashes `rel` of the installed entry `dir` and compares it with the (pinned) manifest.
 fn hash_member(dir: &Path, spec: &AssetSpec, rel: &str) -> Result<String> {
-    let manifest = check(dir, spec).map_err(|reason| Error::Io {
-        op: "checking",
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(reason),
-    })?;
+    let manifest = checked_manifest(dir, spec)?;
     let entry = manifest.files.iter().find(|f| f.path == rel).ok_or_else(|| Error::NotInAsset {
         asset: spec.name.clone(),
         file: rel.into(),
     })?;
-    let got = sha256_file(&dir.join(rel))?;
-    if got != entry.sha256 {
+    hash_file(dir, entry)
+}
+
+/// The manifest of the entry `dir`, checked against `spec` (a failure is an error).
+fn checked_manifest(dir: &Path, spec: &AssetSpec) -> Result<Manifest> {
+    check(dir, spec).map_err(|reason| Error::Io {
+        op: "checking",
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(reason),
+    })
+}
+
+/// Hashes the manifest file `f` of the entry `dir`; its sha256, or a mismatch naming it.
+fn hash_file(dir: &Path, f: &ManifestFile) -> Result<String> {
+    let got = sha256_file(&dir.join(&f.path))?;
+    if got != f.sha256 {
         return Err(Error::ShaMismatch {
-            file: rel.into(),
-            expected: entry.sha256.clone(),
+            file: f.path.clone(),
+            expected: f.sha256.clone(),
             got,
         });
     }
@@ -597,20 +597,9 @@ fn install_locked(
 /// Re-hashes every file of an asset installed under `root`; returns how many were hashed.
 pub fn verify_in(root: &Path, spec: &AssetSpec) -> Result<usize> {
     let dir = asset_dir(root, &spec.name);
-    let manifest = check(&dir, spec).map_err(|reason| Error::Io {
-        op: "checking",
-        path: dir.clone(),
-        source: std::io::Error::other(reason),
-    })?;
+    let manifest = checked_manifest(&dir, spec)?;
     for f in &manifest.files {
-        let got = sha256_file(&dir.join(&f.path))?;
-        if got != f.sha256 {
-            return Err(Error::ShaMismatch {
-                file: f.path.clone(),
-                expected: f.sha256.clone(),
-                got,
-            });
-        }
+        hash_file(&dir, f)?;
     }
     Ok(manifest.files.len())
 }
