@@ -1,9 +1,9 @@
 //! Per-linear pruning cost of the four layer-wise methods, and SparseGPT's factorization alone.
 //!
-//! What is timed per matrix is what the pipeline does per linear: `method.decide(...)`, then for
-//! `Decision::Scores` the mask build and its application to a copy of the weight, for
-//! `Decision::Mask` the application (SparseGPT's `MaskAndWeights` already holds the updated
-//! weight). Inputs are synthetic and deterministic (SplitMix): weights uniform in
+//! What is timed per matrix is the pipeline's own per-linear step,
+//! `prunus_core::pipeline::prune_linear`: the method's decision, then the mask built from its
+//! scores (or taken from it) and applied to a copy of the weight (SparseGPT's rewritten weight
+//! replaces the copy). Inputs are synthetic and deterministic (SplitMix): weights uniform in
 //! [-0.05, 0.05), statistics of a random X with n_tokens = 2 * d_in rows over n_samples = 8
 //! (per-feature sum of x^2 and the Gram matrix X^T X, accumulated by `Stats::add`), built once
 //! outside the timed closures. Throughput is in weights (elements = d_out * d_in).
@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use prunus_core::{Decision, LayerView, LayerwiseMethod, Mask, Pattern, StatKind, Stats};
+use prunus_core::pipeline::prune_linear;
+use prunus_core::{Built, LayerView, LayerwiseMethod, Pattern, StatKind, Stats, Target};
 use prunus_testkit::SplitMix;
 use {prunus_magnitude as _, prunus_sparsegpt as _, prunus_swiftprune as _, prunus_wanda as _};
 
@@ -39,7 +40,7 @@ fn patterns() -> [Pattern; 2] {
     [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }]
 }
 
-fn methods() -> Vec<Box<dyn LayerwiseMethod>> {
+fn methods() -> Vec<Built<dyn LayerwiseMethod>> {
     METHODS
         .iter()
         .map(|name| prunus_core::registry::find(name).unwrap().build_layerwise(&serde_json::Value::Null).unwrap())
@@ -57,23 +58,10 @@ fn stats(d_in: usize, hessian: bool, seed: u64) -> Stats {
     s
 }
 
-/// What the pipeline does for one linear; returns the pruned (and possibly updated) weight.
-fn prune_one(method: &dyn LayerwiseMethod, view: &LayerView<'_>, pattern: &Pattern) -> Vec<f32> {
-    let group = method.group(pattern).unwrap();
-    match method.decide(view, pattern, group).unwrap() {
-        Decision::Scores(scores) => {
-            let mask = Mask::build(&scores, view.d_out, view.d_in, group, pattern, view.name).unwrap();
-            let mut weight = view.weight.to_vec();
-            mask.apply(&mut weight);
-            weight
-        }
-        Decision::Mask(mask) => {
-            let mut weight = view.weight.to_vec();
-            mask.apply(&mut weight);
-            weight
-        }
-        Decision::MaskAndWeights { weight, .. } => weight,
-    }
+/// What the pipeline does for one linear (its public per-linear step); returns the pruned
+/// (and possibly updated) weight.
+fn prune_one(method: &Built<dyn LayerwiseMethod>, target: &Target, view: &LayerView<'_>) -> Vec<f32> {
+    prune_linear(method, target, view).unwrap().weight
 }
 
 fn bench_shapes(c: &mut Criterion, group_name: &str, shapes: &[(&str, usize, usize)], warm_up: Duration, measure: Duration) {
@@ -89,8 +77,9 @@ fn bench_shapes(c: &mut Criterion, group_name: &str, shapes: &[(&str, usize, usi
             let st = if method.stats() >= StatKind::Hessian { &h_stats } else { &sq_stats };
             let view = LayerView { block: 0, name: label, d_out, d_in, weight: &weight, stats: st };
             for pattern in patterns() {
-                let id = BenchmarkId::new(format!("{}/{}", method.name(), pattern.label()), format!("{label} {d_out}x{d_in}"));
-                g.bench_function(id, |b| b.iter(|| black_box(prune_one(method.as_ref(), &view, &pattern))));
+                let id = BenchmarkId::new(format!("{}/{}", method.name, pattern.label()), format!("{label} {d_out}x{d_in}"));
+                let target = Target::check(method.name, &**method, &pattern, [(label, d_in)]).unwrap();
+                g.bench_function(id, |b| b.iter(|| black_box(prune_one(method, &target, &view))));
             }
         }
     }

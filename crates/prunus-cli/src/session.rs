@@ -14,7 +14,7 @@ use tokenizers::Tokenizer;
 pub const DEFAULT_LABEL: &str = "SmolLM2-135M-Instruct (Q4_1, dequantized)";
 
 /// A loaded model with its tokenizer and provenance.
-pub struct Loaded {
+pub struct Session {
     pub model: LlamaModel,
     pub tokenizer: Tokenizer,
     /// The tokenizer as tokenizer.json text, for saving with a pruned model.
@@ -84,12 +84,12 @@ pub fn resolve(spec: &str) -> Result<ModelPath> {
 }
 
 /// Loads the model and tokenizer named by `spec`.
-pub fn load(spec: &str) -> Result<Loaded> {
+pub fn load(spec: &str) -> Result<Session> {
     load_resolved(spec, resolve(spec)?)
 }
 
 /// Loads the model that `spec` resolved to (see [`resolve`]).
-pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Loaded> {
+pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Session> {
     let start = Instant::now();
     let path = resolved.path;
     let pb = spinner(&format!("loading {}", path.display()));
@@ -129,7 +129,7 @@ pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Loaded> {
         n_params: model.n_params(),
         n_blocks: model.config().num_hidden_layers,
     };
-    Ok(Loaded { model, tokenizer, tokenizer_json, info, path, seconds: start.elapsed().as_secs_f64() })
+    Ok(Session { model, tokenizer, tokenizer_json, info, path, seconds: start.elapsed().as_secs_f64() })
 }
 
 fn file_label(path: &Path) -> String {
@@ -160,11 +160,11 @@ pub fn wiki_vital_tokens(tokenizer: &Tokenizer, need_calib: bool) -> Result<Corp
 
 /// Saves the model as a Hugging Face directory with its tokenizer (behind a spinner); returns
 /// the seconds it took.
-pub fn save(loaded: &Loaded, out: &Path) -> Result<f64> {
+pub fn save(session: &Session, out: &Path) -> Result<f64> {
     let t = Instant::now();
     let pb = spinner(&format!("saving to {}", out.display()));
-    let options = prunus_model::SaveOptions { tokenizer_json: Some(loaded.tokenizer_json.as_bytes()), overwrite: false };
-    loaded.model.save_hf_dir(out, &options).with_context(|| format!("saving to {}", out.display()))?;
+    let options = prunus_model::SaveOptions { tokenizer_json: Some(session.tokenizer_json.as_bytes()), overwrite: false };
+    session.model.save_hf_dir(out, &options).with_context(|| format!("saving to {}", out.display()))?;
     pb.finish_and_clear();
     Ok(t.elapsed().as_secs_f64())
 }

@@ -25,7 +25,7 @@ fn help_explains_flags_with_defaults() {
     for flag in ["--sparsity", "--pattern", "--calib-samples", "--seq-len", "--seed", "--out", "--report"] {
         assert!(text.contains(flag), "prune --help lacks {flag}");
     }
-    assert!(text.contains("[default: 0.5]") && text.contains("[default: 32]"), "{text}");
+    assert!(text.contains("[default: 0.5]") && text.contains("[default: 32 for layer-wise methods, 10 for structured ones]"), "{text}");
 }
 
 #[test]

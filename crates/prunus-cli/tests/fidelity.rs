@@ -134,7 +134,7 @@ fn compare_block0(method: &str, pattern: Pattern, file_tag: &str) {
     let (tokens, stats) = block0_calibration(s);
     let mut model = s.model.clone();
     let m = registry::find(method).unwrap().build_layerwise(&Value::Null).unwrap();
-    prune_layerwise(&mut model, m.as_ref(), &pattern, Some(&tokens), &PipelineOptions { batch_size: 4 }, &mut |_| {}).unwrap();
+    prune_layerwise(&mut model, &m, &pattern, Some(&tokens), &PipelineOptions { batch_size: 4 }, &mut |_| {}).unwrap();
     for lin in s.model.linears(0) {
         let dense = s.model.weight(0, &lin.name).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let pruned = model.weight(0, &lin.name).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -79,8 +79,8 @@ fn bad_structured_input_is_refused_before_the_model_is_read() {
         (&["--method", "pip", "--reduction", "0.2", "--sparsity", "0.3"], &["--sparsity and --pattern are for layer-wise methods"]),
         (&["--method", "wanda", "--reduction", "0.2"], &["`wanda` is layer-wise"]),
         (&["--method", "pip", "--reduction", "0.2", "--unit", "block"], &["unknown unit `block`", "query_head"]),
-        (&["--method", "pip", "--reduction", "0.2", "--calib-samples", "0"], &["calibration too small for one batch", "`pip`", "--calib-samples"]),
-        (&["--method", "taylor", "--reduction", "0.2", "--calib-seq-len", "1"], &["calibration too small for one batch", "--calib-seq-len"]),
+        (&["--method", "pip", "--reduction", "0.2", "--calib-samples", "0"], &["method `pip` needs calibration data", "--calib-samples"]),
+        (&["--method", "taylor", "--reduction", "0.2", "--calib-seq-len", "1"], &["method `taylor` needs calibration data", "--calib-seq-len"]),
         (&["--method", "pip", "--reduction", "0.2", "--config", r#"{"perturb_fraction": 2}"#], &["invalid config for method `pip`", "perturb_fraction 2"]),
     ];
     for (args, needles) in cases {

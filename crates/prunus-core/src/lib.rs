@@ -1,9 +1,9 @@
 //! prunus-core: the vocabulary of pruning and the machinery every method shares.
 //!
 //! A method (a plugin crate) says how much each weight matters; this crate decides which
-//! weights go. It holds the method registry ([`registry`]), the patterns and comparison
+//! weights go. It holds the declaration of a method ([`declare`]), the method registry ([`registry`]), the patterns and comparison
 //! groups ([`pattern`]), the mask builders ([`mask`]), the activation statistics a method may
-//! ask for ([`stats`]), the layer-wise method trait ([`method`]) and the block-sequential
+//! ask for ([`stats`]), the layer-wise method kind ([`layerwise`]) and the block-sequential
 //! calibration driver ([`pipeline`]). Structured (model-level) methods, which remove whole
 //! layers, heads or channels, have their own kind ([`structured`]): the method scores units,
 //! the core's greedy driver removes the lowest until a parameter budget is met. It knows no
@@ -11,9 +11,10 @@
 //! [`model::PrunableModel`] and [`structured::StructuredModel`], data as token tensors (or,
 //! for structured methods, texts with a tokenizer).
 
+pub mod declare;
 pub mod error;
+pub mod layerwise;
 pub mod mask;
-pub mod method;
 pub mod model;
 pub mod pattern;
 pub mod pipeline;
@@ -24,9 +25,10 @@ pub mod structured;
 
 pub use error::{Error, Result};
 pub use mask::Mask;
-pub use method::{Decided, Decision, LayerView, LayerwiseMethod, Notes};
+pub use declare::{Built, Method, Notes};
+pub use layerwise::{Decision, LayerView, LayerwiseMethod, Target};
 pub use model::{LinearInfo, PrunableModel};
-pub use pattern::{Group, Pattern, PatternKind};
+pub use pattern::{Group, Pattern, PatternKind, UnstructuredGroup};
 pub use registry::MethodRegistration;
 pub use stats::{StatKind, Stats};
 pub use structured::{StructuredMethod, StructuredModel, UnitKind};

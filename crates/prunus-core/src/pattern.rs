@@ -137,6 +137,29 @@ impl fmt::Display for Group {
     }
 }
 
+/// Which weights compete for unstructured sparsity, as a method's configuration names it; N:M
+/// always compares within each group of M consecutive inputs. Shared by the methods whose
+/// group is a choice (magnitude, Wanda); each picks its own default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnstructuredGroup {
+    /// The whole weight matrix of one linear layer.
+    PerMatrix,
+    /// Each output row separately.
+    PerRow,
+}
+
+impl UnstructuredGroup {
+    /// The comparison group for `pattern`.
+    pub fn group(self, pattern: &Pattern) -> Group {
+        match (*pattern, self) {
+            (Pattern::Unstructured { .. }, UnstructuredGroup::PerMatrix) => Group::PerMatrix,
+            (Pattern::Unstructured { .. }, UnstructuredGroup::PerRow) => Group::PerRow,
+            (Pattern::NM { n, m }, _) => Group::NM { n, m },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,19 +1,22 @@
 //! The method registry: the only way anything names a method.
 //!
-//! A plugin crate registers itself with `inventory::submit!` at the bottom of its `lib.rs`;
-//! a binary that links the crate (see `prunus-all`) sees it here. The listing is sorted by
+//! A plugin crate declares its method once ([`Method`]) and registers it with
+//! [`register!`](crate::register) at the bottom of its `lib.rs`; a binary that links the crate
+//! (see `prunus-all`) sees it here. Building a registered method yields a [`Built`] carrying
+//! the effective configuration that reports record. The listing is sorted by
 //! name, an unknown name gets a "did you mean", and a name registered twice is an error that
 //! names both registrations.
 
-use crate::method::LayerwiseMethod;
+use crate::declare::{Built, Method, build};
+use crate::layerwise::LayerwiseMethod;
 use crate::structured::StructuredMethod;
 use crate::{Error, Result};
 
 /// Builds a configured layer-wise method from its JSON config (`null` = defaults).
-pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Box<dyn LayerwiseMethod>>;
+pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Built<dyn LayerwiseMethod>>;
 
 /// Builds a configured structured method from its JSON config (`null` = defaults).
-pub type StructuredFactory = fn(&serde_json::Value) -> Result<Box<dyn StructuredMethod>>;
+pub type StructuredFactory = fn(&serde_json::Value) -> Result<Built<dyn StructuredMethod>>;
 
 /// How a registered method is run. Later kinds (training-time) join here.
 #[derive(Clone, Copy)]
@@ -33,9 +36,20 @@ pub struct MethodRegistration {
     pub summary: &'static str,
     /// Bumped whenever the method's numbers can change; recorded in every report.
     pub version: &'static str,
-    /// The crate that registered it (for duplicate errors): use `env!("CARGO_PKG_NAME")`.
+    /// The crate that registered it (for duplicate errors): `env!("CARGO_PKG_NAME")`.
     pub origin: &'static str,
+    /// How it is built and run.
     pub factory: Factory,
+}
+
+fn layerwise_factory<M: Method + LayerwiseMethod>(config: &serde_json::Value) -> Result<Built<dyn LayerwiseMethod>> {
+    let (method, config) = build::<M>(config)?;
+    Ok(Built { name: M::NAME, config, method: Box::new(method) })
+}
+
+fn structured_factory<M: Method + StructuredMethod>(config: &serde_json::Value) -> Result<Built<dyn StructuredMethod>> {
+    let (method, config) = build::<M>(config)?;
+    Ok(Built { name: M::NAME, config, method: Box::new(method) })
 }
 
 impl std::fmt::Debug for MethodRegistration {
@@ -52,6 +66,17 @@ impl std::fmt::Debug for MethodRegistration {
 inventory::collect!(MethodRegistration);
 
 impl MethodRegistration {
+    /// The registration of layer-wise method `M`, declared by crate `origin`
+    /// (what [`register!`](crate::register) submits).
+    pub const fn layerwise<M: Method + LayerwiseMethod>(origin: &'static str) -> Self {
+        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Layerwise(layerwise_factory::<M>) }
+    }
+
+    /// The registration of structured method `M`, declared by crate `origin`.
+    pub const fn structured<M: Method + StructuredMethod>(origin: &'static str) -> Self {
+        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Structured(structured_factory::<M>) }
+    }
+
     /// A short label of the method kind.
     pub fn kind(&self) -> &'static str {
         match self.factory {
@@ -62,7 +87,7 @@ impl MethodRegistration {
 
     /// Builds the method as a layer-wise one, with `config` (`null` = defaults); an error
     /// for a method of another kind.
-    pub fn build_layerwise(&self, config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
+    pub fn build_layerwise(&self, config: &serde_json::Value) -> Result<Built<dyn LayerwiseMethod>> {
         match self.factory {
             Factory::Layerwise(f) => f(config),
             _ => Err(self.wrong_kind("layer-wise")),
@@ -71,7 +96,7 @@ impl MethodRegistration {
 
     /// Builds the method as a structured one, with `config` (`null` = defaults); an error
     /// for a method of another kind.
-    pub fn build_structured(&self, config: &serde_json::Value) -> Result<Box<dyn StructuredMethod>> {
+    pub fn build_structured(&self, config: &serde_json::Value) -> Result<Built<dyn StructuredMethod>> {
         match self.factory {
             Factory::Structured(f) => f(config),
             _ => Err(self.wrong_kind("structured")),
@@ -130,7 +155,7 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 mod tests {
     use super::*;
 
-    fn never(_: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
+    fn never(_: &serde_json::Value) -> Result<Built<dyn LayerwiseMethod>> {
         Err(Error::Invalid("test factory".into()))
     }
 

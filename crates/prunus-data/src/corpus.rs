@@ -114,6 +114,41 @@ pub fn calibration_offsets(
         .collect()
 }
 
+/// How [`calibration_windows`] draws, for reports.
+pub const CALIBRATION_SAMPLER: &str = "CPython random.seed(seed); start = randint(0, len - seq_len - 1) per window";
+
+/// Calibration windows drawn from a token stream with [`calibration_offsets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalibrationWindows {
+    /// The windows' token ids, one window of `width` tokens after another.
+    pub ids: Vec<u32>,
+    /// Where each window starts in the stream.
+    pub offsets: Vec<usize>,
+    /// Tokens per window.
+    pub width: usize,
+    /// Tokens in the stream they were drawn from.
+    pub stream_tokens: usize,
+    /// The sampler's seed.
+    pub seed: u64,
+}
+
+impl CalibrationWindows {
+    /// The windows, in draw order.
+    pub fn windows(&self) -> impl Iterator<Item = &[u32]> {
+        self.ids.chunks_exact(self.width.max(1))
+    }
+}
+
+/// `n_samples` windows of `width` tokens drawn from `stream` (see [`calibration_offsets`]).
+pub fn calibration_windows(stream: &[u32], n_samples: usize, width: usize, seed: u64) -> Result<CalibrationWindows> {
+    let offsets = calibration_offsets(stream.len(), n_samples, width, seed)?;
+    let mut ids = Vec::with_capacity(offsets.len() * width);
+    for &o in &offsets {
+        ids.extend_from_slice(&stream[o..o + width]);
+    }
+    Ok(CalibrationWindows { ids, offsets, width, stream_tokens: stream.len(), seed })
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@
 //! `tests/threads_env.rs` covers that part with child processes.
 
 use prunus_core::pipeline::{LayerRecord, PipelineOptions, PruneOutcome, prune_layerwise};
-use prunus_core::{Error, Group, LayerwiseMethod, Pattern, PrunableModel, StatKind};
+use prunus_core::{Built, Error, Group, LayerwiseMethod, Pattern, PrunableModel, StatKind};
 
 use crate::ToyModel;
 
@@ -32,8 +32,8 @@ pub fn patterns() -> Vec<Pattern> {
 }
 
 /// Runs the whole suite; panics (test failure) with a message naming the method and check.
-pub fn check(method: &dyn LayerwiseMethod) {
-    let name = method.name().to_string();
+pub fn check(method: &Built<dyn LayerwiseMethod>) {
+    let name = method.name.to_string();
     let mut supported = 0;
     for pattern in patterns() {
         let group = match method.group(&pattern) {
@@ -59,8 +59,8 @@ pub fn check(method: &dyn LayerwiseMethod) {
 
 /// Asserts that the pipeline refuses `pattern` with [`Error::Unsupported`] naming the method
 /// and the pattern, before any weight changes.
-pub fn check_refused(method: &dyn LayerwiseMethod, pattern: &Pattern) {
-    let name = method.name();
+pub fn check_refused(method: &Built<dyn LayerwiseMethod>, pattern: &Pattern) {
+    let name = method.name;
     let mut model = ToyModel::new(7);
     let before = bits(&model);
     let tokens = model.tokens(11, 4, 8);
@@ -74,8 +74,8 @@ pub fn check_refused(method: &dyn LayerwiseMethod, pattern: &Pattern) {
 
 /// Asserts that pruning inside a rayon pool of 1 thread and of 2 threads gives bit-identical
 /// weights, the same masks (zero patterns) and the same per-layer counts and notes.
-pub fn check_threads(method: &dyn LayerwiseMethod, pattern: &Pattern) {
-    let name = method.name();
+pub fn check_threads(method: &Built<dyn LayerwiseMethod>, pattern: &Pattern) {
+    let name = method.name;
     let in_pool = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool");
         pool.install(|| run(method, pattern))
@@ -95,12 +95,12 @@ fn bits(model: &ToyModel) -> Vec<u32> {
 }
 
 /// Prunes a fresh toy model (seed 7) with calibration (seed 11, 4 x 8 tokens).
-pub fn run(method: &dyn LayerwiseMethod, pattern: &Pattern) -> (ToyModel, PruneOutcome) {
+pub fn run(method: &Built<dyn LayerwiseMethod>, pattern: &Pattern) -> (ToyModel, PruneOutcome) {
     let mut model = ToyModel::new(7);
     let tokens = model.tokens(11, 4, 8);
     let opts = PipelineOptions { batch_size: 3 };
     let outcome = prune_layerwise(&mut model, method, pattern, Some(&tokens), &opts, &mut |_| {})
-        .unwrap_or_else(|e| panic!("{}: pruning at {pattern} failed: {e}", method.name()));
+        .unwrap_or_else(|e| panic!("{}: pruning at {pattern} failed: {e}", method.name));
     (model, outcome)
 }
 
@@ -133,8 +133,8 @@ fn check_sparsity(name: &str, model: &ToyModel, pattern: &Pattern, group: Group)
     }
 }
 
-fn check_bad_input(method: &dyn LayerwiseMethod) {
-    let name = method.name();
+fn check_bad_input(method: &Built<dyn LayerwiseMethod>) {
+    let name = method.name;
     let pattern = patterns().into_iter().find(|p| method.group(p).is_ok()).expect("a supported pattern");
     // A non-finite weight is named, in the last linear (seen last) and in the first (whose
     // output feeds the statistics of the next site), and nothing is pruned.
@@ -177,7 +177,7 @@ fn check_bad_input(method: &dyn LayerwiseMethod) {
 
 /// The text every plugin snapshots with insta: for 50% unstructured and 2:4, the comparison
 /// group, the realised sparsity and the first 8 rows of block 0's `up` mask on the toy model.
-pub fn mask_snapshot(method: &dyn LayerwiseMethod) -> String {
+pub fn mask_snapshot(method: &Built<dyn LayerwiseMethod>) -> String {
     let mut out = String::new();
     for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
         let (model, outcome) = run(method, &pattern);

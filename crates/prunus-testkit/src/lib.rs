@@ -141,3 +141,16 @@ pub fn render_mask(model: &ToyModel, block: usize, name: &str, rows: usize) -> S
         .map(|r| r.iter().map(|v| if *v == 0.0 { 'x' } else { '.' }).collect::<String>() + "\n")
         .collect()
 }
+
+/// A method's decision for the one linear `layer` at `pattern` (checked as the pipeline's
+/// preflight checks it), with its notes: for tests that look at a single decision.
+pub fn decide(
+    method: &prunus_core::Built<dyn prunus_core::LayerwiseMethod>,
+    layer: &prunus_core::LayerView<'_>,
+    pattern: &prunus_core::Pattern,
+) -> prunus_core::Result<(prunus_core::Decision, prunus_core::Notes)> {
+    let target = prunus_core::Target::check(method.name, &**method, pattern, [(layer.name, layer.d_in)])?;
+    let mut notes = prunus_core::Notes::new();
+    let decision = method.decide(layer, &target, &mut notes)?;
+    Ok((decision, notes))
+}

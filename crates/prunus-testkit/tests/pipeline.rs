@@ -2,23 +2,26 @@
 //! inputs come from the pruned block (Wanda's and SparseGPT's error propagation); method notes
 //! reach the layer records; seconds are split per block; bad activations are named.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::Tensor;
 use prunus_core::pipeline::{BlockSeconds, LayerRecord, PipelineOptions, prune_layerwise};
-use prunus_core::{Decided, Group, LayerView, LayerwiseMethod, Notes, Pattern, PrunableModel, Result, StatKind};
+use prunus_core::layerwise::Target;
+use prunus_core::{Built, Decision, Group, LayerView, LayerwiseMethod, Notes, Pattern, PrunableModel, Result, StatKind};
 use prunus_testkit::ToyModel;
 
 /// Magnitude scores, recording the squared-norm statistics it is handed.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Recorder {
-    seen: Mutex<Vec<(usize, String, Vec<f64>, usize)>>,
+    seen: Arc<Mutex<Vec<(usize, String, Vec<f64>, usize)>>>,
+}
+
+/// `method` as the pipeline takes it.
+fn built(name: &'static str, method: impl LayerwiseMethod + 'static) -> Built<dyn LayerwiseMethod> {
+    Built::unregistered(name, Box::new(method))
 }
 
 impl LayerwiseMethod for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
     fn stats(&self) -> StatKind {
         StatKind::SqNorm
     }
@@ -28,13 +31,10 @@ impl LayerwiseMethod for Recorder {
             Pattern::Unstructured { .. } => Group::PerRow,
         })
     }
-    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+    fn decide(&self, layer: &LayerView<'_>, _target: &Target, _notes: &mut Notes) -> Result<Decision> {
         let s = layer.stats;
         self.seen.lock().unwrap().push((layer.block, layer.name.to_string(), s.sq_sum.clone().unwrap(), s.n_samples));
-        Ok(layer.weight.iter().map(|w| w.abs()).collect())
-    }
-    fn config(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        Ok(Decision::Scores(layer.weight.iter().map(|w| w.abs()).collect()))
     }
 }
 
@@ -69,13 +69,14 @@ fn statistics_come_from_the_dense_block_and_propagate_pruned_outputs() {
     let dense = ToyModel::new(3);
     let mut model = dense.clone();
     let tokens = dense.tokens(5, 6, 4);
-    let method = Recorder::default();
+    let recorder = Recorder::default();
+    let method = built("recorder", recorder.clone());
     let opts = PipelineOptions { batch_size: 4 }; // 6 samples: chunks of 4 and 2
     let outcome =
         prune_layerwise(&mut model, &method, &Pattern::Unstructured { sparsity: 0.5 }, Some(&tokens), &opts, &mut |_| {})
             .unwrap();
     assert_eq!(outcome.sparsity(), 0.5);
-    let seen = method.seen.into_inner().unwrap();
+    let seen = recorder.seen.lock().unwrap().clone();
 
     // Block 0: both sites measured on the dense block.
     let h0 = dense.embed(&tokens).unwrap();
@@ -102,7 +103,7 @@ fn chunking_does_not_change_the_masks() {
     let mut results = Vec::new();
     for batch_size in [1, 4, 6] {
         let mut model = ToyModel::new(3);
-        let method = Recorder::default();
+        let method = built("recorder", Recorder::default());
         prune_layerwise(
             &mut model,
             &method,
@@ -123,28 +124,18 @@ fn chunking_does_not_change_the_masks() {
 struct Noter(StatKind);
 
 impl LayerwiseMethod for Noter {
-    fn name(&self) -> &str {
-        "noter"
-    }
     fn stats(&self) -> StatKind {
         self.0
     }
     fn group(&self, _pattern: &Pattern) -> Result<Group> {
         Ok(Group::PerRow)
     }
-    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
-        Ok(layer.weight.iter().map(|w| w.abs()).collect())
-    }
-    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, group: Group) -> Result<Decided> {
-        let mut notes = Notes::new();
+    fn decide(&self, layer: &LayerView<'_>, _target: &Target, notes: &mut Notes) -> Result<Decision> {
         if layer.name.ends_with(".down") {
             notes.insert("d_in".into(), layer.d_in.into());
             notes.insert("block".into(), layer.block.into());
         }
-        Ok(Decided { decision: self.decide(layer, pattern, group)?, notes })
-    }
-    fn config(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        Ok(Decision::Scores(layer.weight.iter().map(|w| w.abs()).collect()))
     }
 }
 
@@ -152,7 +143,7 @@ impl LayerwiseMethod for Noter {
 fn method_notes_reach_the_layer_records_and_only_when_present() {
     let mut model = ToyModel::new(3);
     let outcome =
-        prune_layerwise(&mut model, &Noter(StatKind::None), &Pattern::Unstructured { sparsity: 0.5 }, None, &PipelineOptions::default(), &mut |_| {})
+        prune_layerwise(&mut model, &built("noter", Noter(StatKind::None)), &Pattern::Unstructured { sparsity: 0.5 }, None, &PipelineOptions::default(), &mut |_| {})
             .unwrap();
     assert_eq!(outcome.layers.len(), 4);
     for l in &outcome.layers {
@@ -177,7 +168,7 @@ fn seconds_are_split_per_block_and_add_up() {
         let mut model = ToyModel::with_dims(3, 3, 16, 32, 24);
         let outcome = prune_layerwise(
             &mut model,
-            &Noter(kind),
+            &built("noter", Noter(kind)),
             &Pattern::Unstructured { sparsity: 0.5 },
             Some(&tokens),
             &PipelineOptions::default(),
@@ -216,7 +207,7 @@ fn non_finite_activations_name_the_block_and_site() {
     let first = tokens.flatten_all().unwrap().to_vec1::<u32>().unwrap()[0] as usize;
     model.set_embedding_entry(first, 2, f32::NAN);
     let before = model.all_weights();
-    let e = prune_layerwise(&mut model, &Recorder::default(), &Pattern::NM { n: 2, m: 4 }, Some(&tokens), &PipelineOptions::default(), &mut |_| {})
+    let e = prune_layerwise(&mut model, &built("recorder", Recorder::default()), &Pattern::NM { n: 2, m: 4 }, Some(&tokens), &PipelineOptions::default(), &mut |_| {})
         .unwrap_err();
     assert!(matches!(e, prunus_core::Error::NonFinite { .. }) && e.to_string().contains("blk.0 calibration inputs of capture site `in`"), "{e}");
     assert_eq!(before, model.all_weights(), "nothing may be pruned before the statistics fail");

@@ -6,10 +6,10 @@
 //! are 256 x 256 x 64 and the Gram matrices 256 x 256 x 256), and compares a checksum of the
 //! statistics every linear was handed and of the pruned weights.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
-use prunus_core::{Group, LayerView, LayerwiseMethod, Pattern, Result, StatKind};
+use prunus_core::{Built, Decision, Group, LayerView, LayerwiseMethod, Notes, Pattern, Result, StatKind, Target};
 use prunus_testkit::ToyModel;
 use prunus_testkit::child::{printed, run_self};
 
@@ -28,37 +28,33 @@ impl Fnv {
 }
 
 /// Scores |w| * sqrt(H_jj) (a Wanda-like score from the Hessian run), hashing the statistics.
-struct Hashing(Mutex<Fnv>);
+struct Hashing(Arc<Mutex<Fnv>>);
 
 impl LayerwiseMethod for Hashing {
-    fn name(&self) -> &str {
-        "hashing"
-    }
     fn stats(&self) -> StatKind {
         StatKind::Hessian
     }
     fn group(&self, _pattern: &Pattern) -> Result<Group> {
         Ok(Group::PerRow)
     }
-    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+    fn decide(&self, layer: &LayerView<'_>, _target: &Target, _notes: &mut Notes) -> Result<Decision> {
         let (sq, gram) = (layer.stats.sq_sum.as_ref().unwrap(), layer.stats.gram.as_ref().unwrap());
         let mut h = self.0.lock().unwrap();
         sq.iter().chain(gram).for_each(|v| h.feed(v.to_bits()));
         let d = layer.d_in;
-        Ok(layer.weight.iter().enumerate().map(|(k, w)| w.abs() * (gram[(k % d) * (d + 1)] as f32).sqrt()).collect())
-    }
-    fn config(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        Ok(Decision::Scores(layer.weight.iter().enumerate().map(|(k, w)| w.abs() * (gram[(k % d) * (d + 1)] as f32).sqrt()).collect()))
     }
 }
 
 fn checksum() -> u64 {
     let mut model = ToyModel::with_dims(21, 2, 64, 256, 64);
     let tokens = model.tokens(22, 8, 32);
-    let method = Hashing(Mutex::new(Fnv(0xcbf2_9ce4_8422_2325)));
+    let hash = Arc::new(Mutex::new(Fnv(0xcbf2_9ce4_8422_2325)));
+    let method = Built::unregistered("hashing", Box::new(Hashing(hash.clone())) as Box<dyn LayerwiseMethod>);
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
     prune_layerwise(&mut model, &method, &pattern, Some(&tokens), &PipelineOptions { batch_size: 8 }, &mut |_| {}).unwrap();
-    let mut h = method.0.into_inner().unwrap();
+    drop(method);
+    let mut h = Arc::into_inner(hash).unwrap().into_inner().unwrap();
     model.all_weights().iter().for_each(|w| h.feed(u64::from(w.to_bits())));
     h.0
 }

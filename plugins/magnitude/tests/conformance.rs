@@ -5,7 +5,7 @@ use prunus_magnitude as _;
 fn magnitude_passes_the_conformance_suite() {
     for config in [serde_json::json!(null), serde_json::json!({"unstructured_group": "per_row"})] {
         let method = registry::find("magnitude").unwrap().build_layerwise(&config).unwrap();
-        prunus_testkit::conformance::check(method.as_ref());
+        prunus_testkit::conformance::check(&method);
     }
 }
 
@@ -18,5 +18,5 @@ fn unknown_config_fields_are_errors() {
 #[test]
 fn small_masks_snapshot() {
     let method = registry::find("magnitude").unwrap().build_layerwise(&serde_json::Value::Null).unwrap();
-    insta::assert_snapshot!(prunus_testkit::conformance::mask_snapshot(method.as_ref()));
+    insta::assert_snapshot!(prunus_testkit::conformance::mask_snapshot(&method));
 }

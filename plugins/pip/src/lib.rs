@@ -17,8 +17,7 @@
 //! open choices are [`Config`] fields; README.md lists them with their defaults.
 
 use candle_core::Tensor;
-use prunus_core::method::{Notes, parse_config};
-use prunus_core::registry::{Factory, MethodRegistration};
+use prunus_core::{Method, Notes};
 use prunus_core::structured::{Params, Schedule, ScoreInput, Scored, StructuredMethod, StructuredModel, Unit, mean_gradients, unit_sums};
 use prunus_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -97,11 +96,16 @@ pub struct Pip {
     config: Config,
 }
 
-impl Pip {
+impl Method for Pip {
+    const NAME: &'static str = "pip";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "PIP: remove the units whose gradients on original and perturbed text differ least (iterative; reconstruction)";
+    type Config = Config;
+
     /// Checks the config: `perturb_fraction` in [0, 1], `units_per_iteration` and
     /// `batch_size` at least 1.
-    pub fn new(config: Config) -> Result<Self> {
-        let bad = |reason: String| Err(Error::BadConfig { method: NAME.into(), reason });
+    fn new(config: Config) -> Result<Self> {
+        let bad = |reason: String| Err(Error::BadConfig { method: Self::NAME.into(), reason });
         if !(0.0..=1.0).contains(&config.perturb_fraction) {
             return bad(format!("perturb_fraction {} is outside [0, 1]", config.perturb_fraction));
         }
@@ -110,6 +114,9 @@ impl Pip {
         }
         Ok(Pip { config })
     }
+}
+
+impl Pip {
 
     /// The perturbed view of `texts` at `iteration` (fresh every iteration).
     pub fn perturbed(&self, texts: &[String], iteration: usize) -> Vec<Perturbed> {
@@ -145,10 +152,6 @@ impl Pip {
 }
 
 impl StructuredMethod for Pip {
-    fn name(&self) -> &str {
-        NAME
-    }
-
     fn schedule(&self) -> Schedule {
         Schedule::Iterative { units_per_iteration: self.config.units_per_iteration }
     }
@@ -160,7 +163,7 @@ impl StructuredMethod for Pip {
     fn score(&self, input: &ScoreInput<'_>) -> Result<Scored> {
         let calib = input
             .calibration
-            .ok_or_else(|| Error::NeedsCalibration { method: NAME.into(), what: "calibration texts".into() })?;
+            .ok_or_else(|| Error::NeedsCalibration { method: Self::NAME.into(), what: "calibration texts".into() })?;
         let views = self.perturbed(calib.texts(), input.iteration);
         let texts: Vec<String> = views.iter().map(|v| v.text.clone()).collect();
         let original = calib.original()?; // (n_samples, seq_len)
@@ -200,24 +203,6 @@ impl StructuredMethod for Pip {
         notes.insert("tokens_changed".into(), f64::from(changed).into());
         Ok(Scored { scores, notes })
     }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
 }
 
-const NAME: &str = "pip";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn StructuredMethod>> {
-    Ok(Box::new(Pip::new(parse_config(NAME, config)?)?))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "PIP: remove the units whose gradients on original and perturbed text differ least (iterative; reconstruction)",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Structured(build),
-    }
-}
+prunus_core::register!(structured Pip);

@@ -2,6 +2,7 @@
 //! from the model's gradients, the greedy loop (lowest first, rescored on fresh
 //! perturbations), the budget for every unit kind, seeded determinism and bad input.
 
+use prunus_core::Method;
 use prunus_core::structured::{
     Calibration, ScoreInput, StructuredMethod, StructuredModel, StructuredOptions, StructuredOutcome, UnitKind, prune_structured,
 };
@@ -36,7 +37,7 @@ fn pip(config: serde_json::Value) -> Pip {
 }
 
 fn run(m: &mut LlamaModel, method: &Pip, unit: UnitKind, target: f64) -> prunus_core::Result<StructuredOutcome> {
-    prune_structured(m, method, Some(&calibration()), &StructuredOptions::new(unit, target), &mut |_| {})
+    prune_structured(m, &prunus_core::Built::structured(method.clone()), Some(&calibration()), &StructuredOptions::new(unit, target), &mut |_| {})
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -249,7 +250,7 @@ fn bad_input_is_refused_with_typed_errors_and_changes_nothing() {
     assert!(matches!(e, Error::UnsupportedUnit { .. }), "{e}");
     // No calibration, or too little of it.
     let mut m = dense.clone();
-    let e = prune_structured(&mut m, &method, None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap_err();
+    let e = prune_structured(&mut m, &prunus_core::Built::structured(method.clone()), None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap_err();
     assert!(matches!(e, Error::NeedsCalibration { .. }), "{e}");
     let e = Calibration::new(vec!["too short".into()], SEQ_LEN, &bytes).unwrap_err();
     assert!(matches!(e, Error::CalibrationTooSmall { .. }) && e.to_string().contains("fewer than seq_len 48"), "{e}");
@@ -267,6 +268,6 @@ fn bad_input_is_refused_with_typed_errors_and_changes_nothing() {
         assert!(matches!(e, Error::BadConfig { .. }) && e.to_string().contains(needle), "{e}");
     }
     assert!(pip_reg.build_layerwise(&serde_json::Value::Null).is_err());
-    let default: Config = serde_json::from_value(pip_reg.build_structured(&serde_json::Value::Null).unwrap().config()).unwrap();
+    let default: Config = serde_json::from_value(pip_reg.build_structured(&serde_json::Value::Null).unwrap().config).unwrap();
     assert_eq!((default.perturb_fraction, default.units_per_iteration, default.distance), (0.3, 1, Distance::L2));
 }

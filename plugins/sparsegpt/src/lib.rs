@@ -19,10 +19,10 @@
 
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
-use prunus_core::mask::{check_finite, check_nm_fits};
-use prunus_core::method::parse_config;
-use prunus_core::registry::{Factory, MethodRegistration};
-use prunus_core::{Decided, Decision, Error, Group, LayerView, LayerwiseMethod, Mask, Notes, Pattern, Result, StatKind};
+use prunus_core::declare::bad_config;
+use prunus_core::layerwise::{Decision, LayerView, LayerwiseMethod, Target};
+use prunus_core::mask::check_finite;
+use prunus_core::{Error, Group, Mask, Method, Notes, Pattern, Result, StatKind};
 use serde::{Deserialize, Serialize};
 
 /// Configuration (all fields optional in JSON/TOML).
@@ -47,14 +47,28 @@ impl Default for Config {
 /// The SparseGPT method.
 #[derive(Debug, Clone, Default)]
 pub struct SparseGpt {
+    /// Its configuration.
     pub config: Config,
 }
 
-impl LayerwiseMethod for SparseGpt {
-    fn name(&self) -> &str {
-        NAME
-    }
+impl Method for SparseGpt {
+    const NAME: &'static str = "sparsegpt";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "SparseGPT OBS pruning with weight reconstruction (input Hessian), 128-column blocks or N:M";
+    type Config = Config;
 
+    fn new(config: Config) -> Result<Self> {
+        if !(config.percdamp.is_finite() && config.percdamp >= 0.0) {
+            return Err(bad_config(Self::NAME, format!("percdamp must be finite and >= 0, got {}", config.percdamp)));
+        }
+        if config.blocksize == 0 {
+            return Err(bad_config(Self::NAME, "blocksize must be at least 1"));
+        }
+        Ok(SparseGpt { config })
+    }
+}
+
+impl LayerwiseMethod for SparseGpt {
     fn stats(&self) -> StatKind {
         StatKind::Hessian
     }
@@ -67,47 +81,17 @@ impl LayerwiseMethod for SparseGpt {
             Pattern::Unstructured { .. } => Ok(Group::PerMatrix),
             Pattern::NM { n, m } if self.config.blocksize % m == 0 => Ok(Group::NM { n, m }),
             Pattern::NM { m, .. } => Err(Error::Unsupported {
-                method: NAME.to_string(),
+                method: SparseGpt::NAME.to_string(),
                 what: format!("pattern {pattern}: M = {m} does not divide blocksize {}", self.config.blocksize),
             }),
         }
     }
 
-    /// Informational: the OBS saliency `w^2 / U_jj^2 = w^2 / [H_F^-1]_jj` of the weights before
-    /// any update (dead inputs zeroed). The realised mask comes from [`SparseGpt::decide`],
-    /// which recomputes the saliency on the updated weights block by block.
-    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
-        check_weight(layer)?;
-        let (h, dead) = hessian(layer)?;
-        let factor = inverse_cholesky_upper(&h, layer.d_in, &self.config, layer.name)?;
-        let d_in = layer.d_in;
-        let scores = layer
-            .weight
-            .chunks_exact(d_in)
-            .flat_map(|row| {
-                let u = &factor.u;
-                let dead = &dead;
-                row.iter().enumerate().map(move |(j, &w)| {
-                    let w = if dead[j] { 0.0 } else { w };
-                    let d = u[j * d_in + j];
-                    (w * w) / (d * d)
-                })
-            })
-            .collect();
-        Ok(scores)
-    }
-
-    fn decide(&self, layer: &LayerView<'_>, pattern: &Pattern, group: Group) -> Result<Decision> {
-        Ok(self.decide_with_notes(layer, pattern, group)?.decision)
-    }
-
     /// The mask and the updated weights; if the Hessian needed more damping than configured,
     /// the notes say how much (`damping_retries`, `percdamp` and `damping` actually used).
-    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, _group: Group) -> Result<Decided> {
+    fn decide(&self, layer: &LayerView<'_>, target: &Target, notes: &mut Notes) -> Result<Decision> {
         let (d_out, d_in) = (layer.d_out, layer.d_in);
         check_weight(layer)?;
-        check_nm_fits(pattern, layer.name, d_in)?;
-        self.group(pattern)?;
         let (h, dead) = hessian(layer)?;
         let factor = inverse_cholesky_upper(&h, d_in, &self.config, layer.name)?;
         let mut weight = layer.weight.to_vec();
@@ -118,13 +102,10 @@ impl LayerwiseMethod for SparseGpt {
                 }
             }
         }
-        let pruned = prune_blocked(&mut weight, d_out, d_in, &factor.u, pattern, self.config.blocksize);
+        let pruned = prune_blocked(&mut weight, d_out, d_in, &factor.u, target.pattern(), self.config.blocksize);
         let mask = Mask::from_vec(d_out, d_in, pruned)?;
-        Ok(Decided { decision: Decision::MaskAndWeights { mask, weight }, notes: factor.notes() })
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
+        notes.extend(factor.notes());
+        Ok(Decision::MaskAndWeights { mask, weight })
     }
 }
 
@@ -148,7 +129,7 @@ pub fn hessian(layer: &LayerView<'_>) -> Result<(Vec<f64>, Vec<bool>)> {
         Some(g) if stats.n_samples > 0 => g,
         _ => {
             return Err(Error::NeedsCalibration {
-                method: NAME.to_string(),
+                method: SparseGpt::NAME.to_string(),
                 what: "the input Hessian (sum of x x^T)".to_string(),
             });
         }
@@ -349,26 +330,4 @@ fn choose_nm(w1: &[f32], m1: &mut [bool], b: usize, i: usize, n: usize, m: usize
     }
 }
 
-const NAME: &str = "sparsegpt";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
-    let config: Config = parse_config(NAME, config)?;
-    let bad = |reason: &str| Error::BadConfig { method: NAME.to_string(), reason: reason.to_string() };
-    if !(config.percdamp.is_finite() && config.percdamp >= 0.0) {
-        return Err(bad(&format!("percdamp must be finite and >= 0, got {}", config.percdamp)));
-    }
-    if config.blocksize == 0 {
-        return Err(bad("blocksize must be at least 1"));
-    }
-    Ok(Box::new(SparseGpt { config }))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "SparseGPT OBS pruning with weight reconstruction (input Hessian), 128-column blocks or N:M",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Layerwise(build),
-    }
-}
+prunus_core::register!(layerwise SparseGpt);

@@ -1,9 +1,10 @@
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
-use prunus_core::{Decided, Decision, Error, LayerView, LayerwiseMethod, Pattern, PrunableModel, Stats, registry};
+use prunus_core::layerwise::Target;
+use prunus_core::{Built, Decision, Error, LayerView, LayerwiseMethod, Notes, Pattern, PrunableModel, Stats, registry};
 use prunus_sparsegpt::{Config, SparseGpt, inverse_cholesky_upper};
 use prunus_testkit::ToyModel;
 
-fn method(config: serde_json::Value) -> Box<dyn LayerwiseMethod> {
+fn method(config: serde_json::Value) -> Built<dyn LayerwiseMethod> {
     registry::find("sparsegpt").unwrap().build_layerwise(&config).unwrap()
 }
 
@@ -15,10 +16,10 @@ fn sparsegpt_passes_the_conformance_suite() {
     for config in [serde_json::json!(null), serde_json::json!({"blocksize": 8, "percdamp": 0.1})] {
         let m = method(config.clone());
         if config.is_null() {
-            prunus_testkit::conformance::check(m.as_ref());
+            prunus_testkit::conformance::check(&m);
         } else {
             // blocksize 8 splits the 16/32-wide linears into 2/4 blocks: one extra weight each.
-            let (_, outcome) = prunus_testkit::conformance::run(m.as_ref(), &Pattern::Unstructured { sparsity: 0.5 });
+            let (_, outcome) = prunus_testkit::conformance::run(&m, &Pattern::Unstructured { sparsity: 0.5 });
             for l in &outcome.layers {
                 let blocks = l.d_in.div_ceil(8);
                 assert_eq!(l.pruned, l.numel / 2 + blocks, "{}: {}", l.name, l.pruned);
@@ -37,7 +38,7 @@ fn unknown_and_bad_config_fields_are_errors() {
     let e = find().build_layerwise(&serde_json::json!({"percdamp": -1.0})).err().expect("an error");
     assert!(matches!(e, Error::BadConfig { .. }) && e.to_string().contains("percdamp"), "{e}");
     let m = find().build_layerwise(&serde_json::json!({"blocksize": 64})).unwrap();
-    assert_eq!(m.config(), serde_json::json!({"percdamp": 0.01, "blocksize": 64, "max_damping_retries": 6}));
+    assert_eq!(m.config, serde_json::json!({"percdamp": 0.01, "blocksize": 64, "max_damping_retries": 6}));
     // N:M needs M to divide the blocksize.
     let m = find().build_layerwise(&serde_json::json!({"blocksize": 6})).unwrap();
     assert!(matches!(m.group(&Pattern::NM { n: 2, m: 4 }), Err(Error::Unsupported { .. })));
@@ -66,7 +67,7 @@ fn non_positive_definite_hessian_is_retried_or_named() {
 
     // No retries allowed: a typed error naming the layer and the damping tried.
     let strict = SparseGpt { config: Config { percdamp: 0.0, max_damping_retries: 0, ..Config::default() } };
-    let e = strict.decide(&view, &pattern, strict.group(&pattern).unwrap()).unwrap_err();
+    let e = prunus_testkit::decide(&Built::layerwise(strict.clone()), &view, &pattern).map(|d| d.0).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Invalid(_)) && msg.contains("blk.2.dup") && msg.contains("percdamp [0.0]"), "{msg}");
 
@@ -75,7 +76,7 @@ fn non_positive_definite_hessian_is_retried_or_named() {
     let (h, _) = prunus_sparsegpt::hessian(&view).unwrap();
     let f = inverse_cholesky_upper(&h, d_in, &lenient.config, view.name).unwrap();
     assert!(f.retries >= 1 && f.percdamp > 0.0, "retries {} percdamp {}", f.retries, f.percdamp);
-    let Decision::MaskAndWeights { mask, weight: w } = lenient.decide(&view, &pattern, lenient.group(&pattern).unwrap()).unwrap() else {
+    let Decision::MaskAndWeights { mask, weight: w } = prunus_testkit::decide(&Built::layerwise(lenient.clone()), &view, &pattern).map(|d| d.0).unwrap() else {
         panic!("expected mask and weights");
     };
     assert!(w.iter().all(|v| v.is_finite()));
@@ -92,9 +93,9 @@ fn nan_in_the_hessian_names_the_layer() {
     stats.gram.as_mut().unwrap()[9] = f64::NAN;
     let weight = vec![0.5f32; 2 * d_in];
     let view = LayerView { block: 4, name: "blk.4.q_proj", d_out: 2, d_in, weight: &weight, stats: &stats };
-    let m = SparseGpt::default();
+    let m = Built::layerwise(SparseGpt::default());
     let pattern = Pattern::NM { n: 2, m: 4 };
-    let e = m.decide(&view, &pattern, m.group(&pattern).unwrap()).unwrap_err();
+    let e = prunus_testkit::decide(&m, &view, &pattern).map(|d| d.0).unwrap_err();
     assert!(matches!(e, Error::NonFinite { index: 9, .. }) && e.to_string().contains("blk.4.q_proj"), "{e}");
 }
 
@@ -104,15 +105,15 @@ fn missing_statistics_need_calibration() {
     let weight = vec![0.5f32; 2 * d_in];
     let stats = Stats::new(prunus_core::StatKind::SqNorm, d_in);
     let view = LayerView { block: 0, name: "blk.0.up", d_out: 2, d_in, weight: &weight, stats: &stats };
-    let m = SparseGpt::default();
+    let m = Built::layerwise(SparseGpt::default());
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
-    let e = m.decide(&view, &pattern, m.group(&pattern).unwrap()).unwrap_err();
+    let e = prunus_testkit::decide(&m, &view, &pattern).map(|d| d.0).unwrap_err();
     assert!(matches!(e, Error::NeedsCalibration { .. }), "{e}");
     // Through the pipeline: refused before any weight changes.
     let mut model = ToyModel::new(7);
     let before = model.all_weights();
     let m = method(serde_json::Value::Null);
-    let e = prune_layerwise(&mut model, m.as_ref(), &pattern, None, &PipelineOptions::default(), &mut |_| {}).unwrap_err();
+    let e = prune_layerwise(&mut model, &m, &pattern, None, &PipelineOptions::default(), &mut |_| {}).unwrap_err();
     assert!(matches!(e, Error::NeedsCalibration { ref method, .. } if method == "sparsegpt"), "{e}");
     assert_eq!(before, model.all_weights());
 }
@@ -126,7 +127,7 @@ fn reconstruction_beats_plain_masking_on_the_toy_model() {
     let tokens = model.tokens(11, 4, 8);
     let dense_w = model.all_weights();
     let m = method(serde_json::Value::Null);
-    prune_layerwise(&mut model, m.as_ref(), &pattern, Some(&tokens), &PipelineOptions::default(), &mut |_| {}).unwrap();
+    prune_layerwise(&mut model, &m, &pattern, Some(&tokens), &PipelineOptions::default(), &mut |_| {}).unwrap();
     let pruned_w = model.all_weights();
     let (d_model, d_hidden) = (model.d_model, model.d_hidden);
     // Block 0 `up` is the first d_hidden x d_model weights; its inputs are the embeddings.
@@ -169,27 +170,23 @@ fn damping_retries_are_noted_on_the_decision() {
     let stats = indefinite_stats(d_in);
     let weight: Vec<f32> = (0..4 * d_in).map(|i| (i as f32 * 0.61).cos()).collect();
     let view = LayerView { block: 3, name: "blk.3.indefinite", d_out: 4, d_in, weight: &weight, stats: &stats };
-    let m = SparseGpt::default();
+    let m = method(serde_json::Value::Null);
     for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
-        let group = m.group(&pattern).unwrap();
-        let decided = m.decide_with_notes(&view, &pattern, group).unwrap();
-        let notes = &decided.notes;
+        let (decision, notes) = prunus_testkit::decide(&m, &view, &pattern).unwrap();
+        let notes = &notes;
         assert_eq!(notes.get("damping_retries"), Some(&serde_json::json!(3)), "{pattern}: {notes:?}");
         let percdamp = notes["percdamp"].as_f64().unwrap();
         let damping = notes["damping"].as_f64().unwrap();
         assert!((percdamp - 10.0).abs() < 1e-9 && (damping - 10.0).abs() < 1e-9, "{pattern}: {notes:?}");
-        let Decision::MaskAndWeights { mask, weight: w } = decided.decision else { panic!("expected mask and weights") };
+        let Decision::MaskAndWeights { mask, weight: w } = decision else { panic!("expected mask and weights") };
         assert!(w.iter().all(|v| v.is_finite()), "{pattern}: non-finite update");
         assert_eq!(mask.n_pruned(), if matches!(pattern, Pattern::NM { .. }) { 16 } else { 17 }, "{pattern}");
-        // `decide` is the same decision without the notes.
-        let Decision::MaskAndWeights { mask: mask2, weight: w2 } = m.decide(&view, &pattern, group).unwrap() else { panic!() };
-        assert_eq!((mask, w.iter().map(|v| v.to_bits()).collect::<Vec<_>>()), (mask2, w2.iter().map(|v| v.to_bits()).collect()));
     }
     // A positive definite Hessian needs no retry and leaves no notes.
     let fine = Stats { gram: Some((0..d_in * d_in).map(|k| if k % (d_in + 1) == 0 { 2.0 } else { 0.5 }).collect()), ..indefinite_stats(d_in) };
     let view = LayerView { stats: &fine, ..view };
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
-    assert!(m.decide_with_notes(&view, &pattern, m.group(&pattern).unwrap()).unwrap().notes.is_empty());
+    assert!(prunus_testkit::decide(&m, &view, &pattern).unwrap().1.is_empty());
 }
 
 /// SparseGPT, except that one layer sees `stats` instead of the pipeline's statistics (the toy
@@ -201,27 +198,18 @@ struct SubstitutedStats {
 }
 
 impl LayerwiseMethod for SubstitutedStats {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
     fn stats(&self) -> prunus_core::StatKind {
         self.inner.stats()
     }
     fn group(&self, pattern: &Pattern) -> prunus_core::Result<prunus_core::Group> {
         self.inner.group(pattern)
     }
-    fn score(&self, layer: &LayerView<'_>) -> prunus_core::Result<Vec<f32>> {
-        self.inner.score(layer)
-    }
-    fn decide_with_notes(&self, layer: &LayerView<'_>, pattern: &Pattern, group: prunus_core::Group) -> prunus_core::Result<Decided> {
+    fn decide(&self, layer: &LayerView<'_>, target: &Target, notes: &mut Notes) -> prunus_core::Result<Decision> {
         if layer.name == self.layer {
-            self.inner.decide_with_notes(&LayerView { stats: &self.stats, ..*layer }, pattern, group)
+            self.inner.decide(&LayerView { stats: &self.stats, ..*layer }, target, notes)
         } else {
-            self.inner.decide_with_notes(layer, pattern, group)
+            self.inner.decide(layer, target, notes)
         }
-    }
-    fn config(&self) -> serde_json::Value {
-        self.inner.config()
     }
 }
 
@@ -229,7 +217,7 @@ impl LayerwiseMethod for SubstitutedStats {
 fn damping_retries_reach_the_layer_record() {
     let mut model = ToyModel::new(7);
     let tokens = model.tokens(11, 4, 8);
-    let method = SubstitutedStats { inner: SparseGpt::default(), layer: "blk.1.up", stats: indefinite_stats(model.d_model) };
+    let method = Built::unregistered("sparsegpt", Box::new(SubstitutedStats { inner: SparseGpt::default(), layer: "blk.1.up", stats: indefinite_stats(model.d_model) }) as Box<dyn LayerwiseMethod>);
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
     let outcome = prune_layerwise(&mut model, &method, &pattern, Some(&tokens), &PipelineOptions::default(), &mut |_| {}).unwrap();
     assert!(model.all_weights().iter().all(|w| w.is_finite()));
@@ -251,7 +239,7 @@ fn damping_retries_reach_the_layer_record() {
 fn unsupported_n_m_is_refused_naming_method_and_pattern() {
     // M = 4 does not divide blocksize 6: refused by the pipeline before any weight changes.
     let m = method(serde_json::json!({"blocksize": 6}));
-    prunus_testkit::conformance::check_refused(m.as_ref(), &Pattern::NM { n: 2, m: 4 });
+    prunus_testkit::conformance::check_refused(&m, &Pattern::NM { n: 2, m: 4 });
     let e = m.group(&Pattern::NM { n: 2, m: 4 }).unwrap_err();
     assert!(e.to_string().contains("blocksize 6"), "{e}");
 }
@@ -260,21 +248,19 @@ fn unsupported_n_m_is_refused_naming_method_and_pattern() {
 fn non_finite_weights_and_hessians_are_named_errors() {
     let d_in = 8;
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
-    let m = SparseGpt::default();
-    let group = m.group(&pattern).unwrap();
+    let m = method(serde_json::Value::Null);
     let good_w: Vec<f32> = (0..2 * d_in).map(|i| (i as f32 * 0.37).sin()).collect();
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut w = good_w.clone();
         w[5] = bad;
         let stats = indefinite_stats(d_in);
         let view = LayerView { block: 0, name: "blk.0.k_proj", d_out: 2, d_in, weight: &w, stats: &stats };
-        for e in [m.decide_with_notes(&view, &pattern, group).map(|_| ()).unwrap_err(), m.score(&view).map(|_| ()).unwrap_err()] {
-            assert!(matches!(e, Error::NonFinite { index: 5, .. }) && e.to_string().contains("blk.0.k_proj"), "{bad}: {e}");
-        }
+        let e = prunus_testkit::decide(&m, &view, &pattern).map(|_| ()).unwrap_err();
+        assert!(matches!(e, Error::NonFinite { index: 5, .. }) && e.to_string().contains("blk.0.k_proj"), "{bad}: {e}");
         let mut stats = indefinite_stats(d_in);
         stats.gram.as_mut().unwrap()[10] = f64::from(bad);
         let view = LayerView { block: 0, name: "blk.0.v_proj", d_out: 2, d_in, weight: &good_w, stats: &stats };
-        let e = m.decide_with_notes(&view, &pattern, group).map(|_| ()).unwrap_err();
+        let e = prunus_testkit::decide(&m, &view, &pattern).map(|_| ()).unwrap_err();
         assert!(matches!(e, Error::NonFinite { index: 10, .. }) && e.to_string().contains("blk.0.v_proj input Hessian"), "{bad}: {e}");
     }
 }
@@ -285,6 +271,6 @@ fn multi_block_config_is_deterministic_across_thread_counts() {
     // the lazy-batch matmul path on the toy model, so it gets the thread check too.
     let m = method(serde_json::json!({"blocksize": 8, "percdamp": 0.1}));
     for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
-        prunus_testkit::conformance::check_threads(m.as_ref(), &pattern);
+        prunus_testkit::conformance::check_threads(&m, &pattern);
     }
 }

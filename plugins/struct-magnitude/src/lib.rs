@@ -6,8 +6,7 @@
 //! columns; for a channel: its gate and up rows and down column). No calibration data.
 //! One-shot: removing a unit leaves the others' weights, hence their scores, unchanged.
 
-use prunus_core::method::{Notes, parse_config};
-use prunus_core::registry::{Factory, MethodRegistration};
+use prunus_core::{Method, Notes};
 use prunus_core::structured::{Schedule, ScoreInput, Scored, StructuredMethod, unit_sums};
 use prunus_core::Result;
 use serde::{Deserialize, Serialize};
@@ -27,11 +26,18 @@ pub struct StructMagnitude {
     pub config: Config,
 }
 
-impl StructuredMethod for StructMagnitude {
-    fn name(&self) -> &str {
-        NAME
-    }
+impl Method for StructMagnitude {
+    const NAME: &'static str = "struct-magnitude";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "structured baseline: remove the units with the smallest L2 weight norm (one-shot; no data)";
+    type Config = Config;
 
+    fn new(config: Config) -> Result<Self> {
+        Ok(StructMagnitude { config })
+    }
+}
+
+impl StructuredMethod for StructMagnitude {
     fn schedule(&self) -> Schedule {
         Schedule::OneShot
     }
@@ -50,24 +56,6 @@ impl StructuredMethod for StructMagnitude {
             .collect();
         Ok(Scored { scores, notes: Notes::new() })
     }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
 }
 
-const NAME: &str = "struct-magnitude";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn StructuredMethod>> {
-    Ok(Box::new(StructMagnitude { config: parse_config(NAME, config)? }))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "structured baseline: remove the units with the smallest L2 weight norm (one-shot; no data)",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Structured(build),
-    }
-}
+prunus_core::register!(structured StructMagnitude);

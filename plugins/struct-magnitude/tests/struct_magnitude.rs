@@ -44,14 +44,14 @@ fn the_smallest_layers_go_first_and_the_budget_holds() {
             m.set_tensor(name, &(t * scale).unwrap()).unwrap();
         }
     }
-    let out = prune_structured(&mut m, &StructMagnitude::default(), None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap();
+    let out = prune_structured(&mut m, &prunus_core::Built::structured(StructMagnitude::default()), None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap();
     assert_eq!(out.removed_units().map(|r| r.layer).collect::<Vec<_>>(), [3, 1]);
     assert_eq!(out.iterations.len(), 1, "one-shot");
     for (unit, target) in [(UnitKind::Head, 0.1), (UnitKind::Channel, 0.25)] {
         let mut m = model();
         let size = m.units(unit).unwrap()[0].params as f64;
         let units = m.units(unit).unwrap();
-        let out = prune_structured(&mut m, &StructMagnitude::default(), None, &StructuredOptions::new(unit, target), &mut |_| {}).unwrap();
+        let out = prune_structured(&mut m, &prunus_core::Built::structured(StructMagnitude::default()), None, &StructuredOptions::new(unit, target), &mut |_| {}).unwrap();
         let removed = (out.before.excluding_embeddings - out.after.excluding_embeddings) as f64;
         assert!((removed - target * out.before.excluding_embeddings as f64).abs() <= size / 2.0, "{unit}");
         // Every removed unit scores at most every kept candidate of a layer that still has room.
@@ -76,8 +76,8 @@ fn configs_are_checked() {
     assert!(matches!(e, Error::BadConfig { .. }) && e.to_string().contains("unknown field `norm`"), "{e}");
     let m = reg.build_structured(&serde_json::Value::Null).unwrap();
     assert!(!m.needs_calibration());
-    assert_eq!(m.config(), serde_json::json!({"normalize": false}));
+    assert_eq!(m.config, serde_json::json!({"normalize": false}));
     let mut tiny = model();
-    let e = prune_structured(&mut tiny, m.as_ref(), None, &StructuredOptions::new(UnitKind::Layer, 1.2), &mut |_| {}).unwrap_err();
+    let e = prune_structured(&mut tiny, &m, None, &StructuredOptions::new(UnitKind::Layer, 1.2), &mut |_| {}).unwrap_err();
     assert!(matches!(e, Error::BadReduction { .. }), "{e}");
 }

@@ -6,8 +6,7 @@
 //! random order could depend on); the core removes the lowest until the budget is met, so
 //! the same units, budget and protected layers apply as for every structured method.
 
-use prunus_core::method::{Notes, parse_config};
-use prunus_core::registry::{Factory, MethodRegistration};
+use prunus_core::{Method, Notes};
 use prunus_core::rng::SplitMix64;
 use prunus_core::structured::{Schedule, ScoreInput, Scored, StructuredMethod};
 use prunus_core::Result;
@@ -27,11 +26,18 @@ pub struct StructRandom {
     pub config: Config,
 }
 
-impl StructuredMethod for StructRandom {
-    fn name(&self) -> &str {
-        NAME
-    }
+impl Method for StructRandom {
+    const NAME: &'static str = "struct-random";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "structured baseline: remove units in a seeded random order (one-shot)";
+    type Config = Config;
 
+    fn new(config: Config) -> Result<Self> {
+        Ok(StructRandom { config })
+    }
+}
+
+impl StructuredMethod for StructRandom {
     fn schedule(&self) -> Schedule {
         Schedule::OneShot
     }
@@ -45,24 +51,6 @@ impl StructuredMethod for StructRandom {
         let scores = input.units.iter().map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64).collect();
         Ok(Scored { scores, notes: Notes::new() })
     }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
 }
 
-const NAME: &str = "struct-random";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn StructuredMethod>> {
-    Ok(Box::new(StructRandom { config: parse_config(NAME, config)? }))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "structured baseline: remove units in a seeded random order (one-shot)",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Structured(build),
-    }
-}
+prunus_core::register!(structured StructRandom);

@@ -13,7 +13,7 @@ fn model() -> LlamaModel {
 fn run(seed: u64, unit: UnitKind, target: f64) -> (LlamaModel, StructuredOutcome) {
     let mut m = model();
     let method = StructRandom { config: Config { seed } };
-    let out = prune_structured(&mut m, &method, None, &StructuredOptions::new(unit, target), &mut |_| {}).unwrap();
+    let out = prune_structured(&mut m, &prunus_core::Built::structured(method.clone()), None, &StructuredOptions::new(unit, target), &mut |_| {}).unwrap();
     (m, out)
 }
 
@@ -68,6 +68,6 @@ fn configs_are_checked() {
     let e = reg.build_structured(&serde_json::json!({"seed": "x"})).err().expect("an error");
     assert!(matches!(e, Error::BadConfig { .. }), "{e}");
     let m = reg.build_structured(&serde_json::json!({"seed": 3})).unwrap();
-    assert_eq!(m.config(), serde_json::json!({"seed": 3}));
+    assert_eq!(m.config, serde_json::json!({"seed": 3}));
     assert!(!m.needs_calibration());
 }

@@ -16,10 +16,10 @@
 //! optional exact-count fix-up; (B) `quantile`, a stochastic-approximation quantile tracker.
 //! N:M prunes the N smallest L in each group of M consecutive inputs by comparisons.
 
-use prunus_core::mask::{check_finite, check_nm_fits};
-use prunus_core::method::parse_config;
-use prunus_core::registry::{Factory, MethodRegistration};
-use prunus_core::{Decision, Error, Group, LayerView, LayerwiseMethod, Mask, Pattern, Result, StatKind};
+use prunus_core::mask::check_finite;
+use prunus_core::declare::bad_config;
+use prunus_core::layerwise::{Decision, LayerView, LayerwiseMethod, Target};
+use prunus_core::{Error, Group, Mask, Method, Notes, Pattern, Result, StatKind};
 use serde::{Deserialize, Serialize};
 
 /// What x in the contribution score is.
@@ -91,14 +91,33 @@ impl Default for Config {
 /// The SwiftPrune method.
 #[derive(Debug, Clone, Default)]
 pub struct SwiftPrune {
+    /// Its configuration.
     pub config: Config,
 }
 
-impl LayerwiseMethod for SwiftPrune {
-    fn name(&self) -> &str {
-        NAME
-    }
+impl Method for SwiftPrune {
+    const NAME: &'static str = "swiftprune";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "SwiftPrune (reconstruction) w^2/(1 - x^2/S), sort-free EWMA row threshold or N:M";
+    type Config = Config;
 
+    fn new(config: Config) -> Result<Self> {
+        for (field, v) in [("alpha", config.alpha), ("beta", config.beta)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(bad_config(Self::NAME, format!("{field} = {v} must lie in (0, 1]")));
+            }
+        }
+        if !(config.ridge >= 0.0 && config.la > 0.0 && config.quantile_step > 0.0) {
+            return Err(bad_config(
+                Self::NAME,
+                format!("ridge ({}) must be >= 0, la ({}) and quantile_step ({}) > 0", config.ridge, config.la, config.quantile_step),
+            ));
+        }
+        Ok(SwiftPrune { config })
+    }
+}
+
+impl LayerwiseMethod for SwiftPrune {
     fn stats(&self) -> StatKind {
         match self.config.x_source {
             XSource::ActivationNorm => StatKind::SqNorm,
@@ -113,9 +132,37 @@ impl LayerwiseMethod for SwiftPrune {
         })
     }
 
+    fn decide(&self, layer: &LayerView<'_>, target: &Target, _notes: &mut Notes) -> Result<Decision> {
+        let scores = self.scores(layer)?;
+        check_finite(&scores, &format!("{} contribution scores", layer.name))?;
+        let mut pruned = vec![false; scores.len()];
+        match *target.pattern() {
+            Pattern::NM { n, m } => {
+                for (g, flags) in scores.chunks_exact(m).zip(pruned.chunks_exact_mut(m)) {
+                    select_n_smallest(g, n, flags);
+                }
+            }
+            Pattern::Unstructured { sparsity } => {
+                let k = (layer.d_in as f64 * sparsity).floor() as usize;
+                for (row, flags) in scores.chunks_exact(layer.d_in).zip(pruned.chunks_exact_mut(layer.d_in)) {
+                    match self.config.selection {
+                        Selection::Ewma => self.ewma_select(row, k, flags),
+                        Selection::Quantile => self.quantile_select(row, sparsity, flags),
+                    }
+                    if self.config.exact_count {
+                        fix_count(row, k, flags);
+                    }
+                }
+            }
+        }
+        Ok(Decision::Mask(Mask::from_vec(layer.d_out, layer.d_in, pruned)?))
+    }
+}
+
+impl SwiftPrune {
     /// The contribution score L, row-major (d_out, d_in). A weight or statistic that is not
     /// finite, or of the wrong size, is an error naming the layer.
-    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+    pub fn scores(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
         if layer.weight.len() != layer.d_out * layer.d_in {
             return Err(Error::Shape {
                 tensor: layer.name.to_string(),
@@ -132,7 +179,7 @@ impl LayerwiseMethod for SwiftPrune {
         match self.config.x_source {
             XSource::ActivationNorm => {
                 let x2 = layer.stats.mean_sq_per_sample().ok_or_else(|| Error::NeedsCalibration {
-                    method: NAME.into(),
+                    method: Self::NAME.into(),
                     what: "per-feature mean of x^2 (x_source = activation_norm)".into(),
                 })?;
                 let tensor = || format!("{} input statistics", layer.name);
@@ -156,39 +203,6 @@ impl LayerwiseMethod for SwiftPrune {
         }
     }
 
-    fn decide(&self, layer: &LayerView<'_>, pattern: &Pattern, _group: Group) -> Result<Decision> {
-        check_nm_fits(pattern, layer.name, layer.d_in)?;
-        let scores = self.score(layer)?;
-        check_finite(&scores, &format!("{} contribution scores", layer.name))?;
-        let mut pruned = vec![false; scores.len()];
-        match *pattern {
-            Pattern::NM { n, m } => {
-                for (g, flags) in scores.chunks_exact(m).zip(pruned.chunks_exact_mut(m)) {
-                    select_n_smallest(g, n, flags);
-                }
-            }
-            Pattern::Unstructured { sparsity } => {
-                let k = (layer.d_in as f64 * sparsity).floor() as usize;
-                for (row, flags) in scores.chunks_exact(layer.d_in).zip(pruned.chunks_exact_mut(layer.d_in)) {
-                    match self.config.selection {
-                        Selection::Ewma => self.ewma_select(row, k, flags),
-                        Selection::Quantile => self.quantile_select(row, sparsity, flags),
-                    }
-                    if self.config.exact_count {
-                        fix_count(row, k, flags);
-                    }
-                }
-            }
-        }
-        Ok(Decision::Mask(Mask::from_vec(layer.d_out, layer.d_in, pruned)?))
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
-}
-
-impl SwiftPrune {
     /// (A) One pass computes the EWMA mean mu_j and mean deviation delta_j along the row; the
     /// rule prunes j iff L_j < mu_j - c * delta_j. The count is non-increasing in c, so c in
     /// [-la, la] is bisected (each step one linear pass) towards `k` pruned.
@@ -280,34 +294,7 @@ fn fix_count(row: &[f32], k: usize, flags: &mut [bool]) {
     }
 }
 
-const NAME: &str = "swiftprune";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
-    let config: Config = parse_config(NAME, config)?;
-    let bad = |reason: String| Error::BadConfig { method: NAME.into(), reason };
-    for (field, v) in [("alpha", config.alpha), ("beta", config.beta)] {
-        if !(v > 0.0 && v <= 1.0) {
-            return Err(bad(format!("{field} = {v} must lie in (0, 1]")));
-        }
-    }
-    if !(config.ridge >= 0.0 && config.la > 0.0 && config.quantile_step > 0.0) {
-        return Err(bad(format!(
-            "ridge ({}) must be >= 0, la ({}) and quantile_step ({}) > 0",
-            config.ridge, config.la, config.quantile_step
-        )));
-    }
-    Ok(Box::new(SwiftPrune { config }))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "SwiftPrune (reconstruction) w^2/(1 - x^2/S), sort-free EWMA row threshold or N:M",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Layerwise(build),
-    }
-}
+prunus_core::register!(layerwise SwiftPrune);
 
 #[cfg(test)]
 mod tests {
@@ -337,7 +324,7 @@ mod tests {
         let w = [0.1f32, -0.4, 0.2, 0.3];
         let view = LayerView { block: 0, name: "t", d_out: 1, d_in: 4, weight: &w, stats: &stats };
         let m = SwiftPrune { config: Config { x_source: XSource::WeightRow, ..Config::default() } };
-        let l = m.score(&view).unwrap();
+        let l = m.scores(&view).unwrap();
         let mut by_l: Vec<usize> = (0..4).collect();
         by_l.sort_by(|a, b| l[*a].total_cmp(&l[*b]));
         assert_eq!(by_l, [0, 2, 3, 1]);

@@ -2,14 +2,14 @@ use prunus_core::{Pattern, registry};
 use prunus_swiftprune as _;
 use serde_json::json;
 
-fn build(config: serde_json::Value) -> Box<dyn prunus_core::LayerwiseMethod> {
+fn build(config: serde_json::Value) -> prunus_core::Built<dyn prunus_core::LayerwiseMethod> {
     registry::find("swiftprune").unwrap().build_layerwise(&config).unwrap()
 }
 
 #[test]
 fn exact_count_variants_pass_the_conformance_suite() {
     for config in [json!({"exact_count": true}), json!({"exact_count": true, "selection": "quantile"}), json!({"exact_count": true, "x_source": "weight_row"})] {
-        prunus_testkit::conformance::check(build(config).as_ref());
+        prunus_testkit::conformance::check(&build(config));
     }
 }
 
@@ -20,12 +20,12 @@ fn ewma_selection_lands_near_the_target() {
     for (config, tol) in [(json!(null), 0.05)] {
         let method = build(config.clone());
         for s in [0.3, 0.5, 0.7] {
-            let (_, outcome) = prunus_testkit::conformance::run(method.as_ref(), &Pattern::Unstructured { sparsity: s });
+            let (_, outcome) = prunus_testkit::conformance::run(&method, &Pattern::Unstructured { sparsity: s });
             for l in &outcome.layers {
                 assert!((l.sparsity - s).abs() <= tol, "{config} s={s} {}: {}", l.name, l.sparsity);
             }
         }
-        let (_, outcome) = prunus_testkit::conformance::run(method.as_ref(), &Pattern::NM { n: 2, m: 4 });
+        let (_, outcome) = prunus_testkit::conformance::run(&method, &Pattern::NM { n: 2, m: 4 });
         assert_eq!(outcome.sparsity(), 0.5);
     }
 }
@@ -45,7 +45,7 @@ fn bad_configs_are_errors() {
 
 #[test]
 fn small_masks_snapshot() {
-    insta::assert_snapshot!(prunus_testkit::conformance::mask_snapshot(build(json!(null)).as_ref()));
+    insta::assert_snapshot!(prunus_testkit::conformance::mask_snapshot(&build(json!(null))));
 }
 
 /// Both threshold rules on rows of realistic width (576 and 1536 inputs, log-normal scores):
@@ -63,8 +63,8 @@ fn threshold_rules_on_wide_rows() {
             let method = build(config.clone());
             for s in [0.3, 0.5, 0.7] {
                 let pattern = Pattern::Unstructured { sparsity: s };
-                let group = method.group(&pattern).unwrap();
-                let prunus_core::Decision::Mask(mask) = method.decide(&view, &pattern, group).unwrap() else { panic!("a mask") };
+                
+                let prunus_core::Decision::Mask(mask) = prunus_testkit::decide(&method, &view, &pattern).map(|d| d.0).unwrap() else { panic!("a mask") };
                 assert!((mask.sparsity() - s).abs() <= tol, "{config} d_in={d_in} s={s}: {}", mask.sparsity());
             }
         }
@@ -96,8 +96,8 @@ fn default_configs_on_wide_rows_with_activation_norms() {
             let method = build(config.clone());
             for s in [0.3, 0.5, 0.7] {
                 let pattern = Pattern::Unstructured { sparsity: s };
-                let group = method.group(&pattern).unwrap();
-                let prunus_core::Decision::Mask(mask) = method.decide(&view, &pattern, group).unwrap() else { panic!("a mask") };
+                
+                let prunus_core::Decision::Mask(mask) = prunus_testkit::decide(&method, &view, &pattern).map(|d| d.0).unwrap() else { panic!("a mask") };
                 assert!((mask.sparsity() - s).abs() <= tol, "{config} d_in={d_in} s={s}: {}", mask.sparsity());
             }
         }
@@ -112,8 +112,8 @@ fn non_finite_weights_and_statistics_are_named_errors() {
     let (d_out, d_in) = (4, 16);
     let (weight, stats) = heavy_tailed_layer(3, d_out, d_in);
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
-    let decide = |method: &dyn prunus_core::LayerwiseMethod, view: &LayerView<'_>| -> prunus_core::Result<Decision> {
-        method.decide(view, &pattern, method.group(&pattern).unwrap())
+    let decide = |method: &prunus_core::Built<dyn prunus_core::LayerwiseMethod>, view: &LayerView<'_>| -> prunus_core::Result<Decision> {
+        prunus_testkit::decide(method, view, &pattern).map(|d| d.0)
     };
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut w = weight.clone();
@@ -121,19 +121,19 @@ fn non_finite_weights_and_statistics_are_named_errors() {
         for config in [json!(null), json!({"x_source": "weight_row"}), json!({"selection": "quantile"})] {
             let method = build(config.clone());
             let view = LayerView { block: 2, name: "blk.2.gate_proj", d_out, d_in, weight: &w, stats: &stats };
-            let e = decide(method.as_ref(), &view).map(|_| ()).unwrap_err();
+            let e = decide(&method, &view).map(|_| ()).unwrap_err();
             assert!(matches!(e, Error::NonFinite { index: 7, .. }) && e.to_string().contains("blk.2.gate_proj"), "{config} {bad}: {e}");
         }
         let mut bad_stats = stats.clone();
         bad_stats.sq_sum.as_mut().unwrap()[9] = f64::from(bad);
         let view = LayerView { block: 2, name: "blk.2.up_proj", d_out, d_in, weight: &weight, stats: &bad_stats };
-        let e = decide(build(json!(null)).as_ref(), &view).map(|_| ()).unwrap_err();
+        let e = decide(&build(json!(null)), &view).map(|_| ()).unwrap_err();
         assert!(matches!(e, Error::NonFinite { index: 9, .. }) && e.to_string().contains("blk.2.up_proj input statistics"), "{bad}: {e}");
     }
     let mut short = stats.clone();
     short.sq_sum.as_mut().unwrap().pop();
     let view = LayerView { block: 2, name: "blk.2.down_proj", d_out, d_in, weight: &weight, stats: &short };
-    let e = decide(build(json!(null)).as_ref(), &view).map(|_| ()).unwrap_err();
+    let e = decide(&build(json!(null)), &view).map(|_| ()).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("blk.2.down_proj"), "{e}");
 }
 
@@ -145,7 +145,7 @@ fn n_m_that_does_not_divide_the_row_is_refused() {
     let view = prunus_core::LayerView { block: 0, name: "blk.0.o_proj", d_out: 2, d_in: 10, weight: &weight, stats: &stats };
     let method = build(json!(null));
     let pattern = Pattern::NM { n: 2, m: 4 };
-    let e = method.decide(&view, &pattern, method.group(&pattern).unwrap()).map(|_| ()).unwrap_err();
+    let e = prunus_testkit::decide(&method, &view, &pattern).map(|d| d.0).map(|_| ()).unwrap_err();
     assert!(matches!(e, prunus_core::Error::PatternMismatch { .. }) && e.to_string().contains("blk.0.o_proj"), "{e}");
 }
 
@@ -156,7 +156,7 @@ fn default_config_is_deterministic_across_thread_counts() {
     for config in [json!(null), json!({"selection": "quantile"})] {
         let method = build(config);
         for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
-            prunus_testkit::conformance::check_threads(method.as_ref(), &pattern);
+            prunus_testkit::conformance::check_threads(&method, &pattern);
         }
     }
 }

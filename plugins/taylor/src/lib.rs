@@ -10,8 +10,7 @@
 //! (LLM-Pruner's `iterative_steps = 1`); `iterative = true` rescores after every
 //! `units_per_iteration` removals. Second-order and vector-wise variants are not here.
 
-use prunus_core::method::{Notes, parse_config};
-use prunus_core::registry::{Factory, MethodRegistration};
+use prunus_core::{Method, Notes};
 use prunus_core::structured::{Schedule, ScoreInput, Scored, StructuredMethod, mean_gradients, unit_sums};
 use prunus_core::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -42,12 +41,17 @@ pub struct Taylor {
     config: Config,
 }
 
-impl Taylor {
+impl Method for Taylor {
+    const NAME: &'static str = "taylor";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "structured baseline: first-order Taylor sum |w * g| per unit (LLM-Pruner element-1; one-shot by default)";
+    type Config = Config;
+
     /// Checks the config: `units_per_iteration` and `batch_size` at least 1.
-    pub fn new(config: Config) -> Result<Self> {
+    fn new(config: Config) -> Result<Self> {
         if config.units_per_iteration == 0 || config.batch_size == 0 {
             return Err(Error::BadConfig {
-                method: NAME.into(),
+                method: Self::NAME.into(),
                 reason: format!("units_per_iteration ({}) and batch_size ({}) must be at least 1", config.units_per_iteration, config.batch_size),
             });
         }
@@ -56,10 +60,6 @@ impl Taylor {
 }
 
 impl StructuredMethod for Taylor {
-    fn name(&self) -> &str {
-        NAME
-    }
-
     fn schedule(&self) -> Schedule {
         if self.config.iterative { Schedule::Iterative { units_per_iteration: self.config.units_per_iteration } } else { Schedule::OneShot }
     }
@@ -71,7 +71,7 @@ impl StructuredMethod for Taylor {
     fn score(&self, input: &ScoreInput<'_>) -> Result<Scored> {
         let calib = input
             .calibration
-            .ok_or_else(|| Error::NeedsCalibration { method: NAME.into(), what: "calibration texts".into() })?;
+            .ok_or_else(|| Error::NeedsCalibration { method: Self::NAME.into(), what: "calibration texts".into() })?;
         let (loss, grads) = mean_gradients(input.model, &calib.original()?, self.config.batch_size)?;
         let weights = input.model.weights()?;
         let scores = unit_sums(input.units, |name| Ok((weights.get(name)? * grads.get(name)?)?.abs()?))?;
@@ -79,24 +79,6 @@ impl StructuredMethod for Taylor {
         notes.insert("loss".into(), loss.into());
         Ok(Scored { scores, notes })
     }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
 }
 
-const NAME: &str = "taylor";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn StructuredMethod>> {
-    Ok(Box::new(Taylor::new(parse_config(NAME, config)?)?))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "structured baseline: first-order Taylor sum |w * g| per unit (LLM-Pruner element-1; one-shot by default)",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Structured(build),
-    }
-}
+prunus_core::register!(structured Taylor);

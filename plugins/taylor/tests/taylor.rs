@@ -1,6 +1,7 @@
 //! Taylor on tiny synthetic Llama models: scores are sum |w * g| with the model's gradients,
 //! the lowest go (one-shot or iteratively rescored), the budget holds, bad input fails.
 
+use prunus_core::Method;
 use prunus_core::structured::{Calibration, ScoreInput, StructuredMethod, StructuredModel, StructuredOptions, UnitKind, prune_structured};
 use prunus_core::{Error, registry};
 use prunus_model::{LlamaConfig, LlamaModel};
@@ -62,7 +63,7 @@ fn the_lowest_go_one_shot_or_iteratively_and_the_budget_holds() {
         for iterative in [false, true] {
             let method = taylor(serde_json::json!({"iterative": iterative, "units_per_iteration": 8}));
             let mut m = model();
-            let out = prune_structured(&mut m, &method, Some(&calib), &StructuredOptions::new(unit, target), &mut |_| {}).unwrap();
+            let out = prune_structured(&mut m, &prunus_core::Built::structured(method.clone()), Some(&calib), &StructuredOptions::new(unit, target), &mut |_| {}).unwrap();
             let removed = (out.before.excluding_embeddings - out.after.excluding_embeddings) as f64;
             assert!((removed - target * out.before.excluding_embeddings as f64).abs() <= size / 2.0, "{unit} iterative {iterative}");
             let n = out.removed_units().count();
@@ -91,12 +92,12 @@ fn bad_input_is_refused() {
         assert!(matches!(e, Error::BadConfig { .. }) && e.to_string().contains(needle), "{e}");
     }
     let m = reg.build_structured(&serde_json::Value::Null).unwrap();
-    assert_eq!(m.config(), serde_json::to_value(Config::default()).unwrap());
+    assert_eq!(m.config, serde_json::to_value(Config::default()).unwrap());
     let mut tiny = model();
-    let e = prune_structured(&mut tiny, m.as_ref(), None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap_err();
+    let e = prune_structured(&mut tiny, &m, None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap_err();
     assert!(matches!(e, Error::NeedsCalibration { .. }), "{e}");
     let calib = calibration();
-    let e = prune_structured(&mut tiny, m.as_ref(), Some(&calib), &StructuredOptions::new(UnitKind::Layer, 0.0), &mut |_| {}).unwrap_err();
+    let e = prune_structured(&mut tiny, &m, Some(&calib), &StructuredOptions::new(UnitKind::Layer, 0.0), &mut |_| {}).unwrap_err();
     assert!(matches!(e, Error::BadReduction { .. }), "{e}");
     assert_eq!(tiny.param_count(), model().param_count());
 }

@@ -7,56 +7,62 @@
 //! within each group of M consecutive inputs for N:M. No weight update. Reference:
 //! locuslab/wanda `lib/prune.py` (`prune_wanda`); README.md has the checklist.
 
-use prunus_core::method::parse_config;
-use prunus_core::registry::{Factory, MethodRegistration};
-use prunus_core::{Error, Group, LayerView, LayerwiseMethod, Pattern, Result, StatKind};
+use prunus_core::layerwise::{Decision, LayerView, LayerwiseMethod, Target};
+use prunus_core::{Error, Group, Method, Notes, Pattern, Result, StatKind, UnstructuredGroup};
 use serde::{Deserialize, Serialize};
 
-/// Which weights compete with each other for unstructured sparsity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnstructuredGroup {
-    /// Each output row (the paper's choice, and its code's).
-    #[default]
-    PerRow,
-    /// The whole matrix (the paper's ablation, worse on LLaMA).
-    PerMatrix,
-}
-
 /// Configuration (all fields optional in JSON/TOML).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Comparison group for unstructured sparsity. Default: `per_row`.
+    /// Comparison group for unstructured sparsity. Default: `per_row` (the paper's choice and
+    /// its code's; `per_matrix` is the paper's ablation, worse on LLaMA).
     pub unstructured_group: UnstructuredGroup,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { unstructured_group: UnstructuredGroup::PerRow }
+    }
 }
 
 /// The Wanda method.
 #[derive(Debug, Clone, Default)]
 pub struct Wanda {
+    /// Its configuration.
     pub config: Config,
 }
 
-impl LayerwiseMethod for Wanda {
-    fn name(&self) -> &str {
-        NAME
-    }
+impl Method for Wanda {
+    const NAME: &'static str = "wanda";
+    const VERSION: &'static str = "1";
+    const SUMMARY: &'static str = "Wanda |W| * ||X|| (calibration activations), per output row or N:M";
+    type Config = Config;
 
+    fn new(config: Config) -> Result<Self> {
+        Ok(Wanda { config })
+    }
+}
+
+impl LayerwiseMethod for Wanda {
     fn stats(&self) -> StatKind {
         StatKind::SqNorm
     }
 
     fn group(&self, pattern: &Pattern) -> Result<Group> {
-        match (*pattern, self.config.unstructured_group) {
-            (Pattern::Unstructured { .. }, UnstructuredGroup::PerRow) => Ok(Group::PerRow),
-            (Pattern::Unstructured { .. }, UnstructuredGroup::PerMatrix) => Ok(Group::PerMatrix),
-            (Pattern::NM { n, m }, _) => Ok(Group::NM { n, m }),
-        }
+        Ok(self.config.unstructured_group.group(pattern))
     }
 
-    fn score(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
+    fn decide(&self, layer: &LayerView<'_>, _target: &Target, _notes: &mut Notes) -> Result<Decision> {
+        Ok(Decision::Scores(self.scores(layer)?))
+    }
+}
+
+impl Wanda {
+    /// `|W_ij| * sqrt(scaler_j)`, row-major (d_out, d_in).
+    pub fn scores(&self, layer: &LayerView<'_>) -> Result<Vec<f32>> {
         let scaler = layer.stats.mean_sq_per_sample().ok_or_else(|| Error::NeedsCalibration {
-            method: NAME.to_string(),
+            method: Self::NAME.to_string(),
             what: "per-feature mean of x^2".to_string(),
         })?;
         if scaler.len() != layer.d_in {
@@ -74,24 +80,6 @@ impl LayerwiseMethod for Wanda {
             .collect();
         Ok(scores)
     }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
 }
 
-const NAME: &str = "wanda";
-
-fn build(config: &serde_json::Value) -> Result<Box<dyn LayerwiseMethod>> {
-    Ok(Box::new(Wanda { config: parse_config(NAME, config)? }))
-}
-
-prunus_core::inventory::submit! {
-    MethodRegistration {
-        name: NAME,
-        summary: "Wanda |W| * ||X|| (calibration activations), per output row or N:M",
-        version: "1",
-        origin: env!("CARGO_PKG_NAME"),
-        factory: Factory::Layerwise(build),
-    }
-}
+prunus_core::register!(layerwise Wanda);

