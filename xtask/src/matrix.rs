@@ -592,7 +592,7 @@ patterns = ["4:8"]
     /// xtask -- fuzz_matrices` is a campaign.
     #[test]
     fn fuzz_matrices() {
-        let root = crate::root();
+        let root = crate::workspace::root();
         let seeds: Vec<Vec<u8>> = ["default", "race", "structured"]
             .iter()
             .map(|m| std::fs::read(root.join("benchmarks").join(format!("{m}.toml"))).unwrap())
