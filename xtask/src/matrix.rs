@@ -39,25 +39,34 @@ pub struct Matrix {
     /// Method label whose pruning time the others are divided by in the timing table.
     #[serde(default)]
     pub time_reference: Option<Spanned<String>>,
+    /// Calibration data of the methods that use data (an entry may override it).
     #[serde(default)]
     pub calibration: Calibration,
+    /// Evaluation protocol of every cell.
     #[serde(default)]
     pub eval: Eval,
+    /// The tasks every cell is evaluated on.
     #[serde(default)]
     pub tasks: Vec<TaskEntry>,
+    /// The methods, each expanded into cells.
     #[serde(default)]
     pub methods: Vec<MethodEntry>,
+    /// Expected dense values that gate the pruned cells.
     #[serde(default)]
     pub gates: Vec<Gate>,
 }
 
+/// Calibration windows of a matrix or a method entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
+    /// Windows drawn.
     #[serde(default = "default_calib_samples")]
     pub samples: usize,
+    /// Tokens per window.
     #[serde(default = "default_seq_len")]
     pub seq_len: usize,
+    /// Sampler seeds; each seed is a cell of its own.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
 }
@@ -68,13 +77,17 @@ impl Default for Calibration {
     }
 }
 
+/// The evaluation protocol of a matrix.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Eval {
+    /// Tokens per perplexity window.
     #[serde(default = "default_seq_len")]
     pub seq_len: usize,
+    /// Perplexity windows (the first this many).
     #[serde(default = "default_windows")]
     pub windows: usize,
+    /// Windows on which the agreement with the dense model is measured.
     #[serde(default = "default_agreement_windows")]
     pub agreement_windows: usize,
 }
@@ -85,15 +98,18 @@ impl Default for Eval {
     }
 }
 
+/// A task of the matrix.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskEntry {
+    /// Registry name (see `prunus list`).
     pub name: Spanned<String>,
     /// At most this many documents (multiple-choice tasks).
     #[serde(default)]
     pub limit: Option<usize>,
 }
 
+/// A method of the matrix, with its label, configuration and overrides.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodEntry {
@@ -126,10 +142,14 @@ pub struct MethodEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
+    /// The model whose dense cell is checked.
     #[serde(default = "default_model")]
     pub model: String,
+    /// The task (one of the matrix's tasks).
     pub task: Spanned<String>,
+    /// The metric of that task.
     pub metric: String,
+    /// The expected value.
     pub expected: f64,
     /// Relative tolerance, e.g. 1e-4.
     pub tolerance: f64,
@@ -163,12 +183,16 @@ fn default_agreement_windows() -> usize {
 /// The registered names a matrix may use (from `prunus list --json`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Catalog {
+    /// Registered methods.
     pub methods: Vec<CatalogMethod>,
+    /// Registered tasks.
     pub tasks: Vec<CatalogTask>,
 }
 
+/// A registered method.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogMethod {
+    /// Registry name.
     pub name: String,
     /// `layer-wise` or `structured`.
     #[serde(default)]
@@ -183,8 +207,10 @@ impl Catalog {
 
 const UNITS: [&str; 4] = ["layer", "head", "query_head", "channel"];
 
+/// A registered task.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogTask {
+    /// Registry name.
     pub name: String,
     /// The task's data file, if it has one.
     #[serde(default)]
@@ -196,8 +222,11 @@ pub struct CatalogTask {
 
 /// A parsed and validated matrix with its source text (for the manifest).
 pub struct Loaded {
+    /// Matrix name: the file stem.
     pub name: String,
+    /// The file as written.
     pub text: String,
+    /// The file parsed.
     pub matrix: Matrix,
 }
 
@@ -443,7 +472,9 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
 /// `I/N`: the I-th (1-based) of N disjoint slices of the cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// 1-based.
     pub index: usize,
+    /// Number of slices.
     pub count: usize,
 }
 

@@ -73,33 +73,50 @@ where
 /// A measured number of one model, method, setting, task and metric, over its cells (seeds).
 #[derive(Debug, Clone)]
 pub(super) struct Measure {
+    /// Model label.
     pub(super) model: String,
+    /// Method label (`dense` for the dense model).
     pub(super) method: String,
+    /// Setting label.
     pub(super) setting: String,
+    /// Task name.
     pub(super) task: String,
+    /// Metric name.
     pub(super) metric: String,
+    /// Mean over the cells.
     pub(super) mean: f64,
     /// Standard deviation over the cells, where there are several.
     pub(super) sd: Option<f64>,
     /// Mean of the cells' standard errors.
     pub(super) stderr: Option<f64>,
+    /// Fewest and most documents scored by a cell.
     pub(super) docs: Option<(u64, u64)>,
+    /// Cells averaged.
     pub(super) cells: usize,
 }
 
 /// Pruning cost of one model, method and setting, averaged over its cells.
 #[derive(Debug, Clone)]
 pub(super) struct Timing {
+    /// Model label.
     pub(super) model: String,
+    /// Method label.
     pub(super) method: String,
+    /// Setting label.
     pub(super) setting: String,
+    /// Whether the cells were pruned (not the dense model).
     pub(super) pruned: bool,
     /// Whole units removed (a structured method's cell): no zeros to count.
     pub(super) structured: bool,
+    /// Mean seconds scoring, masking and updating weights.
     pub(super) score_and_mask: f64,
+    /// Mean seconds of the whole pruning stage.
     pub(super) prune_total: f64,
+    /// Mean realised sparsity.
     pub(super) realised: Option<f64>,
+    /// Highest peak RSS, bytes.
     pub(super) peak_rss: Option<u64>,
+    /// Cells averaged.
     pub(super) cells: usize,
 }
 
@@ -130,14 +147,21 @@ impl MethodSetting for Timing {
 /// Mean over tasks of one model, method, setting and accuracy metric.
 #[derive(Debug, Clone)]
 pub(super) struct TaskMean {
+    /// Model label.
     pub(super) model: String,
+    /// Method label.
     pub(super) method: String,
+    /// Setting label.
     pub(super) setting: String,
+    /// `acc` or `acc_norm`.
     pub(super) metric: String,
+    /// Mean over the tasks of the per-task means.
     pub(super) mean: f64,
+    /// Tasks averaged.
     pub(super) tasks: usize,
 }
 
+/// The strings of column `name` (null as empty).
 pub(super) fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     Ok(df
         .column(name)?

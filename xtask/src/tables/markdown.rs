@@ -3,8 +3,11 @@
 
 /// A Markdown table: the first `left` columns are left-aligned labels, the rest right-aligned.
 pub(super) struct Table {
+    /// Column headings.
     pub(super) header: Vec<String>,
+    /// Leading label columns (left-aligned).
     pub(super) left: usize,
+    /// Rows, one string per column.
     pub(super) rows: Vec<Vec<String>>,
 }
 
@@ -30,12 +33,15 @@ impl Table {
     }
 }
 
+/// What an empty table cell shows.
 pub(super) const MISSING: &str = "–";
 
+/// `v` with `decimals` decimals.
 pub(super) fn fixed(v: f64, decimals: usize) -> String {
     format!("{v:.decimals$}")
 }
 
+/// A fraction in percent, one decimal.
 pub(super) fn pct(v: f64) -> String {
     fixed(v * 100.0, 1)
 }
@@ -51,6 +57,7 @@ pub(super) fn count_label(n: usize) -> String {
     }
 }
 
+/// The distinct strings in order of first appearance.
 pub(super) fn distinct<'b>(it: impl Iterator<Item = &'b str>) -> Vec<&'b str> {
     let mut v: Vec<&str> = Vec::new();
     for s in it {

@@ -34,8 +34,9 @@ use crate::record::CellRecord;
 
 mod curves;
 mod groups;
-pub mod long;
+mod long;
 mod markdown;
+/// Structured cells: long-table rows and the summary section.
 pub mod model_level;
 mod sections;
 mod settings;
@@ -57,7 +58,7 @@ pub struct SummaryOptions {
     pub notes: Vec<String>,
 }
 
-// File names written by [`write_tables`] (plots only when they have data).
+// File names written by `write_tables` (plots only when they have data).
 
 /// The long table as Parquet.
 pub const PARQUET: &str = "runs.parquet";

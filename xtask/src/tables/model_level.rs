@@ -131,13 +131,14 @@ fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 
+/// Fixtures of structured records (shared with the tables' tests).
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
 
     /// A full `structure` section (as the CLI writes it): the removed shares, the speed if
     /// given (pruned and dense tokens per second), and the layers removed per iteration.
-    pub(in crate::tables) fn structure_json(removed: (f64, f64), speed: Option<(f64, f64)>, iterations: &[&[usize]]) -> serde_json::Value {
+    pub(crate) fn structure_json(removed: (f64, f64), speed: Option<(f64, f64)>, iterations: &[&[usize]]) -> serde_json::Value {
         let count = serde_json::json!({"total": 10, "excluding_embeddings": 8});
         let iterations: Vec<serde_json::Value> = iterations
             .iter()
@@ -159,7 +160,7 @@ pub(super) mod tests {
 
     /// A record of a dense cell (`method` none) or a structured layer cell, with the given
     /// `structure` section, accuracies and perplexity.
-    pub(in crate::tables) fn record(method: Option<&str>, structure: Option<serde_json::Value>, accs: &[(&str, f64)], ppl: f64) -> CellRecord {
+    pub(crate) fn record(method: Option<&str>, structure: Option<serde_json::Value>, accs: &[(&str, f64)], ppl: f64) -> CellRecord {
         let evals: Vec<serde_json::Value> = std::iter::once(serde_json::json!({"task": "ppl:wiki-vital", "task_version": 1, "metric": "ppl", "value": ppl}))
             .chain(accs.iter().map(|(t, a)| serde_json::json!({"task": t, "task_version": 1, "metric": "acc", "value": a})))
             .collect();

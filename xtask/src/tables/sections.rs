@@ -106,6 +106,7 @@ impl Summary<'_> {
         out.push('\n');
     }
 
+    /// Perplexity by method x setting, per task and model.
     pub(super) fn perplexity(&self, out: &mut String) {
         let tasks = self.tasks_with("ppl");
         if tasks.is_empty() {
@@ -125,6 +126,7 @@ impl Summary<'_> {
         }
     }
 
+    /// Realised sparsity of the layer-wise cells, by method x setting.
     pub(super) fn realised(&self, out: &mut String) {
         let rows: Vec<&Timing> = self
             .timings
@@ -148,6 +150,7 @@ impl Summary<'_> {
         }
     }
 
+    /// KL to the dense model and top-1 agreement, by method x setting.
     pub(super) fn agreement(&self, out: &mut String) {
         let mut tasks = self.tasks_with("kl_dense");
         for t in self.tasks_with("top1_agree") {
@@ -182,6 +185,7 @@ impl Summary<'_> {
         }
     }
 
+    /// Zero-shot accuracy per task with its standard error, and the mean over tasks.
     pub(super) fn zero_shot(&self, out: &mut String) {
         let metrics: Vec<&str> = ACC_METRICS
             .into_iter()
@@ -278,6 +282,7 @@ impl Summary<'_> {
         }
     }
 
+    /// Pruning seconds and peak memory, with speedups over `reference`.
     pub(super) fn timing(&self, out: &mut String, reference: Option<&str>) {
         let pruned: Vec<&Timing> = self.timings.iter().filter(|t| t.pruned).collect();
         if pruned.is_empty() {

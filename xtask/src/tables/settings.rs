@@ -60,18 +60,24 @@ pub(super) fn method_label(r: &CellRecord) -> &str {
 /// First-appearance orders of the records' models, methods (dense first), settings and tasks.
 #[derive(Debug, Default)]
 pub(super) struct Orders {
+    /// Model labels.
     pub(super) models: Vec<String>,
+    /// Method labels, `dense` first.
     pub(super) methods: Vec<String>,
+    /// Setting labels, in setting order.
     pub(super) settings: Vec<String>,
+    /// Task names.
     pub(super) tasks: Vec<String>,
 }
 
+/// Appends `s` unless `v` has it.
 pub(super) fn push_new(v: &mut Vec<String>, s: &str) {
     if !v.iter().any(|x| x == s) {
         v.push(s.to_string());
     }
 }
 
+/// Position of `s` in `v` (after the end when absent).
 pub(super) fn rank(v: &[String], s: &str) -> usize {
     v.iter().position(|x| x == s).unwrap_or(v.len())
 }

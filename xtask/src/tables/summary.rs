@@ -102,6 +102,7 @@ impl<'a> Summary<'a> {
         }
     }
 
+    /// Heading of a task's table (naming the model when there are several).
     pub(super) fn heading(&self, task: &str, model: &str) -> String {
         if self.orders.models.len() > 1 {
             format!("### `{task}`, model `{model}`\n\n")
