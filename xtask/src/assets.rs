@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+/// `cargo run --release -p prunus-cli -- assets`.
 pub fn run() -> Result<()> {
     crate::cargo::run(&["run", "--quiet", "--release", "-p", "prunus-cli", "--", "assets"], &[])
 }

@@ -1,10 +1,11 @@
-//! `cargo xtask bench [MATRIX]`.
+//! `cargo xtask bench [MATRIX]`: run a matrix, resumably and shardably, then write its tables
+//! and compare them with the committed results.
 //!
 //! The bench fetches and verifies the assets (through `prunus assets`), expands a matrix
 //! (benchmarks/*.toml, see matrix.rs) into cells and runs each cell in its own release-built
-//! `prunus` process (isolation; the process's peak memory is in its report). A finished cell
-//! is written atomically to `bench-runs/<matrix>/cells/<key>.json` (the run directory, not
-//! committed; keys in plan.rs), so a rerun skips finished cells and a run killed at any
+//! `prunus` process (cell.rs; isolation; the process's peak memory is in its report). A
+//! finished cell is written atomically to `bench-runs/<matrix>/cells/<key>.json` (the run
+//! directory, not committed; keys in record.rs), so a rerun skips finished cells and a run killed at any
 //! moment resumes without losing or duplicating one. When every cell is there, the tables are
 //! written into the run directory and every cell is compared with the committed record of the
 //! same key in `results/<matrix>/` (outputs.rs, compare.rs); `--update` then makes the run the
@@ -13,18 +14,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::atomic;
 use crate::matrix::Shard;
 use crate::outputs::{ResultsArgs, finish, git_state, write_outputs};
-use crate::plan::{Plan, absolute, cells_dir, existing, plan, results_dir, same_dir};
-use crate::record::{CellRecord, CellSpec, RECORD_VERSION, Report};
+use crate::plan::{self, Plan};
+use crate::record::{CellRecord, cells_dir, existing};
+use crate::workspace::{absolute, results_dir, same_dir};
 
+/// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The matrix file (TOML; schema in benchmarks/README.md).
@@ -49,77 +50,6 @@ pub struct Args {
     fresh: bool,
     #[command(flatten)]
     results: ResultsArgs,
-}
-/// `prunus` arguments of a cell.
-fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
-    let tasks: Vec<String> = cell.tasks.iter().map(|t| match t.limit {
-        Some(l) => format!("{}={l}", t.name),
-        None => t.name.clone(),
-    }).collect();
-    let mut a: Vec<String> = Vec::new();
-    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-    match &cell.method {
-        None => push(&["eval", "--model", &cell.model, "--task", &tasks.join(",")]),
-        Some(method) if cell.structured => {
-            push(&["prune", "--model", &cell.model, "--method", method, "--unit", &cell.pattern.replace('_', "-")]);
-            push(&["--reduction", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
-        }
-        Some(method) => {
-            push(&["prune", "--model", &cell.model, "--method", method, "--pattern", &cell.pattern]);
-            push(&["--sparsity", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
-        }
-    }
-    if cell.method.is_some() {
-        if !cell.config.is_null() {
-            push(&["--config", &cell.config.to_string()]);
-        }
-        let c = &cell.calibration;
-        push(&["--calib-samples", &c.samples.to_string(), "--calib-seq-len", &c.seq_len.to_string(), "--seed", &c.seed.to_string()]);
-        push(&["--agreement-windows", &cell.eval.agreement_windows.to_string()]);
-    }
-    push(&["--seq-len", &cell.eval.seq_len.to_string(), "--max-windows", &cell.eval.windows.to_string()]);
-    push(&["--report", &report.display().to_string()]);
-    a
-}
-/// Runs one cell in its own process and writes its record atomically.
-fn run_cell(plan: &Plan, key: &str, cell: &CellSpec) -> Result<CellRecord> {
-    let dir = cells_dir(&plan.out);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pid = std::process::id();
-    let report_path = dir.join(format!(".{key}.report.{pid}.tmp"));
-    let log_path = dir.join(format!("{key}.log"));
-    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let args = cell_args(cell, &report_path);
-    let start = Instant::now();
-    let status = Command::new(&plan.prunus)
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("could not start {}", plan.prunus.display()))?;
-    let wall_seconds = start.elapsed().as_secs_f64();
-    if !status.success() {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("cell {} ({} {}) failed ({status}); command: prunus {}\n{}", key, cell.label, cell.pattern, args.join(" "), tail.join("\n"));
-    }
-    let text = std::fs::read_to_string(&report_path).with_context(|| format!("reading {}", report_path.display()))?;
-    let report: Report = serde_json::from_str(&text).with_context(|| format!("parsing {}", report_path.display()))?;
-    let _ = std::fs::remove_file(&report_path);
-    let record = CellRecord {
-        record_version: RECORD_VERSION,
-        key: key.to_string(),
-        matrix: plan.loaded.name.clone(),
-        cell: cell.clone(),
-        wall_seconds,
-        finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        report,
-    };
-    atomic::write(&dir.join(format!("{key}.json")), serde_json::to_string_pretty(&record)?.as_bytes())?;
-    let _ = std::fs::remove_file(&log_path);
-    Ok(record)
 }
 /// The gate failures of `model`'s dense record, as messages.
 fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
@@ -148,8 +78,10 @@ fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
     }
     out
 }
+/// Runs the matrix (or the shard), then writes the tables and compares them.
 pub fn run(args: Args) -> Result<()> {
-    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), true)?;
+    let plan = plan::for_bench(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), true)?;
+    let prunus = plan.prunus.clone().expect("the bench's plan has a prunus binary");
     if args.dry_run {
         for (i, (key, c)) in plan.cells.iter().enumerate() {
             let done = if existing(&plan.out, key).is_some() { "done" } else { "todo" };
@@ -228,7 +160,7 @@ pub fn run(args: Args) -> Result<()> {
                 if pb.is_hidden() {
                     eprintln!("bench: cell {}/{}: running {what}{eta}", n + 1, todo.len());
                 }
-                let r = run_cell(&plan, key, cell).inspect_err(|_| pb.abandon())?;
+                let r = crate::cell::run(&prunus, &plan.out, &plan.loaded.name, key, cell).inspect_err(|_| pb.abandon())?;
                 ran += 1;
                 ran_seconds += r.wall_seconds;
                 let line = format!("bench: {what}: done in {:.0} s", r.wall_seconds);
@@ -267,75 +199,4 @@ fn discard_records(out: &Path) -> Result<()> {
 }
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::cell_key;
-    use crate::record::{CalibSpec, EvalSpec, TaskSpec};
-
-    fn cell() -> CellSpec {
-        CellSpec {
-            model: "default".into(),
-            method: Some("swiftprune".into()),
-            label: "swift".into(),
-            config: serde_json::json!({"selection": "quantile", "alpha": 0.125}),
-            pattern: "2:4".into(),
-            sparsity: 0.5,
-            tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
-            calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
-            eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
-            structured: false,
-        }
-    }
-
-    #[test]
-    fn key_depends_on_every_field_and_the_model_but_not_on_key_order() {
-        let base = cell_key(&cell(), "abc");
-        let mut reordered = cell();
-        reordered.config = serde_json::from_str(r#"{"alpha": 0.125, "selection": "quantile"}"#).unwrap();
-        assert_eq!(cell_key(&reordered, "abc"), base);
-        assert_ne!(cell_key(&cell(), "abd"), base);
-        let mut other = cell();
-        other.calibration.seed = 1;
-        assert_ne!(cell_key(&other, "abc"), base);
-        let mut other = cell();
-        other.tasks[0].limit = Some(10);
-        assert_ne!(cell_key(&other, "abc"), base);
-        assert_eq!(base.len(), 16);
-    }
-
-    #[test]
-    fn records_keep_the_whole_report() {
-        let text = r#"{"git_commit": "c", "threads": 2, "calibration": {"offsets": [5, 9]},
-            "model": {"label": "m", "sha256": "s", "n_params": 3, "format": "gguf"},
-            "sparsity": {"pattern": "2:4", "requested": 0.5, "realised": 0.5, "per_layer": [{"name": "q", "notes": {"damping_retries": 1}}]},
-            "evaluations": [{"task": "ppl:wiki-vital", "task_version": 1, "metric": "ppl", "value": 14.9, "windows": 64}],
-            "seconds": {"load": 1.0, "tokenize": 0.5, "save": 0.25}}"#;
-        let report: Report = serde_json::from_str(text).unwrap();
-        let back = serde_json::to_value(&report).unwrap();
-        assert_eq!(back["calibration"]["offsets"], serde_json::json!([5, 9]));
-        assert_eq!(back["model"]["format"], "gguf");
-        assert_eq!(back["sparsity"]["per_layer"][0]["notes"]["damping_retries"], 1);
-        assert_eq!(back["evaluations"][0]["windows"], 64);
-        assert_eq!(back["seconds"]["tokenize"], 0.5);
-    }
-
-    #[test]
-    fn cell_args_pass_config_calibration_tasks_and_limits() {
-        let mut c = cell();
-        c.tasks.push(TaskSpec { name: "mc:piqa".into(), limit: Some(100) });
-        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
-        assert!(a.starts_with("prune --model default --method swiftprune --pattern 2:4 --sparsity 0.5 --eval ppl:wiki-vital,mc:piqa=100"), "{a}");
-        assert!(a.contains("--calib-samples 32 --calib-seq-len 512 --seed 0 --agreement-windows 8"), "{a}");
-        assert!(a.contains("--report /tmp/r.json"), "{a}");
-        c.structured = true;
-        c.pattern = "query_head".into();
-        c.sparsity = 0.2;
-        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
-        assert!(a.starts_with("prune --model default --method swiftprune --unit query-head --reduction 0.2 --eval"), "{a}");
-        c.method = None;
-        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
-        assert!(a.starts_with("eval --model default --task ppl:wiki-vital,mc:piqa=100 --seq-len 512 --max-windows 64"), "{a}");
-    }
 }

@@ -19,8 +19,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::plan::{cells_dir, existing};
-use crate::record::{CellRecord, CellSpec};
+use crate::record::{CellRecord, CellSpec, cells_dir, existing};
 
 /// Relative tolerance of continuous metrics and of the realised sparsity.
 pub const REL_TOLERANCE: f64 = 1e-4;
@@ -41,24 +40,33 @@ pub enum Verdict {
 /// One compared number.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// Task and metric, or `realised sparsity`.
     pub what: String,
+    /// The committed record's number, if it has it.
     pub committed: Option<f64>,
+    /// This run's number, if it has it.
     pub run: Option<f64>,
+    /// The tolerance, in words.
     pub tolerance: String,
+    /// Whether the two are within the tolerance.
     pub ok: bool,
 }
 
 /// One cell's comparison.
 #[derive(Debug, Clone)]
 pub struct Cell {
+    /// Label, pattern and sparsity.
     pub name: String,
+    /// How it compares.
     pub verdict: Verdict,
+    /// Every compared number (none without a committed record).
     pub rows: Vec<Row>,
 }
 
 /// The whole comparison.
 #[derive(Debug, Clone)]
 pub struct Comparison {
+    /// One per cell, in matrix order.
     pub cells: Vec<Cell>,
     /// Whether the committed directory exists at all.
     pub committed_exists: bool,
@@ -70,7 +78,7 @@ fn numbers(rec: &CellRecord) -> BTreeMap<String, (f64, Tolerance)> {
     for e in &rec.report.evaluations {
         let count = match e.metric.as_str() {
             "acc" | "acc_norm" => e.docs,
-            "top1_agree" => e.rest.get("predictions").and_then(|v| v.as_u64()).map(|n| n as usize),
+            "top1_agree" => e.predictions,
             _ => None,
         };
         let tol = match count {

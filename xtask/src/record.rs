@@ -1,11 +1,18 @@
 //! What one bench cell leaves behind: its specification and the run report of its `prunus`
-//! process, written atomically as `cells/<key>.json`.
+//! process, written atomically as `cells/<key>.json`; the cell's key; reading records back.
 //!
-//! xtask does not link the prunus crates (that would build candle a second time with other
-//! features); the report is read through [`Report`], a mirror of the fields the tables need.
-//! Unknown fields are ignored, so the CLI's report may grow without breaking old records.
+//! The report is [`prunus_report::RunReport`], the schema the CLI writes with (xtask links
+//! prunus-report, which is serde only, and no other prunus crate: that would build candle a
+//! second time with other features).
+//!
+//! A cell's key hashes its full specification and the model file's sha256, so a record is
+//! found again by any run of the same cell on the same model, and never by another.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Bumped when a record's fields change meaning; records of another version are rerun.
 pub const RECORD_VERSION: u32 = 1;
@@ -22,15 +29,20 @@ pub struct TaskSpec {
 /// Calibration data of a cell (methods that use data).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibSpec {
+    /// Calibration windows.
     pub samples: usize,
+    /// Tokens per window.
     pub seq_len: usize,
+    /// Seed of the window sampler.
     pub seed: u64,
 }
 
 /// Perplexity windows and dense-agreement windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalSpec {
+    /// Tokens per perplexity window.
     pub seq_len: usize,
+    /// Perplexity windows (the first this many).
     pub windows: usize,
     /// Windows on which KL(dense || pruned) and top-1 agreement are measured.
     pub agreement_windows: usize,
@@ -53,8 +65,11 @@ pub struct CellSpec {
     pub pattern: String,
     /// Requested sparsity (N/M for N:M, 0 for dense).
     pub sparsity: f64,
+    /// The tasks evaluated, with their limits.
     pub tasks: Vec<TaskSpec>,
+    /// Calibration data (a fixed empty one for the dense cell).
     pub calibration: CalibSpec,
+    /// Evaluation protocol.
     pub eval: EvalSpec,
     /// A structured (model-level) method: `pattern` is then the unit (`layer`, `head`,
     /// `query_head`, `channel`) and `sparsity` the target parameter reduction outside the
@@ -70,114 +85,137 @@ fn is_false(b: &bool) -> bool {
 /// A finished cell, as written to `cells/<key>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellRecord {
+    /// [`RECORD_VERSION`] of the xtask that wrote it.
     pub record_version: u32,
     /// Hex hash of the cell's specification and the model's sha256.
     pub key: String,
     /// Matrix name (file stem).
     pub matrix: String,
+    /// What the cell ran.
     pub cell: CellSpec,
     /// Wall seconds of the whole `prunus` process, as the bench measured it.
     pub wall_seconds: f64,
     /// Seconds since the Unix epoch when the cell finished.
     pub finished_unix: u64,
-    pub report: Report,
+    /// The run report of the cell's `prunus` process, whole.
+    pub report: RunReport,
 }
 
-/// The CLI's run report (`prunus_eval::report::RunReport`): the fields the tables use are
-/// typed, every other field is kept as it came in `rest` (per-layer sparsity, timings and
-/// notes, calibration offsets, protocols), so a record holds the whole report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub git_commit: String,
-    pub model: ModelInfo,
-    #[serde(default)]
-    pub method: Option<MethodInfo>,
-    #[serde(default)]
-    pub sparsity: Option<SparsityInfo>,
-    #[serde(default)]
-    pub evaluations: Vec<Evaluation>,
-    pub seconds: Seconds,
-    #[serde(default)]
-    pub peak_rss_bytes: Option<u64>,
-    #[serde(default)]
-    pub threads: usize,
-    /// The report's other fields, verbatim.
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, serde_json::Value>,
+/// The run report as a record holds it: prunus-report's schema with its default forms of the
+/// prunus-core parts (per-layer and per-block records kept as JSON).
+pub type RunReport = prunus_report::RunReport;
+
+/// The cell's key: sha256 over the record version, the cell's canonical JSON and the model's
+/// sha256 (first 16 hex digits).
+pub fn cell_key(cell: &CellSpec, model_sha256: &str) -> String {
+    let canonical = canonical_json(&serde_json::to_value(cell).expect("cells serialize"));
+    let mut h = Sha256::new();
+    h.update(format!("prunus-cell v{RECORD_VERSION}\n{canonical}\n{model_sha256}").as_bytes());
+    hex::encode(&h.finalize()[..8])
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub label: String,
-    pub sha256: String,
-    pub n_params: usize,
-    /// The report's other fields here, verbatim.
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, serde_json::Value>,
+/// JSON with object keys sorted at every level.
+fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<&String, String> = map.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::String((*k).clone()))).collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MethodInfo {
-    pub name: String,
-    pub version: String,
-    #[serde(default)]
-    pub config: serde_json::Value,
-    /// The report's other fields here, verbatim.
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, serde_json::Value>,
+/// The records directory of a run (or results) directory.
+pub fn cells_dir(out: &Path) -> PathBuf {
+    out.join("cells")
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SparsityInfo {
-    pub pattern: String,
-    pub requested: f64,
-    pub realised: f64,
-    /// The report's other fields here, verbatim.
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, serde_json::Value>,
+/// The finished record of `key` in `out`, if there is a valid one.
+pub fn existing(out: &Path, key: &str) -> Option<CellRecord> {
+    let text = std::fs::read_to_string(cells_dir(out).join(format!("{key}.json"))).ok()?;
+    let rec: CellRecord = serde_json::from_str(&text).ok()?;
+    (rec.record_version == RECORD_VERSION && rec.key == key).then_some(rec)
 }
 
-/// One measured number with its protocol.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub task: String,
-    pub task_version: u32,
-    pub metric: String,
-    pub value: f64,
-    /// Standard error of the value, where the metric has one (accuracies).
-    #[serde(default)]
-    pub stderr: Option<f64>,
-    /// Documents scored (multiple choice).
-    #[serde(default)]
-    pub docs: Option<usize>,
-    #[serde(default)]
-    pub protocol: String,
-    /// The report's other fields here, verbatim.
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, serde_json::Value>,
+/// Every valid record in `out` (of this record version, named by its key), by file name.
+pub fn all(out: &Path) -> Vec<CellRecord> {
+    let Ok(entries) = std::fs::read_dir(cells_dir(out)) else { return Vec::new() };
+    let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    names.sort();
+    names.iter().filter_map(|n| existing(out, n.strip_suffix(".json")?)).collect()
 }
 
-/// Wall seconds per stage, as the CLI measured them.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Seconds {
-    #[serde(default)]
-    pub load: f64,
-    #[serde(default)]
-    pub tokenize: f64,
-    #[serde(default)]
-    pub calibration_forward: f64,
-    #[serde(default)]
-    pub statistics: f64,
-    /// Scoring, masking and weight updates: Wanda's "metric time".
-    #[serde(default)]
-    pub score_and_mask: f64,
-    /// Calibration forward + statistics + score and mask.
-    #[serde(default)]
-    pub prune_total: f64,
-    #[serde(default)]
-    pub evaluation: f64,
-    #[serde(default)]
-    pub save: f64,
-    #[serde(default)]
-    pub total: f64,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell() -> CellSpec {
+        CellSpec {
+            model: "default".into(),
+            method: Some("swiftprune".into()),
+            label: "swift".into(),
+            config: serde_json::json!({"selection": "quantile", "alpha": 0.125}),
+            pattern: "2:4".into(),
+            sparsity: 0.5,
+            tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
+            calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
+            eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
+            structured: false,
+        }
+    }
+
+    #[test]
+    fn key_depends_on_every_field_and_the_model_but_not_on_key_order() {
+        let base = cell_key(&cell(), "abc");
+        let mut reordered = cell();
+        reordered.config = serde_json::from_str(r#"{"alpha": 0.125, "selection": "quantile"}"#).unwrap();
+        assert_eq!(cell_key(&reordered, "abc"), base);
+        assert_ne!(cell_key(&cell(), "abd"), base);
+        let mut other = cell();
+        other.calibration.seed = 1;
+        assert_ne!(cell_key(&other, "abc"), base);
+        let mut other = cell();
+        other.tasks[0].limit = Some(10);
+        assert_ne!(cell_key(&other, "abc"), base);
+        assert_eq!(base.len(), 16);
+    }
+
+    #[test]
+    fn records_keep_the_whole_report() {
+        let text = r#"{"git_commit": "c", "threads": 2, "calibration": {"offsets": [5, 9]},
+            "model": {"label": "m", "sha256": "s", "n_params": 3, "format": "gguf"},
+            "sparsity": {"pattern": "2:4", "requested": 0.5, "realised": 0.5, "per_layer": [{"name": "q", "notes": {"damping_retries": 1}}]},
+            "evaluations": [{"task": "ppl:wiki-vital", "task_version": 1, "metric": "ppl", "value": 14.9, "windows": 64}],
+            "seconds": {"load": 1.0, "tokenize": 0.5, "save": 0.25}}"#;
+        let report: RunReport = serde_json::from_str(text).unwrap();
+        let back = serde_json::to_value(&report).unwrap();
+        assert_eq!(back["calibration"]["offsets"], serde_json::json!([5, 9]));
+        assert_eq!(back["model"]["format"], "gguf");
+        assert_eq!(back["sparsity"]["per_layer"][0]["notes"]["damping_retries"], 1);
+        assert_eq!(back["evaluations"][0]["windows"], 64);
+        assert_eq!(back["seconds"]["tokenize"], 0.5);
+    }
+
+    /// Every committed record parses, its report serializes back to the same JSON (nothing
+    /// lost, nothing added), and its key is the hash of its cell and its model's sha256.
+    #[test]
+    fn committed_records_parse_whole_and_their_keys_hash_their_cells() {
+        let mut n = 0;
+        for matrix in std::fs::read_dir(crate::workspace::root().join("results")).unwrap() {
+            let dir = cells_dir(&matrix.unwrap().path());
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries {
+                let path = e.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let rec: CellRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(serde_json::to_value(&rec.report).unwrap(), original["report"], "{}", path.display());
+                assert_eq!(cell_key(&rec.cell, &rec.report.model.sha256), rec.key, "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no committed records found");
+    }
 }

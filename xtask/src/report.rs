@@ -1,13 +1,18 @@
 //! `cargo xtask report [MATRIX]`: merge the records of a (sharded) run into its tables,
 //! plots and manifest, then compare with the committed results (as `bench` does).
+//!
+//! It only aggregates: the cells' keys come from the records in `cells/` (and the run's
+//! `manifest.json`), so nothing is built and `prunus` is not run (see [`crate::plan::from_records`]).
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::outputs::{ResultsArgs, finish, git_state, write_outputs};
-use crate::plan::{absolute, cells_dir, plan, results_dir, same_dir};
+use crate::plan;
+use crate::workspace::{absolute, results_dir, same_dir};
 
+/// Arguments of `cargo xtask report`.
 #[derive(clap::Args)]
 pub struct ReportArgs {
     /// The matrix file whose records are merged.
@@ -17,21 +22,14 @@ pub struct ReportArgs {
     /// stem>; give results/<matrix> to rewrite the committed tables from their records).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Use this `prunus` binary instead of building it.
-    #[arg(long, env = "PRUNUS_BIN")]
-    prunus: Option<PathBuf>,
     #[command(flatten)]
     results: ResultsArgs,
 }
+
+/// Writes the tables of the records in the run directory and compares them with the
+/// committed results (`--update`: replaces those).
 pub fn report(args: ReportArgs) -> Result<()> {
-    let plan = plan(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), false)?;
-    if !cells_dir(&plan.out).is_dir() {
-        bail!(
-            "{} holds no records; `cargo xtask report` merges a run's records (give `--out results/{}` to rewrite the committed tables)",
-            plan.out.display(),
-            plan.loaded.name
-        );
-    }
+    let plan = plan::from_records(&args.matrix, args.out.as_deref())?;
     let previous = std::fs::read(plan.out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     write_outputs(&plan, &plan.out, git_state(), 0.0, 0, previous)?;
     let committed = args.results.compare_with.as_deref().map(absolute).unwrap_or_else(|| results_dir(&plan.loaded.name));

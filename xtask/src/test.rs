@@ -12,21 +12,17 @@
 //! 3. `cargo test --workspace --exclude xtask --release`;
 //! 4. `cargo test -p xtask --release` (its end-to-end bench test drives the `prunus` of step 1).
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use crate::cargo;
 
+/// Runs the whole suite; `extra` goes to both `cargo test` invocations.
 pub fn run(extra: &[String]) -> Result<()> {
     let start = Instant::now();
     cargo::run(&["test", "--workspace", "--exclude", "xtask", "--release", "--no-run"], &[])?;
-    let prunus = cargo::prunus_binary();
-    let status = Command::new(&prunus).arg("assets").status().with_context(|| format!("could not start {}", prunus.display()))?;
-    if !status.success() {
-        bail!("fetching the assets failed ({status})");
-    }
+    crate::prunus::fetch_assets(&crate::prunus::binary())?;
     cargo::run(&["test", "--workspace", "--exclude", "xtask", "--release"], extra)?;
     // The bench test finds the prunus binary built above next to its own executable.
     cargo::run(&["test", "-p", "xtask", "--release"], extra)?;

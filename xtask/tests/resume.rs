@@ -160,7 +160,7 @@ fn shards_are_disjoint_and_report_merges_them() {
     assert!(!out.join("summary.md").exists(), "a shard writes no tables");
 
     let report = |out: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(out).arg("--prunus").arg(prunus()).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(out).output().unwrap()
     };
     let o = report(&out);
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -204,7 +204,7 @@ fn structured_cells_run_through_the_bench() {
     let manifest = |out: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap() };
     let ran = manifest(&out);
     assert!(ran["cells_run_this_time"].as_u64().unwrap() >= 1 && ran.get("tables_rewritten_by_report").is_none(), "{ran}");
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(&out).arg("--prunus").arg(prunus()).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("report").arg(&matrix).arg("--out").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let after = manifest(&out);
     for key in ["git_commit", "git_dirty", "cells_run_this_time", "wall_seconds_this_time", "machine", "tools"] {

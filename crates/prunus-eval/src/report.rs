@@ -1,183 +1,27 @@
 //! The run report: everything needed to trace a number back to what produced it.
 //!
-//! Written by `prunus prune` / `prunus eval` as JSON, read by `cargo xtask bench`.
+//! Written by `prunus prune` / `prunus eval` as JSON, read by `cargo xtask bench`. The schema
+//! lives in the serde-only crate `prunus-report` (so that xtask reads it without linking
+//! candle); this module re-exports it with the parts that are prunus-core records bound to
+//! prunus-core's types, which is what the CLI builds, and adds what needs the running process.
 
 use prunus_core::pipeline::{BlockSeconds, LayerRecord};
 use prunus_core::structured::{IterationRecord, ParamCount};
-use serde::{Deserialize, Serialize};
 
-/// Bumped when the report's fields change meaning.
-pub const REPORT_VERSION: u32 = 1;
+pub use prunus_report::{CalibrationInfo, Evaluation, MethodInfo, ModelInfo, REPORT_VERSION, Seconds, SpeedInfo};
 
-/// One run of the CLI.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
-    pub report_version: u32,
-    /// `prune` or `eval`.
-    pub command: String,
-    pub prunus_version: String,
-    /// Commit the binary was built from (`unknown` outside a git checkout).
-    pub git_commit: String,
-    /// Seconds since the Unix epoch when the run started.
-    pub started_unix: u64,
-    pub model: ModelInfo,
-    /// The pruning method, absent for a dense evaluation.
-    pub method: Option<MethodInfo>,
-    pub sparsity: Option<SparsityInfo>,
-    pub calibration: Option<CalibrationInfo>,
-    pub evaluations: Vec<Evaluation>,
-    pub seconds: Seconds,
-    /// Peak resident set size of the process (VmHWM), bytes.
-    pub peak_rss_bytes: Option<u64>,
-    /// Worker threads available to the numeric kernels.
-    pub threads: usize,
-    /// Where the pruned model was written, if it was.
-    pub output: Option<String>,
-    /// What a structured (model-level) method removed; absent for layer-wise runs and
-    /// evaluations. `sparsity` then holds the unit as `pattern` and the requested and
-    /// realised share of the parameters outside the embeddings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub structure: Option<StructureInfo>,
-}
+/// One run of the CLI ([`prunus_report::RunReport`] with prunus-core's records).
+pub type RunReport = prunus_report::RunReport<LayerRecord, BlockSeconds, IterationRecord, ParamCount>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelInfo {
-    /// Human label, e.g. `SmolLM2-135M-Instruct (Q4_1, dequantized)`.
-    pub label: String,
-    pub path: String,
-    /// sha256 of the model file (GGUF) or of model.safetensors / the shard index.
-    pub sha256: String,
-    /// `gguf` or `hf`.
-    pub format: String,
-    pub architecture: String,
-    pub n_params: usize,
-    pub n_blocks: usize,
-}
+/// What a pruning run removed ([`prunus_report::SparsityInfo`] with prunus-core's records).
+pub type SparsityInfo = prunus_report::SparsityInfo<LayerRecord, BlockSeconds>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MethodInfo {
-    pub name: String,
-    pub version: String,
-    pub kind: String,
-    /// Effective configuration, defaults filled in.
-    pub config: serde_json::Value,
-}
+/// A structured pruning run ([`prunus_report::StructureInfo`] with prunus-core's records).
+pub type StructureInfo = prunus_report::StructureInfo<IterationRecord, ParamCount>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SparsityInfo {
-    /// `unstructured` or `N:M`.
-    pub pattern: String,
-    pub requested: f64,
-    /// Over the pruned linears (all linears of all decoder blocks).
-    pub realised: f64,
-    pub pruned: usize,
-    pub numel: usize,
-    /// The comparison group, e.g. `per-row`.
-    pub group: String,
-    pub per_layer: Vec<LayerRecord>,
-    /// Wall seconds per decoder block (calibration forward, statistics, score and mask).
-    #[serde(default)]
-    pub per_block: Vec<BlockSeconds>,
-}
-
-/// A structured pruning run: units, budget, parameter accounting, iterations and speed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StructureInfo {
-    /// `layer`, `head`, `query_head` or `channel`.
-    pub unit: String,
-    /// Requested share of the parameters outside the embeddings (token embedding and output
-    /// head) to remove.
-    pub requested: f64,
-    /// Units of the first and last this many decoder layers were never removed.
-    pub protect_first: usize,
-    pub protect_last: usize,
-    /// `one-shot` or `iterative (k per iteration)`.
-    pub schedule: String,
-    pub params: ParamAccounting,
-    /// Per scoring: the removed units (original layer and index) with their scores, the
-    /// reduction reached, seconds, and the method's notes.
-    pub iterations: Vec<IterationRecord>,
-    /// Seconds scoring (gradient passes included) and removing, summed over the iterations.
-    pub score_seconds: f64,
-    pub remove_seconds: f64,
-    /// Dense vs pruned evaluation speed, measured side by side in this run.
-    pub speed: Option<SpeedInfo>,
-}
-
-/// Parameter counts before and after (tied embeddings counted once).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ParamAccounting {
-    pub before: ParamCount,
-    pub after: ParamCount,
-    /// Share of the parameters outside the embeddings removed (what the budget counts).
-    pub removed_fraction: f64,
-    /// Share of all parameters removed.
-    pub removed_fraction_including_embeddings: f64,
-}
-
-/// Evaluation throughput (forward and next-token NLL) of the dense and the pruned model on
-/// the same perplexity windows, timed alternately after pruning, best of `repeats` each.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct SpeedInfo {
-    pub windows: usize,
-    pub seq_len: usize,
-    pub batch_size: usize,
-    pub repeats: usize,
-    pub dense_tokens_per_second: f64,
-    pub pruned_tokens_per_second: f64,
-    /// pruned / dense.
-    pub speedup: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CalibrationInfo {
-    pub corpus: String,
-    /// Which split of the corpus (`calibration pool`).
-    pub split: String,
-    pub n_samples: usize,
-    pub seq_len: usize,
-    pub seed: u64,
-    /// Tokens in the calibration stream the windows were drawn from.
-    pub stream_tokens: usize,
-    /// Start offset of each window in that stream, in draw order.
-    pub offsets: Vec<usize>,
-    /// `CPython random.seed(seed); start = randint(0, len - seq_len - 1)`.
-    pub sampler: String,
-}
-
-/// One measured number with its protocol.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub task: String,
-    pub task_version: u32,
-    pub metric: String,
-    pub value: f64,
-    pub seq_len: Option<usize>,
-    pub windows: Option<usize>,
-    pub predictions: Option<usize>,
-    /// Standard error of the value, where the metric has one (accuracies).
-    #[serde(default)]
-    pub stderr: Option<f64>,
-    /// Documents scored (multiple choice).
-    #[serde(default)]
-    pub docs: Option<usize>,
-    pub protocol: String,
-}
-
-/// Wall seconds per stage.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Seconds {
-    pub load: f64,
-    pub tokenize: f64,
-    pub calibration_forward: f64,
-    pub statistics: f64,
-    pub score_and_mask: f64,
-    /// Calibration forward + statistics + score and mask: the whole pruning stage.
-    pub prune_total: f64,
-    pub evaluation: f64,
-    pub save: f64,
-    pub total: f64,
-}
+/// Parameter counts before and after ([`prunus_report::ParamAccounting`] with prunus-core's
+/// `ParamCount`).
+pub type ParamAccounting = prunus_report::ParamAccounting<ParamCount>;
 
 /// Peak resident set size of this process in bytes, from /proc (Linux); `None` elsewhere.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -185,4 +29,33 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use prunus_core::structured::{IterationRecord, RemovedUnit};
+
+    /// prunus-core's iteration records and parameter counts read as prunus-report's own forms
+    /// (what xtask reads) and serialize back to the same JSON.
+    #[test]
+    fn core_records_and_the_report_forms_agree() {
+        let mut notes = prunus_core::method::Notes::new();
+        notes.insert("loss".into(), serde_json::json!(1.5));
+        let it = IterationRecord {
+            iteration: 2,
+            candidates: 28,
+            removed: vec![RemovedUnit { layer: 7, index: 0, params: 3_538_944, score: 0.25 }],
+            reduction: 0.125,
+            score_seconds: 1.5,
+            remove_seconds: 0.01,
+            notes,
+        };
+        let json = serde_json::to_string(&it).unwrap();
+        let read: prunus_report::Iteration = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        let count = super::ParamCount { total: 10, excluding_embeddings: 7 };
+        let json = serde_json::to_string(&count).unwrap();
+        let read: prunus_report::ParamCount = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), json);
+    }
 }

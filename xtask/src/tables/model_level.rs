@@ -1,5 +1,5 @@
-//! Structured (model-level) cells: their parameter accounting and measured speed, taken from
-//! the `structure` section of the prunus report, as rows of the long table (task `structure`)
+//! Structured (model-level) cells: their parameter accounting and measured speed, read from
+//! the `structure` section of their run report ([`StructureInfo`]), as rows of the long table (task `structure`)
 //! and as one summary table in the shape of the structured-pruning papers: parameters
 //! removed, perplexity, zero-shot accuracy and the share of the dense accuracy retained,
 //! pruning seconds, tokens per second and the ratio to the dense model measured in the same
@@ -7,17 +7,15 @@
 
 use std::fmt::Write;
 
-use crate::record::{CellRecord, Evaluation};
+use prunus_report::{Evaluation, StructureInfo};
+
+use crate::record::CellRecord;
 
 /// The task name of the synthesized rows.
 pub const TASK: &str = "structure";
 
-fn num(v: &serde_json::Value, path: &[&str]) -> Option<f64> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_f64()
-}
-
-fn structure(r: &CellRecord) -> Option<&serde_json::Value> {
-    r.report.rest.get("structure").filter(|s| !s.is_null())
+fn structure(r: &CellRecord) -> Option<&StructureInfo> {
+    r.report.structure.as_ref()
 }
 
 /// The records with one evaluation row per structure number appended (parameters removed
@@ -25,13 +23,14 @@ fn structure(r: &CellRecord) -> Option<&serde_json::Value> {
 pub fn with_structure_rows(records: &[CellRecord]) -> Vec<CellRecord> {
     let mut out = records.to_vec();
     for r in &mut out {
-        let Some(s) = structure(r).cloned() else { continue };
+        let Some(s) = structure(r) else { continue };
+        let speed = s.speed;
         let rows = [
-            ("params_removed", num(&s, &["params", "removed_fraction"]), "share of the parameters outside the embeddings removed"),
-            ("params_removed_incl_embeddings", num(&s, &["params", "removed_fraction_including_embeddings"]), "share of all parameters removed"),
-            ("tokens_per_second", num(&s, &["speed", "pruned_tokens_per_second"]), "evaluation throughput of the pruned model"),
-            ("dense_tokens_per_second", num(&s, &["speed", "dense_tokens_per_second"]), "evaluation throughput of the dense model, same process, timed alternately"),
-            ("speedup_vs_dense", num(&s, &["speed", "speedup"]), "pruned / dense tokens per second, same process"),
+            ("params_removed", Some(s.params.removed_fraction), "share of the parameters outside the embeddings removed"),
+            ("params_removed_incl_embeddings", Some(s.params.removed_fraction_including_embeddings), "share of all parameters removed"),
+            ("tokens_per_second", speed.map(|v| v.pruned_tokens_per_second), "evaluation throughput of the pruned model"),
+            ("dense_tokens_per_second", speed.map(|v| v.dense_tokens_per_second), "evaluation throughput of the dense model, same process, timed alternately"),
+            ("speedup_vs_dense", speed.map(|v| v.speedup), "pruned / dense tokens per second, same process"),
         ];
         for (metric, value, protocol) in rows {
             if let Some(value) = value {
@@ -40,10 +39,12 @@ pub fn with_structure_rows(records: &[CellRecord]) -> Vec<CellRecord> {
                     task_version: 1,
                     metric: metric.into(),
                     value,
+                    seq_len: None,
+                    windows: None,
+                    predictions: None,
                     stderr: None,
                     docs: None,
                     protocol: protocol.into(),
-                    rest: Default::default(),
                 });
             }
         }
@@ -97,14 +98,14 @@ pub fn section(records: &[CellRecord]) -> String {
             r.cell.label,
             r.cell.pattern,
             pct(Some(r.cell.sparsity)),
-            pct(num(s, &["params", "removed_fraction"])),
-            pct(num(s, &["params", "removed_fraction_including_embeddings"])),
+            pct(Some(s.params.removed_fraction)),
+            pct(Some(s.params.removed_fraction_including_embeddings)),
             f(ppl, 3),
             pct(acc.as_ref().map(|a| a.0)),
             pct(retained),
             f(Some(r.report.seconds.prune_total), 2),
-            f(num(s, &["speed", "pruned_tokens_per_second"]), 1),
-            num(s, &["speed", "speedup"]).map_or("–".into(), |v| format!("{v:.2}×")),
+            f(s.speed.map(|v| v.pruned_tokens_per_second), 1),
+            s.speed.map_or("–".into(), |v| format!("{:.2}×", v.speedup)),
         )
         .unwrap();
     }
@@ -113,12 +114,8 @@ pub fn section(records: &[CellRecord]) -> String {
         .iter()
         .filter(|r| r.cell.pattern == "layer")
         .filter_map(|r| {
-            let removed: Vec<String> = structure(r)?["iterations"]
-                .as_array()?
-                .iter()
-                .flat_map(|it| it["removed"].as_array().into_iter().flatten())
-                .filter_map(|u| u["layer"].as_u64().map(|l| l.to_string()))
-                .collect();
+            let removed: Vec<String> =
+                structure(r)?.iterations.iter().flat_map(|it| &it.removed).map(|u| u.layer.to_string()).collect();
             Some(format!("- {} {}: {}", r.cell.label, pct(r.cell.sparsity), removed.join(" ")))
         })
         .collect();
@@ -134,11 +131,36 @@ fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 
+/// Fixtures of structured records (shared with the tables' tests).
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn record(method: Option<&str>, structure: Option<serde_json::Value>, accs: &[(&str, f64)], ppl: f64) -> CellRecord {
+    /// A full `structure` section (as the CLI writes it): the removed shares, the speed if
+    /// given (pruned and dense tokens per second), and the layers removed per iteration.
+    pub(crate) fn structure_json(removed: (f64, f64), speed: Option<(f64, f64)>, iterations: &[&[usize]]) -> serde_json::Value {
+        let count = serde_json::json!({"total": 10, "excluding_embeddings": 8});
+        let iterations: Vec<serde_json::Value> = iterations
+            .iter()
+            .enumerate()
+            .map(|(i, layers)| {
+                let removed: Vec<serde_json::Value> =
+                    layers.iter().map(|l| serde_json::json!({"layer": l, "index": 0, "params": 1, "score": 0.5})).collect();
+                serde_json::json!({"iteration": i, "candidates": 28, "removed": removed, "reduction": 0.1, "score_seconds": 1.0, "remove_seconds": 0.0})
+            })
+            .collect();
+        let speed = speed.map(|(pruned, dense)| {
+            serde_json::json!({"windows": 2, "seq_len": 64, "batch_size": 1, "repeats": 3,
+                               "dense_tokens_per_second": dense, "pruned_tokens_per_second": pruned, "speedup": pruned / dense})
+        });
+        serde_json::json!({"unit": "layer", "requested": 0.2, "protect_first": 1, "protect_last": 1, "schedule": "one-shot",
+                           "params": {"before": count, "after": count, "removed_fraction": removed.0, "removed_fraction_including_embeddings": removed.1},
+                           "iterations": iterations, "score_seconds": 1.0, "remove_seconds": 0.0, "speed": speed})
+    }
+
+    /// A record of a dense cell (`method` none) or a structured layer cell, with the given
+    /// `structure` section, accuracies and perplexity.
+    pub(crate) fn record(method: Option<&str>, structure: Option<serde_json::Value>, accs: &[(&str, f64)], ppl: f64) -> CellRecord {
         let evals: Vec<serde_json::Value> = std::iter::once(serde_json::json!({"task": "ppl:wiki-vital", "task_version": 1, "metric": "ppl", "value": ppl}))
             .chain(accs.iter().map(|(t, a)| serde_json::json!({"task": t, "task_version": 1, "metric": "acc", "value": a})))
             .collect();
@@ -162,9 +184,7 @@ mod tests {
 
     #[test]
     fn structured_rows_and_table_use_the_reports_structure_section() {
-        let s = serde_json::json!({"params": {"removed_fraction": 0.2, "removed_fraction_including_embeddings": 0.158},
-                                   "speed": {"pruned_tokens_per_second": 480.0, "dense_tokens_per_second": 400.0, "speedup": 1.2},
-                                   "iterations": [{"removed": [{"layer": 7, "index": 0}]}, {"removed": [{"layer": 3, "index": 0}, {"layer": 9, "index": 0}]}]});
+        let s = structure_json((0.2, 0.158), Some((480.0, 400.0)), &[&[7], &[3, 9]]);
         let records = vec![
             record(None, None, &[("mc:arc_easy", 0.5), ("mc:piqa", 0.7)], 14.2),
             record(Some("pip"), Some(s), &[("mc:arc_easy", 0.4), ("mc:piqa", 0.5)], 40.0),
@@ -182,19 +202,5 @@ mod tests {
         assert!(md.contains("| pip | layer | 20.0% | 20.0% | 15.8% | 40.000 | 45.0% | 75.0% | 12.50 | 480.0 | 1.20× |"), "{md}");
         assert!(md.contains("- pip 20%: 7 3 9\n"), "layers in removal order: {md}");
         assert_eq!(section(&records[..1]), "", "no structured cell, no section");
-    }
-
-    #[test]
-    fn the_summary_counts_no_zeros_in_structured_cells_and_says_what_their_seconds_are() {
-        let s = serde_json::json!({"params": {"removed_fraction": 0.2, "removed_fraction_including_embeddings": 0.158}});
-        let mut pip = record(Some("pip"), Some(s), &[("mc:arc_easy", 0.4)], 40.0);
-        // A structured report's sparsity block holds the removed share, not zeros in linears.
-        pip.report.sparsity = Some(serde_json::from_value(serde_json::json!({"pattern": "layer", "requested": 0.2, "realised": 0.2})).unwrap());
-        let records = with_structure_rows(&[record(None, None, &[("mc:arc_easy", 0.5)], 14.2), pip]);
-        let opts = crate::aggregate::SummaryOptions { title: "t".into(), time_reference: None, notes: vec![] };
-        let md = crate::aggregate::summary_markdown(&records, &opts).unwrap();
-        assert!(!md.contains("Realised sparsity"), "{md}");
-        assert!(md.contains("## Pruning time") && md.contains("For structured cells, score+mask is every scoring iteration"), "{md}");
-        assert!(md.contains("## Structured pruning"), "{md}");
     }
 }

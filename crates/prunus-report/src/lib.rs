@@ -1,0 +1,350 @@
+//! prunus-report: the run report, everything needed to trace a number back to what produced
+//! it.
+//!
+//! `prunus prune` / `prunus eval` write it as JSON; `cargo xtask bench` keeps it whole in its
+//! cell records and `cargo xtask report` builds the tables from it. Both sides use these types,
+//! so there is one schema. The crate depends on serde and serde_json only: xtask links it
+//! without linking candle or any other prunus crate.
+//!
+//! Four parts of a report are records of prunus-core (per-layer and per-block pruning records,
+//! structured iterations, parameter counts). The types that hold them are generic over those
+//! parts: `prunus_eval::report` names the instantiation with prunus-core's types (what the CLI
+//! builds), and the defaults here are this crate's serde forms of the same JSON ([`Iteration`],
+//! [`ParamCount`]; per-layer and per-block records stay [`serde_json::Value`], since nothing
+//! outside the CLI reads them field by field). A report read with the defaults serializes back
+//! to the same JSON.
+//!
+//! Reading is lenient: a field that an older report lacks is defaulted (an absent `Option`
+//! reads as `None`), so every committed record still parses. Writing follows the field order of the types below and skips
+//! nothing but an absent `structure` and empty `notes`.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the report's fields change meaning.
+pub const REPORT_VERSION: u32 = 1;
+
+/// Free-form notes a method attaches to a layer or an iteration (prunus-core's `Notes`).
+pub type Notes = BTreeMap<String, serde_json::Value>;
+
+/// One run of the CLI.
+///
+/// `L`, `B`, `I`, `C`: the per-layer record, per-block seconds, structured iteration and
+/// parameter count types (see the crate documentation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport<L = serde_json::Value, B = serde_json::Value, I = Iteration, C = ParamCount> {
+    /// [`REPORT_VERSION`] of the binary that wrote the report.
+    #[serde(default)]
+    pub report_version: u32,
+    /// `prune` or `eval`.
+    #[serde(default)]
+    pub command: String,
+    /// Version of the `prunus` binary.
+    #[serde(default)]
+    pub prunus_version: String,
+    /// Commit the binary was built from (`unknown` outside a git checkout).
+    pub git_commit: String,
+    /// Seconds since the Unix epoch when the run started.
+    #[serde(default)]
+    pub started_unix: u64,
+    /// The model that was pruned or evaluated.
+    pub model: ModelInfo,
+    /// The pruning method, absent for a dense evaluation.
+    #[serde(default)]
+    pub method: Option<MethodInfo>,
+    /// What was pruned (layer-wise), or the removed share (structured); absent for a dense
+    /// evaluation.
+    pub sparsity: Option<SparsityInfo<L, B>>,
+    /// The calibration windows, for methods that use data.
+    #[serde(default)]
+    pub calibration: Option<CalibrationInfo>,
+    /// Every measured number, with its protocol.
+    #[serde(default)]
+    pub evaluations: Vec<Evaluation>,
+    /// Wall seconds per stage.
+    pub seconds: Seconds,
+    /// Peak resident set size of the process (VmHWM), bytes.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// Worker threads available to the numeric kernels.
+    #[serde(default)]
+    pub threads: usize,
+    /// Where the pruned model was written, if it was.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// What a structured (model-level) method removed; absent for layer-wise runs and
+    /// evaluations. `sparsity` then holds the unit as `pattern` and the requested and
+    /// realised share of the parameters outside the embeddings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureInfo<I, C>>,
+}
+
+/// The model a run loaded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Human label, e.g. `SmolLM2-135M-Instruct (Q4_1, dequantized)`.
+    pub label: String,
+    /// The path the model was loaded from.
+    #[serde(default)]
+    pub path: String,
+    /// sha256 of the model file (GGUF) or of model.safetensors / the shard index.
+    pub sha256: String,
+    /// `gguf` or `hf`.
+    #[serde(default)]
+    pub format: String,
+    /// The architecture named in the model's metadata (e.g. `llama`).
+    #[serde(default)]
+    pub architecture: String,
+    /// Parameters of the model as loaded.
+    pub n_params: usize,
+    /// Decoder blocks.
+    #[serde(default)]
+    pub n_blocks: usize,
+}
+
+/// The pruning method of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodInfo {
+    /// Registry name.
+    pub name: String,
+    /// The method's version (bumped when its numbers change).
+    pub version: String,
+    /// `layer-wise` or `structured`.
+    #[serde(default)]
+    pub kind: String,
+    /// Effective configuration, defaults filled in.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// What a pruning run removed. `L`: the per-layer record, `B`: the per-block seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SparsityInfo<L = serde_json::Value, B = serde_json::Value> {
+    /// `unstructured` or `N:M` (a structured run: the unit).
+    pub pattern: String,
+    /// Requested sparsity (a structured run: the requested parameter reduction).
+    pub requested: f64,
+    /// Over the pruned linears (all linears of all decoder blocks).
+    pub realised: f64,
+    /// Weights set to zero.
+    #[serde(default)]
+    pub pruned: usize,
+    /// Weights of the pruned linears.
+    #[serde(default)]
+    pub numel: usize,
+    /// The comparison group, e.g. `per-row`.
+    #[serde(default)]
+    pub group: String,
+    /// One record per pruned linear.
+    #[serde(default = "Vec::new")]
+    pub per_layer: Vec<L>,
+    /// Wall seconds per decoder block (calibration forward, statistics, score and mask).
+    #[serde(default = "Vec::new")]
+    pub per_block: Vec<B>,
+}
+
+/// A structured pruning run: units, budget, parameter accounting, iterations and speed.
+/// `I`: the iteration record, `C`: the parameter count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StructureInfo<I = Iteration, C = ParamCount> {
+    /// `layer`, `head`, `query_head` or `channel`.
+    pub unit: String,
+    /// Requested share of the parameters outside the embeddings (token embedding and output
+    /// head) to remove.
+    pub requested: f64,
+    /// Units of the first this many decoder layers were never removed.
+    #[serde(default)]
+    pub protect_first: usize,
+    /// Units of the last this many decoder layers were never removed.
+    #[serde(default)]
+    pub protect_last: usize,
+    /// `one-shot` or `iterative (k per iteration)`.
+    #[serde(default)]
+    pub schedule: String,
+    /// Parameter counts before and after.
+    pub params: ParamAccounting<C>,
+    /// Per scoring: the removed units (original layer and index) with their scores, the
+    /// reduction reached, seconds, and the method's notes.
+    #[serde(default = "Vec::new")]
+    pub iterations: Vec<I>,
+    /// Seconds scoring (gradient passes included), summed over the iterations.
+    #[serde(default)]
+    pub score_seconds: f64,
+    /// Seconds removing units, summed over the iterations.
+    #[serde(default)]
+    pub remove_seconds: f64,
+    /// Dense vs pruned evaluation speed, measured side by side in this run.
+    #[serde(default)]
+    pub speed: Option<SpeedInfo>,
+}
+
+/// Parameter counts before and after (tied embeddings counted once). `C`: the count.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ParamAccounting<C = ParamCount> {
+    /// Before pruning.
+    pub before: C,
+    /// After pruning.
+    pub after: C,
+    /// Share of the parameters outside the embeddings removed (what the budget counts).
+    pub removed_fraction: f64,
+    /// Share of all parameters removed.
+    pub removed_fraction_including_embeddings: f64,
+}
+
+/// Parameter counts of a model as the report holds them (prunus-core's `ParamCount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamCount {
+    /// Every parameter (tied embeddings counted once).
+    pub total: usize,
+    /// Without the token embedding and the output head: the count structured budgets use.
+    pub excluding_embeddings: usize,
+}
+
+/// One scoring of a structured run and the removal that followed it, as the report holds it
+/// (prunus-core's `IterationRecord`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Iteration {
+    /// 0-based.
+    pub iteration: usize,
+    /// Units scored (protected layers left out).
+    pub candidates: usize,
+    /// In removal order (lowest score first).
+    pub removed: Vec<RemovedUnit>,
+    /// Share of the parameters outside the embeddings removed after this iteration.
+    pub reduction: f64,
+    /// Seconds scoring.
+    pub score_seconds: f64,
+    /// Seconds removing.
+    pub remove_seconds: f64,
+    /// What the method noted about this scoring (e.g. PIP's losses on both views).
+    #[serde(default, skip_serializing_if = "Notes::is_empty")]
+    pub notes: Notes,
+}
+
+/// One removed unit, by its index in the unpruned model (prunus-core's `RemovedUnit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemovedUnit {
+    /// Original decoder layer.
+    pub layer: usize,
+    /// Original index inside the layer (0 for a layer unit).
+    pub index: usize,
+    /// Parameters the unit held.
+    pub params: usize,
+    /// The unit's score.
+    pub score: f64,
+}
+
+/// Evaluation throughput (forward and next-token NLL) of the dense and the pruned model on
+/// the same perplexity windows, timed alternately after pruning, best of `repeats` each.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SpeedInfo {
+    /// Perplexity windows timed.
+    pub windows: usize,
+    /// Tokens per window.
+    pub seq_len: usize,
+    /// Windows per forward pass.
+    pub batch_size: usize,
+    /// Timings per model; the best is kept.
+    pub repeats: usize,
+    /// Tokens per second of the dense model.
+    pub dense_tokens_per_second: f64,
+    /// Tokens per second of the pruned model.
+    pub pruned_tokens_per_second: f64,
+    /// pruned / dense.
+    pub speedup: f64,
+}
+
+/// The calibration windows of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationInfo {
+    /// The corpus the windows come from.
+    #[serde(default)]
+    pub corpus: String,
+    /// Which split of the corpus (`calibration pool`).
+    #[serde(default)]
+    pub split: String,
+    /// Windows drawn.
+    #[serde(default)]
+    pub n_samples: usize,
+    /// Tokens per window.
+    #[serde(default)]
+    pub seq_len: usize,
+    /// Seed of the sampler.
+    #[serde(default)]
+    pub seed: u64,
+    /// Tokens in the calibration stream the windows were drawn from.
+    #[serde(default)]
+    pub stream_tokens: usize,
+    /// Start offset of each window in that stream, in draw order.
+    #[serde(default)]
+    pub offsets: Vec<usize>,
+    /// `CPython random.seed(seed); start = randint(0, len - seq_len - 1)`.
+    #[serde(default)]
+    pub sampler: String,
+}
+
+/// One measured number with its protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Registry name of the task, e.g. `ppl:wiki-vital`.
+    pub task: String,
+    /// The task's version.
+    pub task_version: u32,
+    /// `ppl`, `acc`, `acc_norm`, `kl_dense`, `top1_agree`, ...
+    pub metric: String,
+    /// The number.
+    pub value: f64,
+    /// Tokens per window (perplexity, agreement).
+    #[serde(default)]
+    pub seq_len: Option<usize>,
+    /// Windows evaluated (perplexity, agreement).
+    #[serde(default)]
+    pub windows: Option<usize>,
+    /// Predictions compared (agreement).
+    #[serde(default)]
+    pub predictions: Option<usize>,
+    /// Standard error of the value, where the metric has one (accuracies).
+    #[serde(default)]
+    pub stderr: Option<f64>,
+    /// Documents scored (multiple choice).
+    #[serde(default)]
+    pub docs: Option<usize>,
+    /// How the number was measured, in words.
+    #[serde(default)]
+    pub protocol: String,
+}
+
+/// Wall seconds per stage.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Seconds {
+    /// Loading the model.
+    #[serde(default)]
+    pub load: f64,
+    /// Tokenizing (or reading the token caches).
+    #[serde(default)]
+    pub tokenize: f64,
+    /// Embedding the calibration tokens and running the blocks.
+    #[serde(default)]
+    pub calibration_forward: f64,
+    /// Accumulating the statistics.
+    #[serde(default)]
+    pub statistics: f64,
+    /// Scoring, masking and weight updates: Wanda's "metric time".
+    #[serde(default)]
+    pub score_and_mask: f64,
+    /// Calibration forward + statistics + score and mask: the whole pruning stage.
+    #[serde(default)]
+    pub prune_total: f64,
+    /// Every evaluation.
+    #[serde(default)]
+    pub evaluation: f64,
+    /// Writing the pruned model.
+    #[serde(default)]
+    pub save: f64,
+    /// The whole run.
+    #[serde(default)]
+    pub total: f64,
+}
