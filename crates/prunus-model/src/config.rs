@@ -245,32 +245,6 @@ impl LlamaConfig {
         self.prunus_layer_widths = if widths.is_uniform() { None } else { Some(widths) };
     }
 
-    /// The Hugging Face names and shapes of every tensor, in forward order, with per-layer
-    /// widths applied: [`tensor_specs`](crate::layout::tensor_specs) with each layer's
-    /// attention and MLP shapes taken from [`layer_widths`](Self::layer_widths).
-    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut specs = crate::layout::tensor_specs(self);
-        if self.prunus_layer_widths.is_none() {
-            return specs;
-        }
-        let (d, hd) = (self.hidden_size, self.head_dim());
-        for (name, shape) in &mut specs {
-            let Some(rest) = name.strip_prefix("model.layers.") else { continue };
-            let Some((idx, tail)) = rest.split_once('.') else { continue };
-            let Ok(l) = idx.parse::<usize>() else { continue };
-            let (q, kv, f) = (self.layer_heads(l) * hd, self.layer_kv_heads(l) * hd, self.layer_intermediate_size(l));
-            *shape = match tail {
-                "self_attn.q_proj.weight" => vec![q, d],
-                "self_attn.k_proj.weight" | "self_attn.v_proj.weight" => vec![kv, d],
-                "self_attn.o_proj.weight" => vec![d, q],
-                "mlp.gate_proj.weight" | "mlp.up_proj.weight" => vec![f, d],
-                "mlp.down_proj.weight" => vec![d, f],
-                _ => continue,
-            };
-        }
-        specs
-    }
-
     /// Parses and validates a `config.json` text.
     pub fn from_json(text: &str) -> std::result::Result<Self, serde_json::Error> {
         serde_json::from_str(text)
