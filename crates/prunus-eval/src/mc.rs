@@ -41,28 +41,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::doc::{Choice, Doc};
+use crate::error::{Error, Result};
 use crate::tasks::{ContextRule, Data, MC_PROTOCOL, Task, TaskKind};
-use crate::{Error, Result};
 
 /// Documents with `doc_id` at or above this are unconditional requests (olmo-eval's
 /// `uncond_docid_offset`).
 pub const UNCONDITIONAL_DOC_ID: u64 = 1_000_000;
-
-/// One choice of a document: the text the model reads and the text it is scored on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Choice {
-    pub context: String,
-    pub continuation: String,
-}
-
-/// One multiple-choice document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Doc {
-    /// `doc_id` in the request file (the row index for RTE).
-    pub doc_id: u64,
-    pub gold: usize,
-    pub choices: Vec<Choice>,
-}
 
 #[derive(Deserialize)]
 struct RawRequest {

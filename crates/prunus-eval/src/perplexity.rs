@@ -3,7 +3,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A perplexity with its protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]

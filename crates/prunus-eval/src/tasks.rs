@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What kind of measurement a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -3,7 +3,7 @@
 
 use candle_core::{D, DType, Tensor};
 
-use super::LlamaModel;
+use super::model::LlamaModel;
 use crate::error::{ModelError, Result};
 use crate::layout::{ATTN_IN, ATTN_OUT, BlockSlot, MLP_ACT, MLP_IN};
 

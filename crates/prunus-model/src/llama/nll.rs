@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::LlamaModel;
+use super::model::LlamaModel;
 use crate::error::{ModelError, Result};
 
 /// Elements of one logits chunk in [`LlamaModel::token_nll`] (64 MiB of f32).
@@ -72,9 +72,8 @@ impl LlamaModel {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor};
-
-    use crate::{LlamaConfig, LlamaModel};
+    use super::*;
+    use crate::config::LlamaConfig;
 
     #[test]
     fn token_nll_from_hidden_equals_token_nll() {

@@ -5,7 +5,7 @@
 use candle_core::{DType, Tensor};
 use prunus_core::{LinearInfo, PrunableModel};
 
-use super::LlamaModel;
+use super::model::LlamaModel;
 use crate::error::ModelError;
 use crate::layout::LINEARS;
 

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::LlamaModel;
+use super::model::LlamaModel;
 use super::forward::PassCtx;
 use super::nll::LOGITS_CHUNK_ELEMS;
 use crate::error::{ModelError, Result};
@@ -135,9 +135,8 @@ impl LlamaModel {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor};
-
-    use crate::{LlamaConfig, LlamaModel};
+    use super::*;
+    use crate::config::LlamaConfig;
 
     /// log p(seq[t] | seq[..t]) for t >= 1 from the plain forward.
     fn plain_logprobs(m: &LlamaModel, seq: &[u32]) -> Vec<f64> {

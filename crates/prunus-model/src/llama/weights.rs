@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-use super::LlamaModel;
+use super::model::LlamaModel;
 use super::block::Block;
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
