@@ -49,6 +49,7 @@ fn row(d: &[f32], p: &[f32]) -> (f64, bool) {
 }
 
 impl Agreement {
+    /// An empty accumulator (no tokens seen).
     pub fn new() -> Self {
         Self::default()
     }

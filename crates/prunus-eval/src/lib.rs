@@ -11,6 +11,8 @@
 //! numbers always carry their protocol (corpus, seq_len and window count; file, split,
 //! documents scored and tokenization) next to them.
 
+#![warn(missing_docs)]
+
 pub mod agreement;
 pub mod doc;
 pub mod error;

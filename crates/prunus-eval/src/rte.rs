@@ -90,7 +90,9 @@ enum Kind {
 /// One column's values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
+    /// A utf8 column.
     Text(Vec<String>),
+    /// An integer column, widened to i64.
     Int(Vec<i64>),
 }
 

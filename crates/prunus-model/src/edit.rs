@@ -240,7 +240,9 @@ impl ParamCounts {
 /// [`LlamaModel::param_reduction`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParamReduction {
+    /// Counts before the edits.
     pub before: ParamCounts,
+    /// Counts after them.
     pub after: ParamCounts,
 }
 

@@ -22,18 +22,22 @@ use crate::llama::LlamaModel;
 /// One tensor of a GGUF file, as its header describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GgufTensor {
+    /// The GGUF tensor name.
     pub name: String,
     /// The ggml storage type, e.g. `Q4_1`.
     pub dtype: String,
     /// Row-major shape (GGUF lists dims reversed; this is (d_out, d_in) for a linear).
     pub shape: Vec<usize>,
+    /// Elements (saturating at `usize::MAX` for absurd headers).
     pub numel: usize,
 }
 
 /// What a GGUF header says, without reading any tensor data.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GgufSummary {
+    /// The file read.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub file_size: u64,
     /// `general.architecture`.
     pub architecture: String,

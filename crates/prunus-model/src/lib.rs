@@ -32,6 +32,8 @@
 //! Errors are [`ModelError`] values naming the file, tensor, field or value at fault; they
 //! convert into [`prunus_core::Error`]. Nothing here prints; progress goes to `tracing`.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod edit;
 pub mod error;
