@@ -378,6 +378,18 @@ mod tests {
     }
 
     #[test]
+    fn the_unknown_linear_error_lists_the_table_linears() {
+        // error.rs spells the names in its message (importing this module there would close
+        // an import circle through config.rs); this keeps the two in step.
+        let names: Vec<&str> = LINEARS.iter().map(|(n, _)| *n).collect();
+        let e = crate::error::ModelError::UnknownLinear { name: "x".into() }.to_string();
+        assert!(e.ends_with(&format!("(expected one of {})", names.join(", "))), "{e}");
+        for t in BLOCK_TENSORS {
+            assert_eq!(linear_slot(t.name), t.is_linear().then_some(t.slot));
+        }
+    }
+
+    #[test]
     fn shapes_follow_the_config() {
         let c = LlamaConfig::new(64, 32, 48, 1, 4, 2, false);
         let specs = tensor_specs(&c);
