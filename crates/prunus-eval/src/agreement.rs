@@ -9,7 +9,7 @@
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Rows of logits materialised at once by [`Agreement::add_hidden`] (per model).
 const ROWS_PER_CHUNK: usize = 128;
@@ -49,6 +49,7 @@ fn row(d: &[f32], p: &[f32]) -> (f64, bool) {
 }
 
 impl Agreement {
+    /// An empty accumulator (no tokens seen).
     pub fn new() -> Self {
         Self::default()
     }

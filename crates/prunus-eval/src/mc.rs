@@ -41,28 +41,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::doc::{Choice, Doc};
+use crate::error::{Error, Result};
 use crate::tasks::{ContextRule, Data, MC_PROTOCOL, Task, TaskKind};
-use crate::{Error, Result};
 
 /// Documents with `doc_id` at or above this are unconditional requests (olmo-eval's
 /// `uncond_docid_offset`).
 pub const UNCONDITIONAL_DOC_ID: u64 = 1_000_000;
-
-/// One choice of a document: the text the model reads and the text it is scored on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Choice {
-    pub context: String,
-    pub continuation: String,
-}
-
-/// One multiple-choice document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Doc {
-    /// `doc_id` in the request file (the row index for RTE).
-    pub doc_id: u64,
-    pub gold: usize,
-    pub choices: Vec<Choice>,
-}
 
 #[derive(Deserialize)]
 struct RawRequest {
@@ -173,7 +158,9 @@ pub fn read_requests(path: &Path, rule: ContextRule, limit: Option<usize>) -> Re
 /// The model input of one choice: context tokens, then continuation tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedChoice {
+    /// Context tokens (`encode(context)`).
     pub context: Vec<u32>,
+    /// Continuation tokens (`encode(context + continuation)` after the context's length).
     pub continuation: Vec<u32>,
     /// `context + continuation != encode(context + continuation string)` (a token merged
     /// across the boundary; the harness split is kept anyway).
@@ -203,8 +190,11 @@ pub fn encode_choice(choice: &Choice, encode: &mut dyn FnMut(&str) -> Result<Vec
 /// `tokens[i]` and continues `parents[i]`; each target asks for log p(token | path to node).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forest {
+    /// Token of each node.
     pub tokens: Vec<u32>,
+    /// Parent of each node (`None`: the node starts a sequence); parents come first.
     pub parents: Vec<Option<usize>>,
+    /// (node, token) pairs whose log-probability is asked for.
     pub targets: Vec<(usize, u32)>,
     node_of: HashMap<(Option<usize>, u32), usize>,
     target_of: HashMap<(usize, u32), usize>,
@@ -242,6 +232,7 @@ impl Forest {
         self.tokens.len()
     }
 
+    /// Whether the tree has no node.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
@@ -266,14 +257,18 @@ pub struct ChoiceScore {
     pub chars: usize,
     /// Context tokens the model read (after truncation).
     pub context_tokens: usize,
+    /// The continuation's token ids.
     pub continuation_ids: Vec<u32>,
 }
 
 /// One document's scores and predictions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocScore {
+    /// The document's `doc_id`.
     pub doc_id: u64,
+    /// Index of the correct choice.
     pub gold: usize,
+    /// Each choice's score, in the document's order.
     pub choices: Vec<ChoiceScore>,
     /// argmax of `loglik`.
     pub pred: usize,
@@ -284,6 +279,7 @@ pub struct DocScore {
 /// An accuracy with its sample standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
+    /// The accuracy (hits / documents).
     pub value: f64,
     /// sqrt(p(1-p)/(n-1)); `None` for one document.
     pub stderr: Option<f64>,
@@ -300,8 +296,11 @@ impl Accuracy {
 /// The result of a multiple-choice task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct McResult {
+    /// Accuracy of the argmax of the summed log-likelihoods.
     pub acc: Accuracy,
+    /// Accuracy of the argmax of the log-likelihoods per character.
     pub acc_norm: Accuracy,
+    /// Every document's scores, in file order.
     pub docs: Vec<DocScore>,
     /// Tree nodes the model ran (shared prefixes counted once).
     pub nodes: usize,

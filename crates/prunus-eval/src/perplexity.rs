@@ -3,14 +3,16 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A perplexity with its protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PerplexityResult {
+    /// exp(mean_nll).
     pub ppl: f64,
     /// Mean negative log-likelihood per prediction (nats).
     pub mean_nll: f64,
+    /// Window length in tokens.
     pub seq_len: usize,
     /// Number of windows W scored.
     pub windows: usize,

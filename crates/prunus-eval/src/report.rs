@@ -39,7 +39,7 @@ mod tests {
     /// (what xtask reads) and serialize back to the same JSON.
     #[test]
     fn core_records_and_the_report_forms_agree() {
-        let mut notes = prunus_core::method::Notes::new();
+        let mut notes = prunus_core::Notes::new();
         notes.insert("loss".into(), serde_json::json!(1.5));
         let it = IterationRecord {
             iteration: 2,

@@ -14,8 +14,8 @@
 
 use std::path::Path;
 
-use crate::mc::{Choice, Doc};
-use crate::{Error, Result};
+use crate::doc::{Choice, Doc};
+use crate::error::{Error, Result};
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::TaskFile { path: path.to_path_buf(), line: 0, reason: reason.into() }
@@ -90,7 +90,9 @@ enum Kind {
 /// One column's values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
+    /// A utf8 column.
     Text(Vec<String>),
+    /// An integer column, widened to i64.
     Int(Vec<i64>),
 }
 

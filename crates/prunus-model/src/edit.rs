@@ -29,6 +29,7 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use crate::error::{ModelError, Result};
+use crate::layout::BlockSlot::{DownProj, GateProj, KProj, OProj, QProj, UpProj, VProj};
 use crate::llama::{LlamaModel, ParamCounts};
 
 /// Sorted, deduplicated indices, each below `n`; `out_of_range` builds the error for the
@@ -181,11 +182,11 @@ impl LlamaModel {
         config.set_layer_widths(widths);
         config.validate()?;
         let blk = &self.blocks[layer];
-        let gate = select(&blk.gate_proj, 0, &keep)?; // (f', d_model)
-        let up = select(&blk.up_proj, 0, &keep)?; // (f', d_model)
-        let down = select(&blk.down_proj, 1, &keep)?; // (d_model, f')
+        let gate = select(&blk[GateProj], 0, &keep)?; // (f', d_model)
+        let up = select(&blk[UpProj], 0, &keep)?; // (f', d_model)
+        let down = select(&blk[DownProj], 1, &keep)?; // (d_model, f')
         let blk = &mut self.blocks[layer];
-        (blk.gate_proj, blk.up_proj, blk.down_proj) = (gate, up, down);
+        (blk[GateProj], blk[UpProj], blk[DownProj]) = (gate, up, down);
         self.config = config;
         Ok(())
     }
@@ -215,12 +216,12 @@ impl LlamaModel {
         config.validate()?;
         let (q_rows, kv_rows) = (block_rows(keep_heads, hd), block_rows(keep_groups, hd));
         let blk = &self.blocks[layer];
-        let q = select(&blk.q_proj, 0, &q_rows)?; // (heads' * hd, d_model)
-        let k = select(&blk.k_proj, 0, &kv_rows)?; // (kv' * hd, d_model)
-        let v = select(&blk.v_proj, 0, &kv_rows)?;
-        let o = select(&blk.o_proj, 1, &q_rows)?; // (d_model, heads' * hd)
+        let q = select(&blk[QProj], 0, &q_rows)?; // (heads' * hd, d_model)
+        let k = select(&blk[KProj], 0, &kv_rows)?; // (kv' * hd, d_model)
+        let v = select(&blk[VProj], 0, &kv_rows)?;
+        let o = select(&blk[OProj], 1, &q_rows)?; // (d_model, heads' * hd)
         let blk = &mut self.blocks[layer];
-        (blk.q_proj, blk.k_proj, blk.v_proj, blk.o_proj) = (q, k, v, o);
+        (blk[QProj], blk[KProj], blk[VProj], blk[OProj]) = (q, k, v, o);
         self.config = config;
         Ok(())
     }
@@ -239,7 +240,9 @@ impl ParamCounts {
 /// [`LlamaModel::param_reduction`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParamReduction {
+    /// Counts before the edits.
     pub before: ParamCounts,
+    /// Counts after them.
     pub after: ParamCounts,
 }
 

@@ -8,71 +8,164 @@ use std::path::PathBuf;
 pub enum ModelError {
     /// A file or directory could not be read or written.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        /// What was being done (`open`, `read`, `create`, ...).
+        op: &'static str,
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 
     /// A GGUF file is truncated or malformed.
     #[error("invalid gguf file {path}: {reason}")]
-    Gguf { path: PathBuf, reason: String },
+    Gguf {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A safetensors file (or its shard index) is malformed.
     #[error("invalid safetensors file {path}: {reason}")]
-    Safetensors { path: PathBuf, reason: String },
+    Safetensors {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A config.json could not be parsed.
     #[error("cannot parse {path}: {source}")]
-    ConfigParse { path: PathBuf, source: serde_json::Error },
+    ConfigParse {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
 
     /// The model file is of an architecture this crate does not implement.
     #[error("unsupported architecture `{arch}` in {path} (supported: llama)")]
-    UnsupportedArchitecture { path: PathBuf, arch: String },
+    UnsupportedArchitecture {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The architecture the file declares.
+        arch: String,
+    },
 
     /// A GGUF tensor is stored in a quantization type that cannot be dequantized.
     #[error("tensor `{tensor}` in {path} has unsupported quantization type {dtype}")]
-    UnsupportedQuantization { path: PathBuf, tensor: String, dtype: String },
+    UnsupportedQuantization {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The tensor (its name in the file, or a description).
+        tensor: String,
+        /// The stored type.
+        dtype: String,
+    },
 
     /// A safetensors tensor has a dtype other than f32, f16 or bf16.
     #[error("tensor `{tensor}` in {path} has unsupported dtype {dtype} (expected f32, f16 or bf16)")]
-    UnsupportedDtype { path: PathBuf, tensor: String, dtype: String },
+    UnsupportedDtype {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The tensor (its name in the file, or a description).
+        tensor: String,
+        /// The stored type.
+        dtype: String,
+    },
 
     /// A metadata key the loader needs is absent.
     #[error("{path} lacks metadata key `{key}`")]
-    MissingMetadata { path: PathBuf, key: String },
+    MissingMetadata {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+    },
 
     /// A metadata key has a value of the wrong type or range.
     #[error("metadata key `{key}` in {path} has invalid value {value}")]
-    BadMetadata { path: PathBuf, key: String, value: String },
+    BadMetadata {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// The value found, as text.
+        value: String,
+    },
 
     /// A tensor the model needs is absent from the file(s).
     #[error("tensor `{tensor}` is missing from {path}")]
-    MissingTensor { path: PathBuf, tensor: String },
+    MissingTensor {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// The tensor (its name in the file, or a description).
+        tensor: String,
+    },
 
     /// A tensor's shape disagrees with the config.
     #[error("tensor `{tensor}` has shape {found:?}, the config implies {expected:?}")]
-    ShapeMismatch { tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    ShapeMismatch {
+        /// The tensor (its name in the file, or a description).
+        tensor: String,
+        /// The shape expected.
+        expected: Vec<usize>,
+        /// The shape found.
+        found: Vec<usize>,
+    },
 
     /// A config field has an invalid value.
     #[error("invalid config: {field} = {value}: {reason}")]
-    Config { field: String, value: String, reason: String },
+    Config {
+        /// The config field (a dotted path for nested keys).
+        field: String,
+        /// The value found, as text.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
 
     /// The token tensor given to a forward pass is not usable.
     #[error("invalid tokens: {reason}")]
-    Tokens { reason: String },
+    Tokens {
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A block index is out of range.
     #[error("block {block} is out of range (the model has {n_blocks} blocks)")]
-    BlockOutOfRange { block: usize, n_blocks: usize },
+    BlockOutOfRange {
+        /// The block index asked for.
+        block: usize,
+        /// The number of blocks the model has.
+        n_blocks: usize,
+    },
 
     /// A linear name that no block has.
     #[error("unknown linear `{name}` (expected one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")]
-    UnknownLinear { name: String },
+    UnknownLinear {
+        /// The name given.
+        name: String,
+    },
 
     /// The output directory of a save cannot be used.
     #[error("cannot write model to {path}: {reason}")]
-    OutputDir { path: PathBuf, reason: String },
+    OutputDir {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 
     /// A tensor operation failed.
     #[error("{context}: {source}")]
-    Candle { context: String, source: candle_core::Error },
+    Candle {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: candle_core::Error,
+    },
 }
 
 impl From<candle_core::Error> for ModelError {

@@ -16,24 +16,28 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::{LlamaConfig, TokenIds};
 use crate::error::{ModelError, Result};
-use crate::layout::{gguf_name, permute_qk_to_gguf, tensor_specs, unpermute_qk_from_gguf};
+use crate::layout::{BlockSlot, block_tensor, gguf_name, permute_qk_to_gguf, tensor_specs, unpermute_qk_from_gguf};
 use crate::llama::LlamaModel;
 
 /// One tensor of a GGUF file, as its header describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GgufTensor {
+    /// The GGUF tensor name.
     pub name: String,
     /// The ggml storage type, e.g. `Q4_1`.
     pub dtype: String,
     /// Row-major shape (GGUF lists dims reversed; this is (d_out, d_in) for a linear).
     pub shape: Vec<usize>,
+    /// Elements (saturating at `usize::MAX` for absurd headers).
     pub numel: usize,
 }
 
 /// What a GGUF header says, without reading any tensor data.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GgufSummary {
+    /// The file read.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub file_size: u64,
     /// `general.architecture`.
     pub architecture: String,
@@ -312,6 +316,12 @@ fn read_tensor(
     Ok(t)
 }
 
+/// The heads llama.cpp's RoPE row permutation splits the Hugging Face tensor `hf` into
+/// (q and k projections), or `None` for a tensor it leaves alone.
+fn rope_heads(hf: &str, config: &LlamaConfig) -> Option<usize> {
+    block_tensor(hf).and_then(|(_, t)| t.rope_heads(config))
+}
+
 impl LlamaModel {
     /// Loads a Llama-architecture GGUF file, dequantizing every tensor to f32 on `device`.
     /// Q/K rows are un-permuted to the Hugging Face layout. Fails with a typed error for a
@@ -329,7 +339,7 @@ impl LlamaModel {
         // Fail on the first absent block before listing every tensor a (possibly corrupt)
         // block count implies.
         for i in 0..config.num_hidden_layers {
-            let name = format!("blk.{i}.attn_norm.weight");
+            let name = BlockSlot::AttnNorm.spec().gguf_name(i);
             if !content.tensor_infos.contains_key(&name) {
                 return Err(ModelError::MissingTensor { path: path.into(), tensor: name });
             }
@@ -359,10 +369,8 @@ impl LlamaModel {
                 .get(&gg)
                 .ok_or_else(|| ModelError::MissingTensor { path: path.into(), tensor: gg.clone() })?;
             let mut t = read_tensor(path, &gg, info, &shape, &content, &mut reader, file_size)?;
-            if hf.ends_with("q_proj.weight") {
-                t = unpermute_qk_from_gguf(&t, config.num_attention_heads)?;
-            } else if hf.ends_with("k_proj.weight") {
-                t = unpermute_qk_from_gguf(&t, config.n_kv_heads())?;
+            if let Some(heads) = rope_heads(&hf, &config) {
+                t = unpermute_qk_from_gguf(&t, heads)?;
             }
             tensors.insert(hf, t);
         }
@@ -435,10 +443,8 @@ pub fn write_gguf(model: &LlamaModel, path: &Path, dtype: GgmlDType, arch: &str,
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for (hf, t) in model.named_tensors() {
         let mut t = t.clone();
-        if hf.ends_with("q_proj.weight") {
-            t = permute_qk_to_gguf(&t, c.num_attention_heads)?;
-        } else if hf.ends_with("k_proj.weight") {
-            t = permute_qk_to_gguf(&t, c.n_kv_heads())?;
+        if let Some(heads) = rope_heads(&hf, c) {
+            t = permute_qk_to_gguf(&t, heads)?;
         }
         let dt = if t.rank() == 1 { GgmlDType::F32 } else { dtype };
         let name = gguf_name(&hf).ok_or_else(|| gguf_err(format!("tensor `{hf}` has no GGUF name")))?;

@@ -22,6 +22,11 @@
 //! [`prunus_core::PrunableModel`]: blocks run one at a time, and each linear's input is
 //! handed to a capture callback at its site (`attn_in`, `attn_out`, `mlp_in`, `mlp_act`).
 //!
+//! A block's nine tensors are spelled once, in [`layout::BLOCK_TENSORS`]: Hugging Face
+//! name, GGUF name, capture site (for the seven prunable linears, [`LINEARS`]) and shape
+//! rule. Loading, saving, the forward's storage, the tensor list a config implies and the
+//! structured units all derive from that table.
+//!
 //! Model-level methods get two more tools. [`grad`] runs the forward on candle autograd
 //! and returns the mean next-token cross-entropy of a batch with every parameter's gradient
 //! ([`LlamaModel::loss_and_grads`]). [`edit`] makes the model physically smaller: whole
@@ -31,6 +36,8 @@
 //!
 //! Errors are [`ModelError`] values naming the file, tensor, field or value at fault; they
 //! convert into [`prunus_core::Error`]. Nothing here prints; progress goes to `tracing`.
+
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod edit;

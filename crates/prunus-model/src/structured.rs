@@ -21,6 +21,7 @@
 use candle_core::Tensor;
 use prunus_core::structured::{ParamCount, Params, Part, StructuredModel, Unit, UnitKind};
 
+use crate::layout::BlockSlot::{self, DownProj, GateProj, KProj, OProj, QProj, UpProj, VProj};
 use crate::llama::LlamaModel;
 
 impl LlamaModel {
@@ -28,13 +29,12 @@ impl LlamaModel {
     fn layer_units(&self, kind: UnitKind, l: usize) -> Vec<Unit> {
         let c = &self.config;
         let (d, hd) = (c.hidden_size, c.head_dim());
-        let name = |suffix: &str| format!("model.layers.{l}.{suffix}");
-        let rows = |suffix: &str, start: usize, len: usize| Part { tensor: name(suffix), dim: 0, start, len };
-        let cols = |suffix: &str, start: usize, len: usize| Part { tensor: name(suffix), dim: 1, start, len };
+        let rows = |slot: BlockSlot, start: usize, len: usize| Part { tensor: slot.spec().hf_name(l), dim: 0, start, len };
+        let cols = |slot: BlockSlot, start: usize, len: usize| Part { tensor: slot.spec().hf_name(l), dim: 1, start, len };
         let unit = |index: usize, parts: Vec<Part>, params: usize| Unit { kind, layer: l, index, params, parts };
         match kind {
             UnitKind::Layer => {
-                let prefix = name("");
+                let prefix = format!("model.layers.{l}.");
                 let tensors: Vec<(String, &Tensor)> =
                     self.named_tensors().into_iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
                 let parts = tensors.iter().map(|(n, t)| Part { tensor: n.clone(), dim: 0, start: 0, len: t.dims()[0] }).collect();
@@ -47,10 +47,10 @@ impl LlamaModel {
                         // Query heads g*rep..(g+1)*rep read key/value head g.
                         let (q0, qn) = (g * rep * hd, rep * hd);
                         let parts = vec![
-                            rows("self_attn.q_proj.weight", q0, qn),
-                            rows("self_attn.k_proj.weight", g * hd, hd),
-                            rows("self_attn.v_proj.weight", g * hd, hd),
-                            cols("self_attn.o_proj.weight", q0, qn),
+                            rows(QProj, q0, qn),
+                            rows(KProj, g * hd, hd),
+                            rows(VProj, g * hd, hd),
+                            cols(OProj, q0, qn),
                         ];
                         unit(g, parts, 2 * (qn + hd) * d)
                     })
@@ -61,8 +61,8 @@ impl LlamaModel {
                 (0..rep)
                     .map(|j| {
                         let heads = (0..kv).map(|g| g * rep + j);
-                        let mut parts: Vec<Part> = heads.clone().map(|h| rows("self_attn.q_proj.weight", h * hd, hd)).collect();
-                        parts.extend(heads.map(|h| cols("self_attn.o_proj.weight", h * hd, hd)));
+                        let mut parts: Vec<Part> = heads.clone().map(|h| rows(QProj, h * hd, hd)).collect();
+                        parts.extend(heads.map(|h| cols(OProj, h * hd, hd)));
                         unit(j, parts, 2 * kv * hd * d)
                     })
                     .collect()
@@ -70,9 +70,9 @@ impl LlamaModel {
             UnitKind::Channel => (0..c.layer_intermediate_size(l))
                 .map(|ch| {
                     let parts = vec![
-                        rows("mlp.gate_proj.weight", ch, 1),
-                        rows("mlp.up_proj.weight", ch, 1),
-                        cols("mlp.down_proj.weight", ch, 1),
+                        rows(GateProj, ch, 1),
+                        rows(UpProj, ch, 1),
+                        cols(DownProj, ch, 1),
                     ];
                     unit(ch, parts, 3 * d)
                 })
