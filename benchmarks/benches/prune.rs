@@ -3,7 +3,7 @@
 //! What is timed per matrix is the pipeline's own per-linear step,
 //! `prunus_core::pipeline::prune_linear`: the method's decision, then the mask built from its
 //! scores (or taken from it) and applied to a copy of the weight (SparseGPT's rewritten weight
-//! replaces the copy). Inputs are synthetic and deterministic (SplitMix): weights uniform in
+//! replaces the copy). Inputs are synthetic and deterministic (SplitMix64): weights uniform in
 //! [-0.05, 0.05), statistics of a random X with n_tokens = 2 * d_in rows over n_samples = 8
 //! (per-feature sum of x^2 and the Gram matrix X^T X, accumulated by `Stats::add`), built once
 //! outside the timed closures. Throughput is in weights (elements = d_out * d_in).
@@ -24,7 +24,7 @@ use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prunus_core::pipeline::prune_linear;
 use prunus_core::{Built, LayerView, LayerwiseMethod, Pattern, StatKind, Stats, Target};
-use prunus_testkit::SplitMix;
+use prunus_testkit::SplitMix64;
 use {prunus_magnitude as _, prunus_sparsegpt as _, prunus_swiftprune as _, prunus_wanda as _};
 
 const METHODS: [&str; 4] = ["magnitude", "wanda", "sparsegpt", "swiftprune"];
@@ -51,7 +51,7 @@ fn methods() -> Vec<Built<dyn LayerwiseMethod>> {
 /// sequences; the Gram matrix only if `hessian` (candle's matmul, inside `Stats::add`).
 fn stats(d_in: usize, hessian: bool, seed: u64) -> Stats {
     let n_tokens = 2 * d_in;
-    let x = SplitMix::new(seed).vec(n_tokens * d_in, 1.0);
+    let x = SplitMix64::new(seed).vec(n_tokens * d_in, 1.0);
     let x = Tensor::from_vec(x, (n_tokens, d_in), &Device::Cpu).unwrap();
     let mut s = Stats::new(if hessian { StatKind::Hessian } else { StatKind::SqNorm }, d_in);
     s.add(&x, N_SAMPLES).unwrap();
@@ -69,7 +69,7 @@ fn bench_shapes(c: &mut Criterion, group_name: &str, shapes: &[(&str, usize, usi
     let mut g = c.benchmark_group(group_name);
     g.sample_size(10).warm_up_time(warm_up).measurement_time(measure);
     for (i, &(label, d_out, d_in)) in shapes.iter().enumerate() {
-        let weight = SplitMix::new(1000 + i as u64).vec(d_out * d_in, 0.05);
+        let weight = SplitMix64::new(1000 + i as u64).vec(d_out * d_in, 0.05);
         let sq_stats = stats(d_in, false, 2000 + i as u64);
         let h_stats = stats(d_in, true, 2000 + i as u64);
         g.throughput(Throughput::Elements((d_out * d_in) as u64));

@@ -19,7 +19,6 @@ pub mod model;
 pub mod pattern;
 pub mod pipeline;
 pub mod registry;
-pub mod rng;
 pub mod stats;
 pub mod structured;
 
@@ -35,3 +34,5 @@ pub use structured::{StructuredMethod, StructuredModel, UnitKind};
 
 // Re-exported so plugins register without naming inventory themselves.
 pub use inventory;
+/// The workspace's seeded generator (SplitMix64), for plugins and tests.
+pub use prunus_rng as rng;

@@ -11,7 +11,6 @@
 //! numbers always carry their protocol (corpus, seq_len and window count; file, split,
 //! documents scored and tokenization) next to them.
 
-#![warn(missing_docs)]
 
 pub mod agreement;
 pub mod doc;

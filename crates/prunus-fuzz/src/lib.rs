@@ -19,6 +19,7 @@
 //! (`PRUNUS_FUZZ_SECONDS` over [`DEFAULT_SECONDS`]) every input is first written to
 //! `<dir>/.current`, which then holds the culprit.
 
+use prunus_rng::SplitMix64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,81 +40,58 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// SplitMix64.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 const BOUNDARY_BYTES: [u8; 6] = [0, 1, 0x7f, 0x80, 0xfe, 0xff];
 const BOUNDARY_INTS: [u64; 9] = [0, 1, 0xff, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 1 << 40, u64::MAX];
 const HUGE_NUMBERS: [&str; 6] = ["0", "-1", "4294967296", "18446744073709551615", "99999999999999999999999", "1e308"];
 
 /// One mutation of `data` in place (`other` is a second seed for splices).
-fn mutate_once(data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
+fn mutate_once(data: &mut Vec<u8>, other: &[u8], rng: &mut SplitMix64) {
     if data.is_empty() {
-        data.push(BOUNDARY_BYTES[rng.below(BOUNDARY_BYTES.len())]);
+        data.push(BOUNDARY_BYTES[rng.index(BOUNDARY_BYTES.len())]);
         return;
     }
     let len = data.len();
-    match rng.below(9) {
+    match rng.index(9) {
         0 => {
-            let i = rng.below(len);
-            data[i] ^= 1 << rng.below(8);
+            let i = rng.index(len);
+            data[i] ^= 1 << rng.index(8);
         }
         1 => {
-            let i = rng.below(len);
-            data[i] = BOUNDARY_BYTES[rng.below(BOUNDARY_BYTES.len())];
+            let i = rng.index(len);
+            data[i] = BOUNDARY_BYTES[rng.index(BOUNDARY_BYTES.len())];
         }
         2 => {
             // A little-endian integer of 2, 4 or 8 bytes set to a boundary value.
-            let width = [2usize, 4, 8][rng.below(3)];
+            let width = [2usize, 4, 8][rng.index(3)];
             if len >= width {
-                let i = rng.below(len - width + 1);
-                let v = BOUNDARY_INTS[rng.below(BOUNDARY_INTS.len())].to_le_bytes();
+                let i = rng.index(len - width + 1);
+                let v = BOUNDARY_INTS[rng.index(BOUNDARY_INTS.len())].to_le_bytes();
                 data[i..i + width].copy_from_slice(&v[..width]);
             }
         }
         3 => {
-            let i = rng.below(len);
-            let n = 1 + rng.below((len - i).min(64));
+            let i = rng.index(len);
+            let n = 1 + rng.index((len - i).min(64));
             data.drain(i..i + n);
         }
         4 => {
-            let i = rng.below(len);
-            let n = 1 + rng.below((len - i).min(64));
+            let i = rng.index(len);
+            let n = 1 + rng.index((len - i).min(64));
             let run: Vec<u8> = data[i..i + n].to_vec();
-            let at = rng.below(len + 1);
+            let at = rng.index(len + 1);
             data.splice(at..at, run);
         }
         5 => {
-            let at = rng.below(len + 1);
-            let n = 1 + rng.below(16);
-            let run: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let at = rng.index(len + 1);
+            let n = 1 + rng.index(16);
+            let run: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
             data.splice(at..at, run);
         }
-        6 => data.truncate(rng.below(len)),
+        6 => data.truncate(rng.index(len)),
         7 => {
             if !other.is_empty() {
-                let cut = rng.below(len);
-                let from = rng.below(other.len());
+                let cut = rng.index(len);
+                let from = rng.index(other.len());
                 data.truncate(cut);
                 data.extend_from_slice(&other[from..]);
             }
@@ -122,9 +100,9 @@ fn mutate_once(data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
             // Text: a run of ASCII digits replaced by a huge or negative number.
             let starts: Vec<usize> = (0..len).filter(|&i| data[i].is_ascii_digit() && (i == 0 || !data[i - 1].is_ascii_digit())).collect();
             if !starts.is_empty() {
-                let s = starts[rng.below(starts.len())];
+                let s = starts[rng.index(starts.len())];
                 let e = (s..len).find(|&i| !data[i].is_ascii_digit()).unwrap_or(len);
-                let n = HUGE_NUMBERS[rng.below(HUGE_NUMBERS.len())];
+                let n = HUGE_NUMBERS[rng.index(HUGE_NUMBERS.len())];
                 data.splice(s..e, n.bytes());
             }
         }
@@ -132,10 +110,10 @@ fn mutate_once(data: &mut Vec<u8>, other: &[u8], rng: &mut Rng) {
 }
 
 /// The `i`-th input from `seeds`.
-pub fn input(seeds: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
-    let mut data = seeds[rng.below(seeds.len())].clone();
-    let other = &seeds[rng.below(seeds.len())];
-    for _ in 0..1 + rng.below(8) {
+pub fn input(seeds: &[Vec<u8>], rng: &mut SplitMix64) -> Vec<u8> {
+    let mut data = seeds[rng.index(seeds.len())].clone();
+    let other = &seeds[rng.index(seeds.len())];
+    for _ in 0..1 + rng.index(8) {
         mutate_once(&mut data, other, rng);
     }
     data
@@ -206,7 +184,7 @@ pub fn run<T, E>(name: &str, dir: &Path, seeds: &[Vec<u8>], mut target: impl FnM
             crash = Some((seed.clone(), msg));
         }
     }
-    let mut rng = Rng::new(fnv(name.as_bytes()));
+    let mut rng = SplitMix64::new(fnv(name.as_bytes()));
     while crash.is_none() && start.elapsed() < budget {
         let data = input(seeds, &mut rng);
         executions += 1;
@@ -240,7 +218,7 @@ mod tests {
     #[test]
     fn mutations_are_deterministic_and_varied() {
         let seeds = vec![b"{\"a\": 12, \"b\": [1, 2, 3]}".to_vec(), vec![0u8; 32]];
-        let (mut a, mut b) = (Rng::new(5), Rng::new(5));
+        let (mut a, mut b) = (SplitMix64::new(5), SplitMix64::new(5));
         let xs: Vec<Vec<u8>> = (0..200).map(|_| input(&seeds, &mut a)).collect();
         let ys: Vec<Vec<u8>> = (0..200).map(|_| input(&seeds, &mut b)).collect();
         assert_eq!(xs, ys);

@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (n, seq) = (4, 128);
     let vocab = model.config().vocab_size as u64;
     // Deterministic pseudo-random ids: memory and time do not depend on the text.
-    let mut rng = prunus_model::rng::SplitMix64::new(1);
+    let mut rng = prunus_core::rng::SplitMix64::new(1);
     let ids: Vec<u32> = (0..n * seq).map(|_| rng.below(vocab) as u32).collect();
     let tokens = Tensor::from_vec(ids, (n, seq), &Device::Cpu)?;
 

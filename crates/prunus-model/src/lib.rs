@@ -37,7 +37,6 @@
 //! Errors are [`ModelError`] values naming the file, tensor, field or value at fault; they
 //! convert into [`prunus_core::Error`]. Nothing here prints; progress goes to `tracing`.
 
-#![warn(missing_docs)]
 
 pub mod config;
 pub mod edit;
@@ -48,7 +47,6 @@ pub mod hf;
 mod kernels;
 pub mod layout;
 pub mod llama;
-pub mod rng;
 pub mod structured;
 
 pub use config::{LayerWidths, LlamaConfig, TokenIds};

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::tokens;
-use prunus_model::rng::SplitMix64;
+use prunus_core::rng::SplitMix64;
 use prunus_model::{LlamaConfig, LlamaModel, ModelError, Precision};
 
 /// The inference path's mean next-token NLL (f64 sums of f32 log-softmax).

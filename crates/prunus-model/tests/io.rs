@@ -271,7 +271,7 @@ fn gguf_errors_are_values() {
     b[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // tensor count
     std::fs::write(&c, &b).unwrap();
     assert!(LlamaModel::from_gguf(&c, &Device::Cpu).is_err());
-    let mut rng = prunus_model::rng::SplitMix64::new(1);
+    let mut rng = prunus_core::rng::SplitMix64::new(1);
     let header_len = 2000.min(n);
     for _ in 0..300 {
         let mut b = bytes.clone();

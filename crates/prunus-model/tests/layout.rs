@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::rotary_emb::{rope, rope_i};
 use common::max_abs_diff;
 use prunus_model::layout::{permute_qk_to_gguf, unpermute_qk_from_gguf};
-use prunus_model::rng::SplitMix64;
+use prunus_core::rng::SplitMix64;
 
 fn random(shape: (usize, usize), seed: u64) -> Tensor {
     let mut r = SplitMix64::new(seed);

@@ -145,7 +145,7 @@ fn smollm2_loads_and_predicts_english() {
     assert!((5.0..50.0).contains(&ppl), "perplexity {ppl}");
     // The same text with its tokens shuffled is far less likely.
     let mut shuffled = ids.clone();
-    let mut rng = prunus_model::rng::SplitMix64::new(3);
+    let mut rng = prunus_core::rng::SplitMix64::new(3);
     for i in (1..n).rev() {
         shuffled.swap(i, rng.below(i as u64 + 1) as usize);
     }

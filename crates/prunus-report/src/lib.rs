@@ -18,7 +18,6 @@
 //! reads as `None`), so every committed record still parses. Writing follows the field order of the types below and skips
 //! nothing but an absent `structure` and empty `notes`.
 
-#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 

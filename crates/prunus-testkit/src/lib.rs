@@ -13,8 +13,8 @@ use prunus_core::{Error, LinearInfo, PrunableModel, Result};
 pub mod child;
 pub mod conformance;
 
-/// The deterministic generator for test data (SplitMix64, from the core).
-pub use prunus_core::rng::SplitMix64 as SplitMix;
+/// The deterministic generator for test data.
+pub use prunus_core::rng::SplitMix64;
 
 /// A residual stack of `n_blocks` blocks `h + down(relu(up(h)))`, with a lookup embedding.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl ToyModel {
     }
 
     pub fn with_dims(seed: u64, n_blocks: usize, d_model: usize, d_hidden: usize, vocab: usize) -> Self {
-        let mut rng = SplitMix::new(seed);
+        let mut rng = SplitMix64::new(seed);
         let dev = Device::Cpu;
         let t = |v: Vec<f32>, r: usize, c: usize| Tensor::from_vec(v, (r, c), &dev).expect("shape");
         let embedding = t(rng.vec(vocab * d_model, 1.0), vocab, d_model);
@@ -50,7 +50,7 @@ impl ToyModel {
 
     /// Deterministic calibration tokens (n_samples, seq_len).
     pub fn tokens(&self, seed: u64, n_samples: usize, seq_len: usize) -> Tensor {
-        let mut rng = SplitMix::new(seed);
+        let mut rng = SplitMix64::new(seed);
         let ids: Vec<u32> = (0..n_samples * seq_len).map(|_| (rng.next_u64() % self.vocab as u64) as u32).collect();
         Tensor::from_vec(ids, (n_samples, seq_len), &Device::Cpu).expect("shape")
     }

@@ -53,7 +53,7 @@ fn small_masks_snapshot() {
 /// cruder (about 3 points off at 70% on these heavy-tailed rows), bounded at 5.
 #[test]
 fn threshold_rules_on_wide_rows() {
-    let mut rng = prunus_testkit::SplitMix::new(9);
+    let mut rng = prunus_testkit::SplitMix64::new(9);
     for d_in in [576usize, 1536] {
         let d_out = 64;
         let weight: Vec<f32> = (0..d_out * d_in).map(|_| rng.uniform(1.0) * (2.0 * rng.uniform(1.0)).exp()).collect();
@@ -74,7 +74,7 @@ fn threshold_rules_on_wide_rows() {
 /// Heavy-tailed synthetic layer: log-normal weight magnitudes with random signs, and
 /// log-normal per-feature activation energies (a few outlier features, as in LLMs).
 fn heavy_tailed_layer(seed: u64, d_out: usize, d_in: usize) -> (Vec<f32>, prunus_core::Stats) {
-    let mut rng = prunus_testkit::SplitMix::new(seed);
+    let mut rng = prunus_testkit::SplitMix64::new(seed);
     let weight: Vec<f32> = (0..d_out * d_in).map(|_| rng.uniform(1.0).signum() * (1.5 * rng.uniform(1.0)).exp() * 0.02).collect();
     let mut stats = prunus_core::Stats::new(prunus_core::StatKind::SqNorm, d_in);
     stats.n_samples = 32;

@@ -11,7 +11,7 @@ use super::block::Block;
 use crate::config::LlamaConfig;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::layout::{EMBED, FINAL_NORM, LINEARS, LM_HEAD};
-use crate::rng::SplitMix64;
+use prunus_core::rng::SplitMix64;
 
 /// Parameter counts of a model; tied embeddings are counted once.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -15,7 +15,7 @@ pub fn real_model_path() -> PathBuf {
 
 /// Deterministic token windows (n_samples, seq_len) below `vocab`.
 pub fn tokens(n: usize, seq: usize, vocab: usize, seed: u64) -> Tensor {
-    let mut rng = prunus_model::rng::SplitMix64::new(seed);
+    let mut rng = prunus_core::rng::SplitMix64::new(seed);
     let data: Vec<u32> = (0..n * seq).map(|_| rng.below(vocab as u64) as u32).collect();
     Tensor::from_vec(data, (n, seq), &Device::Cpu).unwrap()
 }

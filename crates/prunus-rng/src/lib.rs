@@ -1,7 +1,10 @@
-//! A small seeded generator (SplitMix64) for synthetic models and test data.
+//! The one seeded generator of the workspace: SplitMix64, standard library only.
 //!
-//! Deterministic on every platform; not for anything statistical beyond test weights. (The
-//! calibration sampler is CPython's Mersenne Twister, in prunus-data.)
+//! Synthetic models and test data (prunus-core re-exports it as `prunus_core::rng`), the
+//! seeded baselines (struct-random, PIP's perturbations) and the mutation fuzzer (prunus-fuzz,
+//! which links no candle) all draw from it. Deterministic on every platform; not for anything
+//! statistical beyond that. (The calibration sampler is CPython's Mersenne Twister, in
+//! prunus-data.)
 
 /// SplitMix64.
 #[derive(Debug, Clone)]
@@ -35,6 +38,11 @@ impl SplitMix64 {
     /// Uniform integer in [0, n) (n > 0; slight modulo bias is irrelevant here).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
+    }
+
+    /// Uniform index in `0..n` (`n > 0`), as `below` for `usize`.
+    pub fn index(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 
     /// `n` values uniform in [-a, a).
