@@ -47,7 +47,7 @@ pub mod hf;
 mod kernels;
 pub mod layout;
 pub mod llama;
-pub mod structured;
+pub mod units;
 
 pub use config::{LayerWidths, LlamaConfig, TokenIds};
 pub use edit::ParamReduction;
