@@ -5,7 +5,7 @@
 //! ([`LayerwiseMethod`](crate::layerwise::LayerwiseMethod) or
 //! [`StructuredMethod`](crate::structured::StructuredMethod)), then registers with one line:
 //!
-//! ```ignore
+//! ```text
 //! prunus_core::register!(layerwise Magnitude);
 //! ```
 //!
@@ -19,7 +19,7 @@ use std::ops::Deref;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What the registry and the reports know about a method; everything else is its kind's trait.
 pub trait Method: Sized + Send + Sync + 'static {

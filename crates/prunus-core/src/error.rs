@@ -5,54 +5,150 @@ use crate::pattern::Pattern;
 /// Errors of the core and of the traits it defines (plugins and model families use it too).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A method name that is not registered.
     #[error("unknown method `{name}`{}", suggestion_text(.suggestion))]
-    UnknownMethod { name: String, suggestion: Option<String> },
+    UnknownMethod {
+        /// The name given.
+        name: String,
+        /// The closest registered name, if it is plausibly a typo.
+        suggestion: Option<String>,
+    },
 
+    /// Two registrations share one method name.
     #[error("method `{name}` is registered twice (by {first} and by {second})")]
-    DuplicateMethod { name: String, first: String, second: String },
+    DuplicateMethod {
+        /// The shared name.
+        name: String,
+        /// The crate of one registration (its `origin`).
+        first: String,
+        /// The crate of the other registration.
+        second: String,
+    },
 
+    /// A method asked for something it cannot do (a pattern, a kind of pruning).
     #[error("method `{method}` does not support {what}")]
-    Unsupported { method: String, what: String },
+    Unsupported {
+        /// The method's name.
+        method: String,
+        /// What was asked for, e.g. `pattern 2:4`.
+        what: String,
+    },
 
+    /// An unstructured sparsity outside [0, 1).
     #[error("sparsity {value} is outside [0, 1)")]
-    BadSparsity { value: f64 },
+    BadSparsity {
+        /// The sparsity given.
+        value: f64,
+    },
 
+    /// A pattern that cannot be parsed or is not a valid N:M.
     #[error("invalid pattern `{pattern}`: {reason}")]
-    BadPattern { pattern: String, reason: String },
+    BadPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// A valid pattern that does not fit one linear layer (M does not divide its input width).
     #[error("pattern {pattern} does not fit linear `{tensor}` with d_in = {d_in}: {reason}")]
-    PatternMismatch { pattern: Pattern, tensor: String, d_in: usize, reason: String },
+    PatternMismatch {
+        /// The pattern asked for.
+        pattern: Pattern,
+        /// The linear's tensor name.
+        tensor: String,
+        /// The linear's input width.
+        d_in: usize,
+        /// Why it does not fit.
+        reason: String,
+    },
 
+    /// A method configuration that cannot be used.
     #[error("invalid config for method `{method}`: {reason}")]
-    BadConfig { method: String, reason: String },
+    BadConfig {
+        /// The method's name.
+        method: String,
+        /// Which value is wrong and why.
+        reason: String,
+    },
 
+    /// A NaN or infinite value where finite ones are required.
     #[error("{tensor} contains a non-finite value ({value}) at index {index}")]
-    NonFinite { tensor: String, index: usize, value: f32 },
+    NonFinite {
+        /// What holds the value (a tensor, scores, calibration inputs).
+        tensor: String,
+        /// Its position in the values, flattened row-major (a score's candidate index).
+        index: usize,
+        /// The value found.
+        value: f32,
+    },
 
+    /// A tensor or buffer whose shape is not the one expected.
     #[error("shape mismatch for {tensor}: expected {expected:?}, got {got:?}")]
-    Shape { tensor: String, expected: Vec<usize>, got: Vec<usize> },
+    Shape {
+        /// What has the wrong shape.
+        tensor: String,
+        /// The expected dimensions.
+        expected: Vec<usize>,
+        /// The dimensions found.
+        got: Vec<usize>,
+    },
 
+    /// A method that needs calibration data run without any.
     #[error("method `{method}` needs calibration data ({what}) but none was given")]
-    NeedsCalibration { method: String, what: String },
+    NeedsCalibration {
+        /// The method's name.
+        method: String,
+        /// What it needs, e.g. `Hessian statistics` or `calibration texts`.
+        what: String,
+    },
 
+    /// A structured target reduction outside (0, 1).
     #[error("target reduction {value} is outside (0, 1)")]
-    BadReduction { value: f64 },
+    BadReduction {
+        /// The target given.
+        value: f64,
+    },
 
+    /// A structured target reduction that the removable units cannot meet.
     #[error("target reduction {target}: {reason}")]
-    Budget { target: f64, reason: String },
+    Budget {
+        /// The target reduction asked for.
+        target: f64,
+        /// Why it cannot be met (nothing removable, too little, or units too large).
+        reason: String,
+    },
 
+    /// A structured unit kind that this model cannot remove.
     #[error("unit `{unit}` cannot be removed consistently from this model: {reason}")]
-    UnsupportedUnit { unit: String, reason: String },
+    UnsupportedUnit {
+        /// The unit kind, e.g. `query_head`.
+        unit: String,
+        /// Why the model cannot remove it.
+        reason: String,
+    },
 
+    /// Calibration data too small to use (no texts, too short a `seq_len`, too short a text).
     #[error("calibration too small for one batch: {reason}")]
-    CalibrationTooSmall { reason: String },
+    CalibrationTooSmall {
+        /// What is too small.
+        reason: String,
+    },
 
+    /// Any other invalid input or inconsistent result (the message says which and why).
     #[error("{0}")]
     Invalid(String),
 
+    /// An error of a model family, wrapped by [`Error::model`].
     #[error("{context}: {source}")]
-    Model { context: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Model {
+        /// What was being done (or which model), shown before the source.
+        context: String,
+        /// The model family's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
+    /// An error of a candle tensor operation.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -71,4 +167,5 @@ impl Error {
     }
 }
 
+/// `Result` with the core's [`Error`] as default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

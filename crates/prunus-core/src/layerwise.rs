@@ -16,7 +16,7 @@ use crate::declare::{Built, Method, Notes};
 use crate::mask::{Mask, check_nm_fits};
 use crate::pattern::{Group, Pattern, check_sparsity};
 use crate::stats::{StatKind, Stats};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One linear layer as a method sees it: plain slices and shapes, no tensors.
 #[derive(Debug, Clone, Copy)]

@@ -7,12 +7,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pattern::{Group, Pattern};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A pruning mask over a (d_out, d_in) weight; `true` means pruned (set to zero).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mask {
+    /// Rows of the weight (output features).
     pub d_out: usize,
+    /// Columns of the weight (input features).
     pub d_in: usize,
     pruned: Vec<bool>,
 }

@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::error::Result;
 
 /// One prunable linear layer of a decoder block, `y = x W^T` with `W` of shape (d_out, d_in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +16,9 @@ pub struct LinearInfo {
     /// The capture site whose activations are this linear's input. Linears that read the
     /// same tensor (q, k, v; gate, up) share a site, so its statistics are gathered once.
     pub input_site: String,
+    /// Output features: rows of `W`.
     pub d_out: usize,
+    /// Input features: columns of `W`, the width of the capture site's activations.
     pub d_in: usize,
 }
 

@@ -10,16 +10,24 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What the user asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Pattern {
     /// Any weight may go; `sparsity` in [0, 1) is the fraction removed.
-    Unstructured { sparsity: f64 },
+    Unstructured {
+        /// Fraction of the weights removed, in [0, 1).
+        sparsity: f64,
+    },
     /// In each group of `m` consecutive input columns of each row, `n` weights are removed.
-    NM { n: usize, m: usize },
+    NM {
+        /// Weights removed per group (0 < n < m).
+        n: usize,
+        /// Consecutive input columns per group.
+        m: usize,
+    },
 }
 
 impl Pattern {
@@ -87,8 +95,15 @@ pub fn parse_nm(s: &str) -> Result<Pattern> {
 /// The pattern named on a command line: `unstructured` (with `sparsity`) or `N:M`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PatternKind {
+    /// `unstructured`; the sparsity is given separately.
     Unstructured,
-    NM { n: usize, m: usize },
+    /// `N:M`, already checked: 0 < n < m.
+    NM {
+        /// Weights removed per group of `m`.
+        n: usize,
+        /// Consecutive input columns per group.
+        m: usize,
+    },
 }
 
 impl FromStr for PatternKind {
@@ -113,7 +128,12 @@ pub enum Group {
     /// Each output row separately (Wanda): every row loses exactly floor(d_in * s) weights.
     PerRow,
     /// Each run of `m` consecutive input columns within a row loses exactly `n` weights.
-    NM { n: usize, m: usize },
+    NM {
+        /// Weights removed per run.
+        n: usize,
+        /// Input columns per run.
+        m: usize,
+    },
 }
 
 impl Group {

@@ -10,7 +10,7 @@
 use crate::declare::{Built, Method, build};
 use crate::layerwise::LayerwiseMethod;
 use crate::structured::StructuredMethod;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Builds a configured layer-wise method from its JSON config (`null` = defaults).
 pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Built<dyn LayerwiseMethod>>;

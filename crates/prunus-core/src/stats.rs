@@ -3,7 +3,7 @@
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::error::Result;
 
 /// What a method needs to know about a linear's inputs. Ordered: each kind includes the
 /// cheaper ones before it (a Hessian run also has the squared norms).

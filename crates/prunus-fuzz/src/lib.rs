@@ -37,6 +37,7 @@ pub struct Outcome {
     /// Of those, how many the target accepted (returned `Ok`), as a sanity check that the
     /// mutations do not only produce garbage.
     pub accepted: u64,
+    /// Wall seconds of the replay and the mutation (not waiting for another run to finish).
     pub seconds: f64,
 }
 

@@ -19,8 +19,11 @@ pub use prunus_core::rng::SplitMix64;
 /// A residual stack of `n_blocks` blocks `h + down(relu(up(h)))`, with a lookup embedding.
 #[derive(Debug, Clone)]
 pub struct ToyModel {
+    /// Width of the residual stream (the embedding and every block's input and output).
     pub d_model: usize,
+    /// Width of each block's hidden layer (`up`'s output, `down`'s input).
     pub d_hidden: usize,
+    /// Number of token ids the embedding table holds.
     pub vocab: usize,
     embedding: Tensor,
     /// Per block: (up (d_hidden, d_model), down (d_model, d_hidden)).
@@ -33,6 +36,7 @@ impl ToyModel {
         Self::with_dims(seed, 2, 16, 32, 24)
     }
 
+    /// A model of `n_blocks` blocks with the given widths, made from `seed`.
     pub fn with_dims(seed: u64, n_blocks: usize, d_model: usize, d_hidden: usize, vocab: usize) -> Self {
         let mut rng = SplitMix64::new(seed);
         let dev = Device::Cpu;

@@ -1,3 +1,5 @@
+//! Magnitude against the layer-wise conformance suite, its config checks and a small-mask snapshot.
+
 use prunus_core::registry;
 use prunus_magnitude as _;
 

@@ -24,6 +24,7 @@ pub enum Edit {
 /// A perturbed text and what was done to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Perturbed {
+    /// The perturbed text.
     pub text: String,
     /// Words in the text.
     pub words: usize,
@@ -35,11 +36,14 @@ pub struct Perturbed {
 /// the iteration and the sample index) fix the result.
 #[derive(Debug, Clone, Copy)]
 pub struct Perturber {
+    /// Share of the words changed, in [0, 1]; the count is rounded to nearest.
     pub fraction: f64,
+    /// Seed of the choice of words and of their edits.
     pub seed: u64,
 }
 
 impl Perturber {
+    /// Copy `stream` of `text`, with `round(fraction * words)` words edited once each.
     pub fn perturb(&self, text: &str, stream: u64) -> Perturbed {
         let mut rng = SplitMix64::new(self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let chars: Vec<char> = text.chars().collect();

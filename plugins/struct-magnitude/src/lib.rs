@@ -23,6 +23,7 @@ pub struct Config {
 /// The magnitude baseline.
 #[derive(Debug, Clone, Default)]
 pub struct StructMagnitude {
+    /// Its configuration.
     pub config: Config,
 }
 

@@ -23,6 +23,7 @@ pub struct Config {
 /// The random baseline.
 #[derive(Debug, Clone, Default)]
 pub struct StructRandom {
+    /// Its configuration.
     pub config: Config,
 }
 

@@ -1,3 +1,5 @@
+//! SwiftPrune against the layer-wise conformance suite, plus its threshold rules, config checks and errors.
+
 use prunus_core::{Pattern, registry};
 use prunus_swiftprune as _;
 use serde_json::json;

@@ -29,7 +29,7 @@ use crate::mask::check_finite;
 use crate::model::PrunableModel;
 use crate::pattern::{Group, Pattern};
 use crate::stats::{StatKind, Stats};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 mod preflight;
 mod statistics;
@@ -55,19 +55,32 @@ impl Default for PipelineOptions {
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
     /// Block `index` of `total` is about to be processed.
-    Block { index: usize, total: usize },
+    Block {
+        /// 0-based index of the block.
+        index: usize,
+        /// Number of blocks in the model.
+        total: usize,
+    },
 }
 
 /// What happened to one linear.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerRecord {
+    /// 0-based index of its decoder block.
     pub block: usize,
+    /// Short name inside the block, e.g. `q_proj`.
     pub name: String,
+    /// Output features (rows of the weight).
     pub d_out: usize,
+    /// Input features (columns of the weight).
     pub d_in: usize,
+    /// The comparison group its mask was built over.
     pub group: Group,
+    /// Number of weights pruned.
     pub pruned: usize,
+    /// Number of weights, `d_out * d_in`.
     pub numel: usize,
+    /// Realised sparsity, `pruned / numel`.
     pub sparsity: f64,
     /// Seconds spent scoring, building the mask and applying it (and any weight update).
     pub score_mask_seconds: f64,
@@ -94,9 +107,11 @@ pub struct StageSeconds {
 /// embedding of the calibration tokens, which belongs to no block.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct BlockSeconds {
+    /// 0-based index of the block.
     pub block: usize,
     /// The dense pass (statistics excluded) and the pruned pass that feeds the next block.
     pub calibration_forward: f64,
+    /// Accumulating the statistics of the block's capture sites.
     pub statistics: f64,
     /// Sum of the block's `LayerRecord::score_mask_seconds`.
     pub score_and_mask: f64,
@@ -105,7 +120,9 @@ pub struct BlockSeconds {
 /// The result of [`prune_layerwise`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneOutcome {
+    /// One record per pruned linear, in block and forward order.
     pub layers: Vec<LayerRecord>,
+    /// Wall seconds per stage, over the whole run.
     pub seconds: StageSeconds,
     /// Per decoder block, in order.
     #[serde(default)]

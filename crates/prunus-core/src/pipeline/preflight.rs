@@ -8,7 +8,7 @@ use crate::mask::check_finite;
 use crate::model::PrunableModel;
 use crate::pattern::Pattern;
 use crate::stats::StatKind;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Checks `pattern` against `method` and every linear of `model` ([`Target::check`]), that
 /// calibration tokens are there when the method asks for statistics, and that every weight is

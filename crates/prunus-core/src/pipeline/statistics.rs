@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::model::{LinearInfo, PrunableModel};
 use crate::stats::{StatKind, Stats};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Embeds (n_samples, seq_len) token ids in chunks of `batch_size` sequences.
 pub(super) fn embed_chunks(model: &dyn PrunableModel, tokens: &Tensor, batch_size: usize) -> Result<Vec<Tensor>> {

@@ -4,7 +4,7 @@
 use crate::declare::{Built, Notes};
 use crate::layerwise::{Decision, LayerView, LayerwiseMethod, Target};
 use crate::mask::{Mask, check_finite};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One linear after its step.
 #[derive(Debug, Clone)]

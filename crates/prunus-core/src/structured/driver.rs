@@ -5,13 +5,15 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Calibration, ParamCount, Schedule, ScoreInput, StructuredMethod, StructuredModel, Unit, UnitKind};
+use super::method::{Calibration, Schedule, ScoreInput, StructuredMethod, StructuredModel};
+use super::units::{ParamCount, Unit, UnitKind};
 use crate::declare::{Built, Notes};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What to remove and what to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StructuredOptions {
+    /// The kind of unit removed.
     pub unit: UnitKind,
     /// Share of the parameters outside the embeddings to remove, in (0, 1).
     pub target: f64,
@@ -33,7 +35,14 @@ impl StructuredOptions {
 pub enum Event {
     /// Iteration `index` starts; about `expected` iterations in all (an estimate from the
     /// unit sizes); `reduction` removed so far.
-    Iteration { index: usize, expected: usize, reduction: f64 },
+    Iteration {
+        /// 0-based index of the iteration.
+        index: usize,
+        /// Estimated number of iterations in all.
+        expected: usize,
+        /// Share of the parameters outside the embeddings removed so far.
+        reduction: f64,
+    },
 }
 
 /// One removed unit, by its index in the unpruned model.
@@ -43,13 +52,16 @@ pub struct RemovedUnit {
     pub layer: usize,
     /// Original index inside the layer (0 for a layer unit).
     pub index: usize,
+    /// Parameters removed with it.
     pub params: usize,
+    /// The method's score for it in the scoring that removed it.
     pub score: f64,
 }
 
 /// One scoring and the removal that followed it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IterationRecord {
+    /// 0-based index of the iteration.
     pub iteration: usize,
     /// Units scored (protected layers left out).
     pub candidates: usize,
@@ -57,7 +69,9 @@ pub struct IterationRecord {
     pub removed: Vec<RemovedUnit>,
     /// Share of the parameters outside the embeddings removed after this iteration.
     pub reduction: f64,
+    /// Wall seconds the method spent scoring.
     pub score_seconds: f64,
+    /// Wall seconds the model spent removing the units.
     pub remove_seconds: f64,
     /// What the method noted about this scoring (e.g. PIP's losses on both views).
     #[serde(default, skip_serializing_if = "Notes::is_empty")]
@@ -67,13 +81,21 @@ pub struct IterationRecord {
 /// The result of [`prune_structured`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StructuredOutcome {
+    /// The kind of unit removed ([`StructuredOptions::unit`]).
     pub unit: UnitKind,
+    /// The target reduction asked for ([`StructuredOptions::target`]).
     pub target: f64,
+    /// [`StructuredOptions::protect_first`] of the run.
     pub protect_first: usize,
+    /// [`StructuredOptions::protect_last`] of the run.
     pub protect_last: usize,
+    /// The method's schedule.
     pub schedule: Schedule,
+    /// Parameter counts of the model before pruning.
     pub before: ParamCount,
+    /// Parameter counts of the pruned model.
     pub after: ParamCount,
+    /// Every scoring and its removal, in order.
     pub iterations: Vec<IterationRecord>,
 }
 

@@ -1,12 +1,13 @@
-//! Named parameter tensors and the arithmetic structured methods share: gradients averaged
-//! over the calibration set, and per-unit sums of an elementwise expression.
+//! Named parameter tensors and the per-unit sums of an elementwise expression over them, the
+//! arithmetic structured methods share (the gradients they sum come from
+//! [`mean_gradients`](super::mean_gradients)).
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
 
-use super::{StructuredModel, Unit};
-use crate::{Error, Result};
+use super::units::Unit;
+use crate::error::{Error, Result};
 
 /// Named parameter tensors of a model (its weights, or gradients), in the model's order.
 #[derive(Debug, Clone, Default)]
@@ -38,22 +39,24 @@ impl Params {
         self.items.iter().map(|(n, t)| (n.as_str(), t))
     }
 
+    /// Number of (name, tensor) pairs.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether there are no tensors.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// `self * scale`, every tensor in f32.
-    fn scaled(&self, scale: f64) -> Result<Params> {
+    pub(super) fn scaled(&self, scale: f64) -> Result<Params> {
         let items = self.items.iter().map(|(n, t)| Ok((n.clone(), (t.to_dtype(DType::F32)? * scale)?))).collect::<Result<_>>()?;
         Ok(Params::new(items))
     }
 
     /// `self += other * scale`, tensor by tensor; `other` must have the same names and shapes.
-    fn add_scaled(&mut self, other: &Params, scale: f64) -> Result<()> {
+    pub(super) fn add_scaled(&mut self, other: &Params, scale: f64) -> Result<()> {
         if other.len() != self.len() {
             return Err(Error::Invalid(format!("adding {} parameters to {}", other.len(), self.len())));
         }
@@ -66,29 +69,6 @@ impl Params {
         }
         Ok(())
     }
-}
-
-/// Mean loss and mean gradient of `model` over the windows `tokens` (n_samples, seq_len),
-/// run `batch_size` windows at a time: the gradient of the mean loss over all windows.
-pub fn mean_gradients(model: &dyn StructuredModel, tokens: &Tensor, batch_size: usize) -> Result<(f64, Params)> {
-    let (n, _) = tokens.dims2()?;
-    if n == 0 || batch_size == 0 {
-        return Err(Error::CalibrationTooSmall { reason: format!("{n} windows in batches of {batch_size}") });
-    }
-    let mut loss = 0.0;
-    let mut acc: Option<Params> = None;
-    for start in (0..n).step_by(batch_size) {
-        let b = batch_size.min(n - start);
-        let (l, g) = model.loss_and_grads(&tokens.narrow(0, start, b)?)?;
-        let w = b as f64 / n as f64;
-        loss += l * w;
-        match acc.as_mut() {
-            None if b == n => acc = Some(g),
-            None => acc = Some(g.scaled(w)?),
-            Some(a) => a.add_scaled(&g, w)?,
-        }
-    }
-    Ok((loss, acc.expect("at least one batch")))
 }
 
 /// For each unit, the sum over its parameters of an elementwise expression: `f(name)` gives

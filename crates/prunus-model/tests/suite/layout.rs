@@ -1,7 +1,7 @@
 //! llama.cpp's Q/K row permutation: interleaved RoPE on the GGUF layout equals rotate_half
 //! RoPE on the un-permuted (Hugging Face) layout.
 
-mod common;
+use crate::common;
 
 use candle_core::{Device, Tensor};
 use candle_nn::rotary_emb::{rope, rope_i};

@@ -1,7 +1,7 @@
 //! Structural edits: a removed layer is a skipped block, a removed head or channel is a
 //! zeroed one, GQA-breaking removals are refused, and edited models survive save and load.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-mod common;
+use crate::common;
 
 const NO_MODEL: &str = "/nonexistent/prunus-test/model.gguf";
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 #[test]
 fn matches_cpython_vectors() {
-    let fixture: Value = serde_json::from_str(include_str!("fixtures/pyrandom.json")).unwrap();
+    let fixture: Value = serde_json::from_str(include_str!("../fixtures/pyrandom.json")).unwrap();
     let mut checked = 0;
     for case in fixture["cases"].as_array().unwrap() {
         let seed = case["seed"].as_u64().unwrap();

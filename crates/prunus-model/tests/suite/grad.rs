@@ -1,7 +1,7 @@
 //! The training path: gradients against central finite differences, its loss against the
 //! inference path's NLL, and a gradient step on the real model.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use common::tokens;

@@ -1,7 +1,7 @@
 //! The real default model (SmolLM2-135M-Instruct, Q4_1 GGUF), when it is on disk: config,
 //! parameter count, a sane perplexity on English text, and throughput.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::fs::File;

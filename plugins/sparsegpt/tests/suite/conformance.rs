@@ -1,3 +1,5 @@
+//! SparseGPT against the layer-wise conformance suite, plus its reconstruction, damping retries and errors.
+
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
 use prunus_core::layerwise::Target;
 use prunus_core::{Built, Decision, Error, LayerView, LayerwiseMethod, Notes, Pattern, PrunableModel, Stats, registry};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use prunus_model::{LlamaConfig, LlamaModel, SaveOptions};
 
-mod common;
+use crate::common;
 use common::{fails_with_status_1 as fails_with, prunus};
 
 fn json(path: &Path) -> serde_json::Value {

@@ -4,7 +4,7 @@
 //! `tests/fuzz/<target>/`; `PRUNUS_FUZZ_SECONDS=600 cargo test --release -p prunus-model
 //! --test fuzz -- <target>` is a campaign.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -14,7 +14,8 @@ use prunus_testkit::ToyModel;
 use prunus_testkit::child::{printed, run_self};
 
 const CHILD: &str = "PRUNUS_THREADS_ENV_CHILD";
-const TEST: &str = "candle_thread_count_changes_no_statistic_and_no_weight";
+/// The test's name as the folded test binary lists it (module path inside the binary).
+const TEST: &str = "threads_env::candle_thread_count_changes_no_statistic_and_no_weight";
 
 /// 64-bit FNV-1a, fed with the bit patterns of the numbers.
 struct Fnv(u64);

@@ -1,7 +1,7 @@
 //! Loading and saving: Hugging Face directories (single file and sharded), GGUF, and the
 //! error values for broken inputs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

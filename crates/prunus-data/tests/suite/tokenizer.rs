@@ -20,7 +20,7 @@ fn wiki() -> &'static corpus::Corpus {
 }
 
 fn fixture() -> Value {
-    serde_json::from_str(include_str!("fixtures/tokens.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/tokens.json")).unwrap()
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {

@@ -9,7 +9,8 @@ use prunus_model::{LlamaConfig, LlamaModel};
 use prunus_testkit::child::{printed, run_self};
 
 const CHILD: &str = "PRUNUS_GRAD_THREADS_CHILD";
-const TEST: &str = "candle_thread_count_changes_no_gradient";
+/// The test's name as the folded test binary lists it (module path inside the binary).
+const TEST: &str = "grad_threads_env::candle_thread_count_changes_no_gradient";
 
 fn checksum() -> u64 {
     // vocab 512, hidden 256, FFN 512, 2 layers, 4 query heads in 2 KV groups, tied.

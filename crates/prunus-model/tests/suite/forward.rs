@@ -1,7 +1,7 @@
 //! The forward pass against a naive per-head, per-position reference, and the
 //! `PrunableModel` view against the full forward.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,0 +1,10 @@
+//! The integration tests of prunus-cli, in one binary (each test file is a module; one link
+//! step instead of one per file).
+
+mod common;
+mod bad_input;
+mod bad_input_methods;
+mod cli;
+mod fidelity;
+mod mc_fidelity;
+mod structured;
