@@ -12,6 +12,7 @@ use prunus_core::{Error, LinearInfo, PrunableModel, Result};
 
 pub mod child;
 pub mod conformance;
+pub mod structured_conformance;
 
 /// The deterministic generator for test data.
 pub use prunus_core::rng::SplitMix64;

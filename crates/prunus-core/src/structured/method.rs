@@ -13,7 +13,7 @@ use crate::declare::{Built, Method, Notes};
 use crate::error::{Error, Result};
 
 /// Text -> token ids (no special tokens added), for calibration texts and perturbed copies.
-pub type TokenizeFn<'a> = dyn Fn(&str) -> Result<Vec<u32>> + 'a;
+pub type TokenizeFn<'a> = dyn Fn(&str) -> Result<Vec<u32>> + Sync + 'a;
 
 /// Calibration data of a structured method: texts and the tokenizer, so a method may change
 /// the text (PIP perturbs it) and tokenize the result. Every window is the first `seq_len`
