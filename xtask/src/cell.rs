@@ -87,22 +87,7 @@ pub fn run(prunus: &Path, out: &Path, matrix: &str, key: &str, cell: &CellSpec) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{CalibSpec, EvalSpec, TaskSpec};
-
-    fn cell() -> CellSpec {
-        CellSpec {
-            model: "default".into(),
-            method: Some("swiftprune".into()),
-            label: "swift".into(),
-            config: serde_json::json!({"selection": "quantile", "alpha": 0.125}),
-            pattern: "2:4".into(),
-            sparsity: 0.5,
-            tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
-            calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
-            eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
-            structured: false,
-        }
-    }
+    use crate::record::{TaskSpec, sample_cell as cell};
 
     #[test]
     fn cell_args_pass_config_calibration_tasks_and_limits() {

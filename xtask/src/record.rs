@@ -147,23 +147,29 @@ pub fn all(out: &Path) -> Vec<CellRecord> {
     names.iter().filter_map(|n| existing(out, n.strip_suffix(".json")?)).collect()
 }
 
+/// A cell spec for tests (a SwiftPrune 2:4 cell on the default model).
+#[cfg(test)]
+pub(crate) fn sample_cell() -> CellSpec {
+    CellSpec {
+        model: "default".into(),
+        method: Some("swiftprune".into()),
+        label: "swift".into(),
+        config: serde_json::json!({"selection": "quantile", "alpha": 0.125}),
+        pattern: "2:4".into(),
+        sparsity: 0.5,
+        tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
+        calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
+        eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
+        structured: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cell() -> CellSpec {
-        CellSpec {
-            model: "default".into(),
-            method: Some("swiftprune".into()),
-            label: "swift".into(),
-            config: serde_json::json!({"selection": "quantile", "alpha": 0.125}),
-            pattern: "2:4".into(),
-            sparsity: 0.5,
-            tasks: vec![TaskSpec { name: "ppl:wiki-vital".into(), limit: None }],
-            calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
-            eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
-            structured: false,
-        }
+        sample_cell()
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! with its name and its *effective* configuration (every default filled in), which is what
 //! every report records.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 
 use serde::Serialize;
@@ -90,9 +89,9 @@ pub fn bad_config(method: &str, reason: impl Into<String>) -> Error {
     Error::BadConfig { method: method.to_string(), reason: reason.into() }
 }
 
-/// Free-form remarks of a method (key: a snake_case name), e.g. `{"damping_retries": 2}`,
-/// recorded in the report next to what they describe; the core never reads them.
-pub type Notes = BTreeMap<String, serde_json::Value>;
+/// Free-form remarks of a method, recorded in the report next to what they describe; the core
+/// never reads them.
+pub use prunus_report::Notes;
 
 /// Registers a method type (which implements [`Method`] and its kind's trait) with the
 /// registry: `register!(layerwise T)` or `register!(structured T)`.

@@ -6,13 +6,13 @@
 //! so there is one schema. The crate depends on serde and serde_json only: xtask links it
 //! without linking candle or any other prunus crate.
 //!
-//! Four parts of a report are records of prunus-core (per-layer and per-block pruning records,
-//! structured iterations, parameter counts). The types that hold them are generic over those
-//! parts: `prunus_eval::report` names the instantiation with prunus-core's types (what the CLI
-//! builds), and the defaults here are this crate's serde forms of the same JSON ([`Iteration`],
-//! [`ParamCount`]; per-layer and per-block records stay [`serde_json::Value`], since nothing
-//! outside the CLI reads them field by field). A report read with the defaults serializes back
-//! to the same JSON.
+//! The records prunus-core's drivers produce for a report are defined here and used there
+//! (per-block seconds, structured iterations and removed units, parameter counts, notes), so
+//! each has one definition. The per-layer record of a layer-wise run names prunus-core's
+//! comparison group, so it stays a type parameter: `prunus_eval::report` binds it to
+//! prunus-core's `LayerRecord` (what the CLI builds); the default here is the record as
+//! [`serde_json::Value`], since nothing outside the CLI reads it field by field. A report read
+//! with the default serializes back to the same JSON.
 //!
 //! Reading is lenient: a field that an older report lacks is defaulted (an absent `Option`
 //! reads as `None`), so every committed record still parses. Writing follows the field order of the types below and skips
@@ -26,15 +26,13 @@ use serde::{Deserialize, Serialize};
 /// Bumped when the report's fields change meaning.
 pub const REPORT_VERSION: u32 = 1;
 
-/// Free-form notes a method attaches to a layer or an iteration (prunus-core's `Notes`).
+/// Free-form remarks of a method (key: a snake_case name), e.g. `{"damping_retries": 2}`,
+/// recorded next to the layer or iteration they describe.
 pub type Notes = BTreeMap<String, serde_json::Value>;
 
-/// One run of the CLI.
-///
-/// `L`, `B`, `I`, `C`: the per-layer record, per-block seconds, structured iteration and
-/// parameter count types (see the crate documentation).
+/// One run of the CLI. `L`: the per-layer record (see the crate documentation).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport<L = serde_json::Value, B = serde_json::Value, I = Iteration, C = ParamCount> {
+pub struct RunReport<L = serde_json::Value> {
     /// [`REPORT_VERSION`] of the binary that wrote the report.
     #[serde(default)]
     pub report_version: u32,
@@ -56,7 +54,7 @@ pub struct RunReport<L = serde_json::Value, B = serde_json::Value, I = Iteration
     pub method: Option<MethodInfo>,
     /// What was pruned (layer-wise), or the removed share (structured); absent for a dense
     /// evaluation.
-    pub sparsity: Option<SparsityInfo<L, B>>,
+    pub sparsity: Option<SparsityInfo<L>>,
     /// The calibration windows, for methods that use data.
     #[serde(default)]
     pub calibration: Option<CalibrationInfo>,
@@ -78,7 +76,7 @@ pub struct RunReport<L = serde_json::Value, B = serde_json::Value, I = Iteration
     /// evaluations. `sparsity` then holds the unit as `pattern` and the requested and
     /// realised share of the parameters outside the embeddings.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub structure: Option<StructureInfo<I, C>>,
+    pub structure: Option<StructureInfo>,
 }
 
 /// The model a run loaded.
@@ -119,9 +117,9 @@ pub struct MethodInfo {
     pub config: serde_json::Value,
 }
 
-/// What a pruning run removed. `L`: the per-layer record, `B`: the per-block seconds.
+/// What a pruning run removed. `L`: the per-layer record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SparsityInfo<L = serde_json::Value, B = serde_json::Value> {
+pub struct SparsityInfo<L = serde_json::Value> {
     /// `unstructured` or `N:M` (a structured run: the unit).
     pub pattern: String,
     /// Requested sparsity (a structured run: the requested parameter reduction).
@@ -142,13 +140,27 @@ pub struct SparsityInfo<L = serde_json::Value, B = serde_json::Value> {
     pub per_layer: Vec<L>,
     /// Wall seconds per decoder block (calibration forward, statistics, score and mask).
     #[serde(default = "Vec::new")]
-    pub per_block: Vec<B>,
+    pub per_block: Vec<BlockSeconds>,
+}
+
+/// Wall seconds of one decoder block of a layer-wise run. Summed over the blocks,
+/// `statistics` and `score_and_mask` give the run's totals; `calibration_forward` lacks only
+/// the embedding of the calibration tokens, which belongs to no block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlockSeconds {
+    /// 0-based index of the block.
+    pub block: usize,
+    /// The dense pass (statistics excluded) and the pruned pass that feeds the next block.
+    pub calibration_forward: f64,
+    /// Accumulating the statistics of the block's capture sites.
+    pub statistics: f64,
+    /// Sum of the block's per-linear score-and-mask seconds.
+    pub score_and_mask: f64,
 }
 
 /// A structured pruning run: units, budget, parameter accounting, iterations and speed.
-/// `I`: the iteration record, `C`: the parameter count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StructureInfo<I = Iteration, C = ParamCount> {
+pub struct StructureInfo {
     /// `layer`, `head`, `query_head` or `channel`.
     pub unit: String,
     /// Requested share of the parameters outside the embeddings (token embedding and output
@@ -164,11 +176,11 @@ pub struct StructureInfo<I = Iteration, C = ParamCount> {
     #[serde(default)]
     pub schedule: String,
     /// Parameter counts before and after.
-    pub params: ParamAccounting<C>,
+    pub params: ParamAccounting,
     /// Per scoring: the removed units (original layer and index) with their scores, the
     /// reduction reached, seconds, and the method's notes.
     #[serde(default = "Vec::new")]
-    pub iterations: Vec<I>,
+    pub iterations: Vec<IterationRecord>,
     /// Seconds scoring (gradient passes included), summed over the iterations.
     #[serde(default)]
     pub score_seconds: f64,
@@ -180,20 +192,20 @@ pub struct StructureInfo<I = Iteration, C = ParamCount> {
     pub speed: Option<SpeedInfo>,
 }
 
-/// Parameter counts before and after (tied embeddings counted once). `C`: the count.
+/// Parameter counts before and after (tied embeddings counted once).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ParamAccounting<C = ParamCount> {
+pub struct ParamAccounting {
     /// Before pruning.
-    pub before: C,
+    pub before: ParamCount,
     /// After pruning.
-    pub after: C,
+    pub after: ParamCount,
     /// Share of the parameters outside the embeddings removed (what the budget counts).
     pub removed_fraction: f64,
     /// Share of all parameters removed.
     pub removed_fraction_including_embeddings: f64,
 }
 
-/// Parameter counts of a model as the report holds them (prunus-core's `ParamCount`).
+/// Parameter counts of a model (tied embeddings counted once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamCount {
     /// Every parameter (tied embeddings counted once).
@@ -202,10 +214,9 @@ pub struct ParamCount {
     pub excluding_embeddings: usize,
 }
 
-/// One scoring of a structured run and the removal that followed it, as the report holds it
-/// (prunus-core's `IterationRecord`).
+/// One scoring of a structured run and the removal that followed it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Iteration {
+pub struct IterationRecord {
     /// 0-based.
     pub iteration: usize,
     /// Units scored (protected layers left out).
@@ -223,16 +234,16 @@ pub struct Iteration {
     pub notes: Notes,
 }
 
-/// One removed unit, by its index in the unpruned model (prunus-core's `RemovedUnit`).
+/// One removed unit, by its index in the unpruned model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemovedUnit {
     /// Original decoder layer.
     pub layer: usize,
     /// Original index inside the layer (0 for a layer unit).
     pub index: usize,
-    /// Parameters the unit held.
+    /// Parameters removed with it.
     pub params: usize,
-    /// The unit's score.
+    /// The method's score for it in the scoring that removed it.
     pub score: f64,
 }
 

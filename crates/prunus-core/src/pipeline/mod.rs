@@ -36,6 +36,7 @@ mod statistics;
 mod step;
 
 pub use preflight::preflight;
+pub use prunus_report::BlockSeconds;
 pub use step::{PrunedLinear, prune_linear};
 
 /// Knobs of the driver that do not change the numbers.
@@ -99,21 +100,6 @@ pub struct StageSeconds {
     /// Accumulating the statistics from the captured activations.
     pub statistics: f64,
     /// Scoring, mask building and applying (Wanda's "metric time").
-    pub score_and_mask: f64,
-}
-
-/// Wall seconds of one decoder block. Summed over the blocks, `statistics` and
-/// `score_and_mask` give the [`StageSeconds`] totals; `calibration_forward` lacks only the
-/// embedding of the calibration tokens, which belongs to no block.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct BlockSeconds {
-    /// 0-based index of the block.
-    pub block: usize,
-    /// The dense pass (statistics excluded) and the pruned pass that feeds the next block.
-    pub calibration_forward: f64,
-    /// Accumulating the statistics of the block's capture sites.
-    pub statistics: f64,
-    /// Sum of the block's `LayerRecord::score_mask_seconds`.
     pub score_and_mask: f64,
 }
 

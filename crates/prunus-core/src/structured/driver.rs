@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::method::{Calibration, Schedule, ScoreInput, StructuredMethod, StructuredModel};
 use super::units::{ParamCount, Unit, UnitKind};
-use crate::declare::{Built, Notes};
+use crate::declare::Built;
+pub use prunus_report::{IterationRecord, RemovedUnit};
 use crate::error::{Error, Result};
 
 /// What to remove and what to keep.
@@ -43,39 +44,6 @@ pub enum Event {
         /// Share of the parameters outside the embeddings removed so far.
         reduction: f64,
     },
-}
-
-/// One removed unit, by its index in the unpruned model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemovedUnit {
-    /// Original decoder layer.
-    pub layer: usize,
-    /// Original index inside the layer (0 for a layer unit).
-    pub index: usize,
-    /// Parameters removed with it.
-    pub params: usize,
-    /// The method's score for it in the scoring that removed it.
-    pub score: f64,
-}
-
-/// One scoring and the removal that followed it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IterationRecord {
-    /// 0-based index of the iteration.
-    pub iteration: usize,
-    /// Units scored (protected layers left out).
-    pub candidates: usize,
-    /// In removal order (lowest score first).
-    pub removed: Vec<RemovedUnit>,
-    /// Share of the parameters outside the embeddings removed after this iteration.
-    pub reduction: f64,
-    /// Wall seconds the method spent scoring.
-    pub score_seconds: f64,
-    /// Wall seconds the model spent removing the units.
-    pub remove_seconds: f64,
-    /// What the method noted about this scoring (e.g. PIP's losses on both views).
-    #[serde(default, skip_serializing_if = "Notes::is_empty")]
-    pub notes: Notes,
 }
 
 /// The result of [`prune_structured`].
@@ -421,6 +389,7 @@ mod tests {
     use candle_core::Tensor;
 
     use super::*;
+    use crate::declare::Notes;
     use crate::structured::{Params, Part, Scored};
 
     /// A model of `widths[l]` units per layer (of kind `kind`), each unit `size` parameters

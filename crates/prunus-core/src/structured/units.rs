@@ -105,11 +105,4 @@ impl Unit {
     }
 }
 
-/// Parameter counts of a model (tied embeddings counted once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParamCount {
-    /// Every parameter.
-    pub total: usize,
-    /// Without the token embedding and the output head: the count structured budgets use.
-    pub excluding_embeddings: usize,
-}
+pub use prunus_report::ParamCount;
