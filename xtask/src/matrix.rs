@@ -221,7 +221,7 @@ pub struct CatalogTask {
 }
 
 /// A parsed and validated matrix with its source text (for the manifest).
-pub struct Loaded {
+pub struct MatrixFile {
     /// Matrix name: the file stem.
     pub name: String,
     /// The file as written.
@@ -231,14 +231,14 @@ pub struct Loaded {
 }
 
 /// Reads and parses `path` (syntax and unknown keys only; see [`validate`] for names).
-pub fn load(path: &Path) -> Result<Loaded> {
+pub fn load(path: &Path) -> Result<MatrixFile> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         bail!("cannot read matrix {}: not a regular file", path.display());
     }
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read matrix {}: {e}", path.display()))?;
     let matrix: Matrix = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("matrix").to_string();
-    Ok(Loaded { name, text, matrix })
+    Ok(MatrixFile { name, text, matrix })
 }
 
 /// `line:column` (1-based) of a byte span in `text`.
@@ -268,7 +268,7 @@ fn unknown(kind: &str, path: &str, text: &str, name: &Spanned<String>, valid: Ve
 
 /// Checks that the data file of every task is there (after the assets were fetched: a missing
 /// one then means a broken cache or an unknown layout, not a first run).
-pub fn check_data(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
+pub fn check_data(loaded: &MatrixFile, path: &str, catalog: &Catalog) -> Result<()> {
     for entry in &loaded.matrix.tasks {
         if let Some(task) = catalog.tasks.iter().find(|t| &t.name == entry.name.get_ref())
             && !task.available
@@ -286,7 +286,7 @@ pub fn check_data(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> 
 
 /// Checks names against the registry, values against their ranges, and that the matrix has
 /// at least one cell.
-pub fn validate(loaded: &Loaded, path: &str, catalog: &Catalog) -> Result<()> {
+pub fn validate(loaded: &MatrixFile, path: &str, catalog: &Catalog) -> Result<()> {
     let m = &loaded.matrix;
     let text = &loaded.text;
     let methods: Vec<&str> = catalog.methods.iter().map(|c| c.name.as_str()).collect();

@@ -19,7 +19,7 @@ use crate::workspace::{absolute, run_dir};
 /// A matrix ready to run: its cells with their keys.
 pub struct Plan {
     /// The parsed matrix, its name and text.
-    pub loaded: matrix::Loaded,
+    pub loaded: matrix::MatrixFile,
     /// The matrix file, absolute.
     pub path: PathBuf,
     /// Where the records and tables go.
@@ -31,7 +31,7 @@ pub struct Plan {
 }
 
 /// Where the records and tables go: `out`, or the matrix's run directory.
-fn out_dir(out: Option<&Path>, loaded: &matrix::Loaded) -> PathBuf {
+fn out_dir(out: Option<&Path>, loaded: &matrix::MatrixFile) -> PathBuf {
     match out {
         Some(o) => absolute(o),
         None => run_dir(&loaded.name),

@@ -18,7 +18,7 @@ fn catalog() -> Catalog {
     }
 }
 
-fn parse(text: &str) -> Result<Loaded> {
+fn parse(text: &str) -> Result<MatrixFile> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.toml");
     std::fs::write(&path, text).unwrap();
