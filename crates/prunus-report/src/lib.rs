@@ -327,6 +327,25 @@ pub struct Evaluation {
     pub protocol: String,
 }
 
+impl Evaluation {
+    /// `value` of `metric` on `task` (version 1) measured as `protocol` says, with no window
+    /// or document counts (derived numbers, e.g. a structured run's parameter share).
+    pub fn derived(task: &str, metric: &str, value: f64, protocol: &str) -> Self {
+        Evaluation {
+            task: task.into(),
+            task_version: 1,
+            metric: metric.into(),
+            value,
+            seq_len: None,
+            windows: None,
+            predictions: None,
+            stderr: None,
+            docs: None,
+            protocol: protocol.into(),
+        }
+    }
+}
+
 /// Wall seconds per stage.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Seconds {

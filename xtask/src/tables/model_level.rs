@@ -34,18 +34,7 @@ pub fn with_structure_rows(records: &[CellRecord]) -> Vec<CellRecord> {
         ];
         for (metric, value, protocol) in rows {
             if let Some(value) = value {
-                r.report.evaluations.push(Evaluation {
-                    task: TASK.into(),
-                    task_version: 1,
-                    metric: metric.into(),
-                    value,
-                    seq_len: None,
-                    windows: None,
-                    predictions: None,
-                    stderr: None,
-                    docs: None,
-                    protocol: protocol.into(),
-                });
+                r.report.evaluations.push(Evaluation::derived(TASK, metric, value, protocol));
             }
         }
     }

@@ -272,12 +272,7 @@ impl Summary<'_> {
                         rows.push(row);
                     }
                 }
-                Table {
-                    header,
-                    left: 2,
-                    rows,
-                }
-                .render(out);
+                Table { header, left: 2, rows }.render(out);
             }
         }
     }
@@ -361,12 +356,7 @@ impl Summary<'_> {
                     rows.push(row);
                 }
             }
-            Table {
-                header,
-                left: 2,
-                rows,
-            }
-            .render(out);
+            Table { header, left: 2, rows }.render(out);
         }
     }
 }

@@ -22,18 +22,7 @@ fn eval(
     stderr: Option<f64>,
     docs: Option<usize>,
 ) -> Evaluation {
-    Evaluation {
-        task: task.into(),
-        task_version: 1,
-        metric: metric.into(),
-        value,
-        seq_len: None,
-        windows: None,
-        predictions: None,
-        stderr,
-        docs,
-        protocol: String::new(),
-    }
+    Evaluation { stderr, docs, ..Evaluation::derived(task, metric, value, "") }
 }
 
 /// A cell with perplexity `ppl`, accuracies `acc[task] = (acc, acc_norm)`, and (pruned
