@@ -15,8 +15,8 @@ mkdir -p fuzz-logs
 binary() { # package, cargo test selector
   cargo test --release -p "$1" $2 --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))/\1/p' | head -1
 }
-MODEL=$(binary prunus-model "--test fuzz")
-DATA=$(binary prunus-data "--test fuzz")
+MODEL=$(binary prunus-model "--test suite")   # the fuzz tests are the module `fuzz` of each crate's suite
+DATA=$(binary prunus-data "--test suite")
 EVAL=$(binary prunus-eval "--test fuzz")
 XTASK=$(binary xtask "--bin xtask")
 
@@ -30,14 +30,14 @@ run() { # binary, test name, log name
 }
 
 lane_a() {
-  run "$MODEL" fuzz_gguf gguf
-  run "$MODEL" fuzz_safetensors safetensors
-  run "$MODEL" fuzz_safetensors_index safetensors-index
-  run "$MODEL" fuzz_config_json config-json
-  run "$DATA" fuzz_gguf_tokenizer gguf-tokenizer
+  run "$MODEL" fuzz::fuzz_gguf gguf
+  run "$MODEL" fuzz::fuzz_safetensors safetensors
+  run "$MODEL" fuzz::fuzz_safetensors_index safetensors-index
+  run "$MODEL" fuzz::fuzz_config_json config-json
+  run "$DATA" fuzz::fuzz_gguf_tokenizer gguf-tokenizer
 }
 lane_b() {
-  run "$DATA" fuzz_tokenizer_json tokenizer-json
+  run "$DATA" fuzz::fuzz_tokenizer_json tokenizer-json
   run "$EVAL" fuzz_olmo_requests olmo-requests
   run "$EVAL" fuzz_rte_arrow rte-arrow
   run "$XTASK" matrix::tests::fuzz_matrices matrix

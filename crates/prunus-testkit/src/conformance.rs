@@ -12,7 +12,7 @@
 //! caller's). It does not vary candle's own matmul split: candle sizes it from
 //! `RAYON_NUM_THREADS` (else the physical cores), read per call from the environment, not from
 //! the current pool, and the toy model's products are below gemm's threading threshold anyway.
-//! `tests/threads_env.rs` covers that part with child processes.
+//! `tests/suite/threads_env.rs` covers that part with child processes.
 
 use prunus_core::pipeline::{LayerRecord, PipelineOptions, PruneOutcome, prune_layerwise};
 use prunus_core::{Built, Error, Group, LayerwiseMethod, Pattern, PrunableModel, StatKind};
