@@ -1,10 +1,8 @@
-//! Three fused CPU kernels for inference: a causal softmax that skips the masked half of the
-//! attention scores, a row-wise log-sum-exp for the NLL, and SwiGLU's `silu(gate) * up` in
-//! one pass. All split rows over candle's thread count (each output element is computed by one
-//! thread, so the result does not depend on the count). None has a gradient; the
-//! differentiable path composes ops.
+//! Two fused CPU kernels for inference: a causal softmax that skips the masked half of the
+//! attention scores, and a row-wise log-sum-exp for the NLL. Both split rows over
+//! candle's thread count. Neither has a gradient; the differentiable path composes ops.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 /// Runs `f(first_row, rows_in, rows_out)` over row chunks on up to candle's thread count.
 fn par_rows(src: &[f32], dst: &mut [f32], in_len: usize, out_len: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) {
@@ -87,42 +85,6 @@ impl CustomOp1 for RowLogSumExp {
     }
 }
 
-/// `silu(gate) * up` elementwise, with candle's own f32 formula for silu (`x / (1 + exp(-x))`),
-/// so the result is bit for bit `gate.silu()? * up`, in one pass and one allocation instead of
-/// two of each, and on every thread instead of one.
-struct SwiGlu;
-
-impl CustomOp2 for SwiGlu {
-    fn name(&self) -> &'static str {
-        "swiglu"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let gate = contiguous_f32(s1, l1, "swiglu")?;
-        let up = contiguous_f32(s2, l2, "swiglu")?;
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("swiglu: gate {:?} and up {:?} differ in shape", l1.dims(), l2.dims());
-        }
-        let n = l1.dims().last().copied().unwrap_or(0);
-        let mut out = vec![0f32; gate.len()];
-        if n > 0 {
-            // `par_rows` walks `gate` and the output; `up` is indexed by the same row offset.
-            par_rows(gate, &mut out, n, n, |first, g, y| {
-                let u = &up[first * n..first * n + g.len()];
-                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                    *y = g / (1.0 + (-g).exp()) * u;
-                }
-            });
-        }
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// `silu(gate) * up` for two f32 tensors of one shape (the SwiGLU MLP's activation).
-pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
-    gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &SwiGlu)
-}
-
 /// Causal softmax of attention scores (..., n_rep * seq_len, seq_len); masked entries are 0.
 pub(crate) fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
     scores.contiguous()?.apply_op1_no_bwd(&CausalSoftmax)
@@ -131,29 +93,4 @@ pub(crate) fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
 /// Row-wise log-sum-exp, (..., n) -> (...).
 pub(crate) fn row_logsumexp(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&RowLogSumExp)
-}
-
-#[cfg(test)]
-mod tests {
-    use candle_core::{Device, Tensor};
-
-    /// The fused SwiGLU is bit for bit candle's `gate.silu()? * up`, whatever the thread count
-    /// splits the rows into (odd row count, rows not a multiple of anything).
-    #[test]
-    fn swiglu_is_candles_silu_times_up_bit_for_bit() {
-        let mut rng = prunus_core::rng::SplitMix64::new(9);
-        for (rows, cols) in [(7, 13), (64, 96), (1, 1), (333, 17)] {
-            let mut v = rng.vec(rows * cols, 12.0);
-            v[0] = -100.0; // exp overflows to infinity: silu is -0
-            let gate = Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap();
-            let up = Tensor::from_vec(rng.vec(rows * cols, 3.0), (rows, cols), &Device::Cpu).unwrap();
-            let want = (gate.silu().unwrap() * &up).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let got = super::swiglu(&gate, &up).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "{rows} x {cols}");
-        }
-        let a = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let b = Tensor::zeros((3, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(super::swiglu(&a, &b).is_err());
-    }
 }

@@ -231,7 +231,7 @@ impl LlamaModel {
         }
         let gate = xn.matmul(&blk[GateProj].t()?)?; // (n*seq, d_ffn)
         let up = xn.matmul(&blk[UpProj].t()?)?;
-        let act = crate::kernels::swiglu(&gate, &up)?; // bit for bit `gate.silu()? * up`
+        let act = (gate.silu()? * up)?;
         if let Some(f) = capture.as_mut() {
             f(MLP_ACT, &act)?;
         }
