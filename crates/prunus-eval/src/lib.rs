@@ -4,13 +4,13 @@
 //! file and split), the metrics and a protocol. This crate turns a model's outputs into
 //! metrics: windowed perplexity ([`mod@perplexity`]), zero-shot multiple choice by continuation
 //! log-likelihood ([`mc`], with GLUE RTE read from its Arrow file in [`rte`]), and agreement
-//! with the dense model ([`agreement`]). It reads the task files itself but never loads a
-//! model: the caller passes closures that run one (`LlamaModel::nll`,
-//! `LlamaModel::tree_logprobs`), so the logic is tested with toy scorers. It also defines
-//! the serde run report ([`report`]) that the CLI writes and `cargo xtask bench` reads. The
-//! numbers always carry their protocol (corpus, seq_len and window count; file, split,
-//! documents scored and tokenization) next to them.
-
+//! with the dense model ([`agreement`]); both multiple-choice readers produce the documents of
+//! [`doc`], and [`error`] is the crate's error type. It reads the task files itself but never
+//! loads a model: the caller passes closures that run one (`LlamaModel::nll`,
+//! `LlamaModel::tree_logprobs`), so the logic is tested with toy scorers. [`report`] binds
+//! prunus-report's run report (which the CLI writes and `cargo xtask bench` reads) to
+//! prunus-core's per-layer records. The numbers always carry their protocol (corpus, seq_len
+//! and window count; file, split, documents scored and tokenization) next to them.
 
 pub mod agreement;
 pub mod doc;
