@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""prunus and PyTorch side by side on the same CPU, in one run: evaluation and Wanda.
+"""prunus and PyTorch side by side on the same CPU, in one run: evaluation, Wanda, SparseGPT.
 
 A benchmark, not a test: it needs torch and transformers (a throwaway venv from PyPI, e.g.
 `python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch transformers tokenizers numpy`)
@@ -11,21 +11,22 @@ directory for transformers), the same windows and the same calibration offsets.
                forward and the NLL. prunus: the `evaluation` seconds of `prunus eval`'s report;
                PyTorch: model(ids) then cross-entropy. Best of --repeats runs each; the two
                perplexities are compared (they must agree to 1e-4 relative).
-  wanda        Wanda at 50% unstructured with 32 x 512 calibration windows (the offsets of
-               prunus's report), block by block as locuslab/wanda does it with forward hooks:
-               statistics from the dense block, |W| * sqrt(scaler) per output row, then the
-               pruned block's outputs feed the next. End to end from loading the model to the
-               pruned model in memory, tokenization excluded on both sides (prunus reads its
-               token cache; here the pool is tokenized before the clock starts), and prunus's
-               saving of the model for the mask comparison excluded too. One run each; the
-               two masks are compared weight by weight.
+  wanda,       Wanda and SparseGPT at 50% unstructured with 32 x 512 calibration windows (the
+  sparsegpt    offsets of prunus's report), block by block as locuslab/wanda and
+               IST-DASLab/sparsegpt do it with forward hooks: statistics from the dense block,
+               each linear pruned (SparseGPT with its OBS weight updates, blocks of 128
+               columns, 1% damping), then the pruned block's outputs feed the next. End to end
+               from loading the model to the pruned model in memory, tokenization excluded on
+               both sides (prunus reads its token cache; here the pool is tokenized before the
+               clock starts), and prunus's saving of the model for the mask comparison excluded
+               too. One run each; the two masks are compared weight by weight.
 
 Usage:
   /tmp/torchenv/bin/python benchmarks/speed/pytorch_side_by_side.py \
       [--prunus target/release/prunus] [--windows 16] [--repeats 2] [--out results/speed]
 
 Writes OUT/side_by_side.json (every timing, the CPU and its vector extensions, versions) and
-OUT/summary.md. Not yet here: SparseGPT and the training step (see the speed issue's goals).
+OUT/summary.md. Not yet here: the training step (see the speed issue's goals).
 """
 
 import argparse
@@ -99,49 +100,139 @@ def torch_eval(model, ids, windows):
 LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
 
-def torch_wanda(model, calib, sparsity=0.5):
-    """locuslab/wanda `prune_wanda` on a LlamaForCausalLM: block by block, hooks gather the
-    running mean of x^2 per input feature, every row loses its lowest |W| * sqrt(scaler)."""
+def block_by_block(model, calib, stats, prune):
+    """The layer-wise loop both reference repositories run: per decoder block, forward hooks
+    on its linears feed `stats(name, inputs)` from the dense block, `prune(name, linear)` then
+    changes each linear, and the pruned block's outputs feed the next block. Returns the
+    realised sparsity over the linears."""
     inner = model.model
     x = torch.tensor(calib)
     hidden = [inner.embed_tokens(x[i:i + BATCH]) for i in range(0, len(calib), BATCH)]
     pos = torch.arange(SEQ_LEN)[None, :]
     rope = [inner.rotary_emb(h, pos.expand(h.shape[0], -1)) for h in hidden]
-    pruned = 0
-    total = 0
+    zeros = total = 0
     for layer in inner.layers:
         mods = {name: layer.get_submodule(name) for name in LINEARS}
-        scaler = {name: torch.zeros(m.in_features) for name, m in mods.items()}
-        seen = {name: 0 for name in mods}
-
-        def hook(name):
-            def f(_m, inp, _out):
-                a = inp[0].reshape(-1, inp[0].shape[-1]).float()
-                tmp = inp[0].shape[0]
-                scaler[name] *= seen[name] / (seen[name] + tmp)
-                seen[name] += tmp
-                scaler[name] += torch.norm(a, p=2, dim=0) ** 2 / seen[name]
-            return f
-
-        handles = [m.register_forward_hook(hook(name)) for name, m in mods.items()]
+        handles = [m.register_forward_hook(lambda _m, inp, _out, name=name: stats(name, inp[0])) for name, m in mods.items()]
         for h, r in zip(hidden, rope):
             layer(h, position_embeddings=r)
         for handle in handles:
             handle.remove()
         for name, m in mods.items():
-            w = m.weight.data
-            metric = w.abs() * torch.sqrt(scaler[name].reshape(1, -1))
-            k = int(w.shape[1] * sparsity)
-            idx = torch.sort(metric, dim=-1, stable=True)[1][:, :k]
-            w.scatter_(1, idx, 0.0)
-            pruned += idx.numel()
-            total += w.numel()
+            prune(name, m)
+            zeros += (m.weight == 0).sum().item()
+            total += m.weight.numel()
         out = []
         for h, r in zip(hidden, rope):
             o = layer(h, position_embeddings=r)
             out.append(o[0] if isinstance(o, tuple) else o)
         hidden = out
-    return pruned / total
+    return zeros / total
+
+
+def torch_wanda(model, calib, sparsity=0.5):
+    """locuslab/wanda `prune_wanda`: the running mean of x^2 per input feature, every row
+    loses its lowest |W| * sqrt(scaler)."""
+    scaler, seen = {}, {}
+
+    def stats(name, inp):
+        a = inp.reshape(-1, inp.shape[-1]).float()
+        tmp = inp.shape[0]
+        n = seen.get(name, 0)
+        s = scaler.get(name, torch.zeros(a.shape[1]))
+        s *= n / (n + tmp)
+        seen[name] = n + tmp
+        scaler[name] = s + torch.norm(a, p=2, dim=0) ** 2 / seen[name]
+
+    def prune(name, m):
+        w = m.weight.data
+        metric = w.abs() * torch.sqrt(scaler.pop(name).reshape(1, -1))
+        seen.pop(name)
+        idx = torch.sort(metric, dim=-1, stable=True)[1][:, :int(w.shape[1] * sparsity)]
+        w.scatter_(1, idx, 0.0)
+
+    return block_by_block(model, calib, stats, prune)
+
+
+def torch_sparsegpt(model, calib, sparsity=0.5, blocksize=128, percdamp=0.01):
+    """IST-DASLab/sparsegpt `fasterprune` (unstructured): H = 2/n X X^T, damped, the upper
+    Cholesky factor of its inverse, then per block of 128 columns the mask from
+    w^2 / diag(U)^2 and the OBS updates of the remaining weights."""
+    hess, seen = {}, {}
+
+    def stats(name, inp):
+        a = inp.reshape(-1, inp.shape[-1]).float().t()
+        tmp = inp.shape[0]
+        n = seen.get(name, 0)
+        h = hess.get(name, torch.zeros(a.shape[0], a.shape[0]))
+        h *= n / (n + tmp)
+        seen[name] = n + tmp
+        a = math.sqrt(2 / seen[name]) * a
+        hess[name] = h + a.matmul(a.t())
+
+    def prune(name, m):
+        seen.pop(name)
+        h = hess.pop(name)
+        w = m.weight.data.clone().float()
+        cols = w.shape[1]
+        dead = torch.diag(h) == 0
+        h[dead, dead] = 1
+        w[:, dead] = 0
+        h += percdamp * torch.mean(torch.diag(h)) * torch.eye(cols)
+        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+        for i1 in range(0, cols, blocksize):
+            i2 = min(i1 + blocksize, cols)
+            w1 = w[:, i1:i2].clone()
+            q1 = torch.zeros_like(w1)
+            err1 = torch.zeros_like(w1)
+            hinv1 = hinv[i1:i2, i1:i2]
+            tmp = w1 ** 2 / torch.diag(hinv1).reshape(1, -1) ** 2
+            thresh = torch.sort(tmp.flatten())[0][int(tmp.numel() * sparsity)]
+            mask1 = tmp <= thresh
+            for i in range(i2 - i1):
+                col = w1[:, i]
+                d = hinv1[i, i]
+                q = col.clone()
+                q[mask1[:, i]] = 0
+                q1[:, i] = q
+                e = (col - q) / d
+                w1[:, i:] -= e.unsqueeze(1).matmul(hinv1[i, i:].unsqueeze(0))
+                err1[:, i] = e
+            w[:, i1:i2] = q1
+            w[:, i2:] -= err1.matmul(hinv[i1:i2, i2:])
+        m.weight.data = w
+
+    return block_by_block(model, calib, stats, prune)
+
+
+def side_by_side_prune(prunus, method, hf, tok, pool_ids, tmp, torch_fn):
+    """prunus then PyTorch pruning the same model with `method` at 50% on prunus's calibration
+    offsets; end to end from loading the model, tokenization and prunus's save excluded; the
+    two masks compared weight by weight."""
+    out = os.path.join(tmp, f"{method}-hf")
+    wall, rep = run_prunus(prunus, ["prune", "--method", method, "--sparsity", "0.5", "--calib-samples", "32", "--calib-seq-len", str(SEQ_LEN), "--eval", "none", "--batch-size", str(BATCH), "--out", out], os.path.join(tmp, f"{method}.json"))
+    assert len(pool_ids) == rep["calibration"]["stream_tokens"], "the calibration pool tokenizes differently"
+    calib = [pool_ids[o:o + SEQ_LEN] for o in rep["calibration"]["offsets"]]
+    t = time.perf_counter()
+    model, load_s = load_hf(hf)
+    realised = torch_fn(model, calib)
+    torch_total = time.perf_counter() - t
+    prunus_total = wall - rep["seconds"]["tokenize"] - rep["seconds"]["save"]
+    theirs, _ = load_hf(out)
+    same = total = 0
+    for a, b in zip(model.model.layers, theirs.model.layers):
+        for name in LINEARS:
+            za, zb = a.get_submodule(name).weight == 0, b.get_submodule(name).weight == 0
+            same += (za == zb).sum().item()
+            total += za.numel()
+    print(f"{method}: prunus {prunus_total:.1f} s, pytorch {torch_total:.1f} s, masks agree on {100 * same / total:.4f}%", flush=True)
+    return {
+        "sparsity": 0.5, "calibration": [32, SEQ_LEN],
+        "prunus": {"end_to_end_seconds": prunus_total, "wall": wall, "stages": rep["seconds"], "realised": rep["sparsity"]["realised"], "peak_rss_bytes": rep.get("peak_rss_bytes")},
+        "pytorch": {"end_to_end_seconds": torch_total, "load_seconds": load_s, "realised": realised},
+        "ratio": torch_total / prunus_total,
+        "mask_agreement": same / total,
+    }
 
 
 def main():
@@ -188,42 +279,15 @@ def main():
     res["evaluation"] = ev
     del model
 
-    # Wanda end to end, prunus first (its report gives the calibration offsets).
-    wanda_hf = os.path.join(tmp, "wanda-hf")
-    wall, rep = run_prunus(args.prunus, ["prune", "--method", "wanda", "--sparsity", "0.5", "--calib-samples", "32", "--calib-seq-len", str(SEQ_LEN), "--eval", "none", "--batch-size", str(BATCH), "--out", wanda_hf], os.path.join(tmp, "wanda.json"))
-    offsets = rep["calibration"]["offsets"]
+    # Wanda and SparseGPT end to end, prunus first (its report gives the calibration offsets).
     pool_ids = tok.encode(pool_text, add_special_tokens=False).ids
-    assert len(pool_ids) == rep["calibration"]["stream_tokens"], "the calibration pool tokenizes differently"
-    calib = [pool_ids[o:o + SEQ_LEN] for o in offsets]
-    t = time.perf_counter()
-    model, load_s = load_hf(hf)
-    realised = torch_wanda(model, calib)
-    torch_total = time.perf_counter() - t
-    # Saving (for the mask comparison below) is not part of pruning.
-    prunus_total = wall - rep["seconds"]["tokenize"] - rep["seconds"]["save"]
-    # The same work: the two masks, linear by linear.
-    theirs, _ = load_hf(wanda_hf)
-    same = total = 0
-    for a, b in zip(model.model.layers, theirs.model.layers):
-        for name in LINEARS:
-            za, zb = a.get_submodule(name).weight == 0, b.get_submodule(name).weight == 0
-            same += (za == zb).sum().item()
-            total += za.numel()
-    del theirs
-    res["wanda"] = {
-        "sparsity": 0.5, "calibration": [32, SEQ_LEN],
-        "prunus": {"end_to_end_seconds": prunus_total, "wall": wall, "stages": rep["seconds"], "realised": rep["sparsity"]["realised"], "peak_rss_bytes": rep.get("peak_rss_bytes")},
-        "pytorch": {"end_to_end_seconds": torch_total, "load_seconds": load_s, "realised": realised},
-        "ratio": torch_total / prunus_total,
-        "mask_agreement": same / total,
-    }
-    print(f"wanda: prunus {prunus_total:.1f} s, pytorch {torch_total:.1f} s", flush=True)
+    res["wanda"] = side_by_side_prune(args.prunus, "wanda", hf, tok, pool_ids, tmp, torch_wanda)
+    res["sparsegpt"] = side_by_side_prune(args.prunus, "sparsegpt", hf, tok, pool_ids, tmp, torch_sparsegpt)
 
     with open(os.path.join(args.out, "side_by_side.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
     c = res["cpu"]
-    w = res["wanda"]
     md = [
         "# prunus and PyTorch side by side",
         "",
@@ -232,16 +296,20 @@ def main():
         f"torch {res['versions']['torch']}, transformers {res['versions']['transformers']}. "
         "Ratio: prunus speed over PyTorch's (above 1: prunus is faster).",
         "",
-        "| what | prunus | PyTorch | ratio |",
-        "|---|---|---|---|",
+        "| what | prunus | PyTorch | ratio | same result |",
+        "|---|---|---|---|---|",
         f"| evaluation, {args.windows} x {SEQ_LEN} tokens, forward + NLL (best of {args.repeats}) | {best_p:.1f} s ({ev['prunus_tokens_per_second']:.0f} tokens/s) | "
-        f"{best_t:.1f} s ({ev['pytorch_tokens_per_second']:.0f} tokens/s) | {ev['ratio']:.2f}x |",
-        f"| Wanda 50%, 32 x {SEQ_LEN} calibration, load to pruned model (tokenization excluded) | {w['prunus']['end_to_end_seconds']:.1f} s | "
-        f"{w['pytorch']['end_to_end_seconds']:.1f} s | {w['ratio']:.2f}x |",
+        f"{best_t:.1f} s ({ev['pytorch_tokens_per_second']:.0f} tokens/s) | {ev['ratio']:.2f}x | perplexities {ev['ppl_rel_diff']:.1e} apart (relative) |",
+    ]
+    for name, label in [("wanda", "Wanda"), ("sparsegpt", "SparseGPT")]:
+        w = res[name]
+        md.append(f"| {label} 50%, 32 x {SEQ_LEN} calibration, load to pruned model | {w['prunus']['end_to_end_seconds']:.1f} s | "
+                  f"{w['pytorch']['end_to_end_seconds']:.1f} s | {w['ratio']:.2f}x | masks agree on {100 * w['mask_agreement']:.3f}% of the weights |")
+    md += [
         "",
-        f"The two perplexities differ by {ev['ppl_rel_diff']:.1e} relative; realised sparsity {w['prunus']['realised']:.4f} (prunus) and "
-        f"{w['pytorch']['realised']:.4f} (PyTorch), and the two Wanda masks agree on {100 * w['mask_agreement']:.4f}% of the weights "
-        "(prunus accumulates the statistics in f64, PyTorch in f32, so near-ties may go either way). Every timing is in `side_by_side.json`.",
+        "Pruning excludes tokenization on both sides (prunus reads its token cache; the PyTorch side tokenizes before its clock starts) "
+        "and prunus's saving of the model for the mask comparison. Masks differ only where scores nearly tie: prunus accumulates "
+        "statistics in f64, the PyTorch code in f32. Every timing, with prunus's stage seconds, is in `side_by_side.json`.",
         "",
     ]
     with open(os.path.join(args.out, "summary.md"), "w") as f:
