@@ -310,8 +310,8 @@ def main():
         "Pruning excludes tokenization on both sides (prunus reads its token cache; the PyTorch side tokenizes before its clock starts) "
         "and prunus's saving of the model for the mask comparison. prunus accumulates the statistics (Wanda's x^2, SparseGPT's "
         "Hessian) in f64, the PyTorch code in f32 as the reference repositories do, so weights whose scores nearly tie can go "
-        "either way; SparseGPT's updates then carry such differences on from column to column, which is where its larger mask "
-        "difference comes from (the quality of the two pruned models is not compared here). Every timing, with prunus's stage "
+        "either way; SparseGPT's updates carry such differences on from column to column, the likely (not traced) reason for its "
+        "larger mask difference. The quality of the two pruned models is not compared here. Every timing, with prunus's stage "
         "seconds, is in `side_by_side.json`.",
         "",
     ]
