@@ -205,7 +205,7 @@ def torch_sparsegpt(model, calib, sparsity=0.5, blocksize=128, percdamp=0.01):
     return block_by_block(model, calib, stats, prune)
 
 
-def side_by_side_prune(prunus, method, hf, tok, pool_ids, tmp, torch_fn):
+def side_by_side_prune(prunus, method, hf, pool_ids, tmp, torch_fn):
     """prunus then PyTorch pruning the same model with `method` at 50% on prunus's calibration
     offsets; end to end from loading the model, tokenization and prunus's save excluded; the
     two masks compared weight by weight."""
@@ -281,8 +281,8 @@ def main():
 
     # Wanda and SparseGPT end to end, prunus first (its report gives the calibration offsets).
     pool_ids = tok.encode(pool_text, add_special_tokens=False).ids
-    res["wanda"] = side_by_side_prune(args.prunus, "wanda", hf, tok, pool_ids, tmp, torch_wanda)
-    res["sparsegpt"] = side_by_side_prune(args.prunus, "sparsegpt", hf, tok, pool_ids, tmp, torch_sparsegpt)
+    res["wanda"] = side_by_side_prune(args.prunus, "wanda", hf, pool_ids, tmp, torch_wanda)
+    res["sparsegpt"] = side_by_side_prune(args.prunus, "sparsegpt", hf, pool_ids, tmp, torch_sparsegpt)
 
     with open(os.path.join(args.out, "side_by_side.json"), "w") as f:
         json.dump(res, f, indent=1)

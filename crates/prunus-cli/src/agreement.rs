@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use prunus_eval::Agreement;
 use prunus_eval::report::Evaluation;
 use prunus_eval::tasks::{self, Task};
 
 use crate::args::EvalOpts;
-use crate::session::{Session, bar};
+use crate::session::{Session, bar, window_batch};
 
 /// Agreement with the dense model on the first K perplexity windows: the dense final-norm
 /// hidden states (K x seq_len x d_model floats, 9.4 MB for 8 x 512 on SmolLM2) and the dense
@@ -38,7 +38,7 @@ impl DenseAgreement {
         let mut hidden = Vec::with_capacity(windows);
         for w0 in (0..windows).step_by(o.batch_size) {
             let b = o.batch_size.min(windows - w0);
-            let t = Tensor::from_vec(tokens[w0 * o.seq_len..(w0 + b) * o.seq_len].to_vec(), (b, o.seq_len), &Device::Cpu)?;
+            let t = window_batch(tokens, w0, b, o.seq_len)?;
             let h = session.model.forward_hidden(&t)?;
             for i in 0..b {
                 hidden.push(h.get(i)?);
@@ -82,7 +82,7 @@ impl DenseAgreement {
         let k = self.hidden.len();
         while self.next < k {
             let (w0, b) = (self.next, self.batch_size.min(k - self.next));
-            let t = Tensor::from_vec(tokens[w0 * self.seq_len..(w0 + b) * self.seq_len].to_vec(), (b, self.seq_len), &Device::Cpu)?;
+            let t = window_batch(tokens, w0, b, self.seq_len)?;
             let h = session.model.forward_hidden(&t)?;
             self.observe(w0, &h, session.model.lm_head_weight())?;
         }

@@ -44,8 +44,10 @@ pub enum MethodPlan {
     Layerwise {
         /// The method.
         method: Built<dyn LayerwiseMethod>,
-        /// Unstructured at a sparsity, or N:M.
-        pattern: Pattern,
+        /// The pattern (unstructured at a sparsity, or N:M) with the method's comparison group,
+        /// checked against everything but the model's linears (the pipeline's preflight does
+        /// those).
+        target: Target,
     },
     /// A structured method at a reduction target.
     Structured {
@@ -87,11 +89,10 @@ impl PrunePlan {
                     );
                 }
                 let method = registration.build_layerwise(&config)?;
-                let pattern = pattern(args.pattern.as_deref(), args.sparsity)?;
-                Target::check(method.name, &*method, &pattern, [])?;
+                let target = Target::check(method.name, &*method, &pattern(args.pattern.as_deref(), args.sparsity)?, [])?;
                 let needs_data = method.stats() > StatKind::None;
                 let calibration = (args.calib_samples.unwrap_or(32), args.calib_seq_len.unwrap_or(args.opts.seq_len));
-                (MethodPlan::Layerwise { method, pattern }, specs(&args)?, needs_data, calibration)
+                (MethodPlan::Layerwise { method, target }, specs(&args)?, needs_data, calibration)
             }
             Factory::Structured(_) => {
                 let method = registration.build_structured(&config)?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use prunus_eval::report::ModelInfo;
 use prunus_model::LlamaModel;
@@ -156,6 +156,12 @@ pub fn wiki_vital_tokens(tokenizer: &Tokenizer, need_calib: bool) -> Result<Corp
     let calib = if need_calib { prunus_data::tokenizer::encode_cached(tokenizer, &corpus.calib_text)? } else { Vec::new() };
     pb.finish_and_clear();
     Ok(CorpusTokens { eval, calib, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Windows `first..first + count` of `seq_len` tokens each, cut from `tokens`, as one
+/// (count, seq_len) batch.
+pub fn window_batch(tokens: &[u32], first: usize, count: usize, seq_len: usize) -> Result<Tensor> {
+    Ok(Tensor::from_vec(tokens[first * seq_len..(first + count) * seq_len].to_vec(), (count, seq_len), &Device::Cpu)?)
 }
 
 /// Saves the model as a Hugging Face directory with its tokenizer (behind a spinner); returns

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use prunus_core::pipeline::{Event, PipelineOptions, prune_layerwise};
-use prunus_core::{Built, LayerwiseMethod, Pattern};
+use prunus_core::{Built, LayerwiseMethod, Target};
 use prunus_data::corpus::{CALIBRATION_SAMPLER, calibration_windows};
 use prunus_eval::report::{Seconds, SparsityInfo};
 
@@ -15,17 +15,18 @@ use crate::plan::CalibrationPlan;
 use crate::report::calibration_info;
 use crate::session::{Session, bar};
 
-/// Prunes `session`'s model with `method` at `pattern`, calibrating on windows of `pool` (the
+/// Prunes `session`'s model with `method` at `target`, calibrating on windows of `pool` (the
 /// calibration pool's tokens) when the method uses data.
 pub(super) fn prune(
     session: &mut Session,
     method: &Built<dyn LayerwiseMethod>,
-    pattern: &Pattern,
+    target: &Target,
     calibration: Option<CalibrationPlan>,
     pool: &[u32],
     batch_size: usize,
     seconds: &mut Seconds,
 ) -> Result<Pruned> {
+    let pattern = target.pattern();
     let calibration = match calibration {
         Some(c) => {
             let windows = calibration_windows(pool, c.samples, c.seq_len, c.seed)?;
@@ -51,7 +52,6 @@ pub(super) fn prune(
     seconds.calibration_forward = outcome.seconds.calibration_forward;
     seconds.statistics = outcome.seconds.statistics;
     seconds.score_and_mask = outcome.seconds.score_and_mask;
-    let group = method.group(pattern)?;
     Ok(Pruned {
         asked: pattern.to_string(),
         summary: format!("realised sparsity {:.6} over {} weights", outcome.sparsity(), outcome.numel()),
@@ -62,7 +62,7 @@ pub(super) fn prune(
             realised: outcome.sparsity(),
             pruned: outcome.pruned(),
             numel: outcome.numel(),
-            group: group.to_string(),
+            group: target.group().to_string(),
             per_layer: outcome.layers,
             per_block: outcome.blocks,
         },

@@ -64,7 +64,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
     };
 
     let pruned = match &plan.method {
-        MethodPlan::Layerwise { method, pattern } => layerwise::prune(&mut session, method, pattern, plan.calibration, &tokens.calib, plan.opts.batch_size, &mut seconds)?,
+        MethodPlan::Layerwise { method, target } => layerwise::prune(&mut session, method, target, plan.calibration, &tokens.calib, plan.opts.batch_size, &mut seconds)?,
         MethodPlan::Structured { method, options, speed_windows } => {
             let speed = structured::Speed { windows: *speed_windows, seq_len: plan.opts.seq_len, batch_size: plan.opts.batch_size };
             structured::prune(&mut session, method, options, plan.calibration, &tokens, speed, &mut seconds)?

@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use candle_core::{Device, Tensor};
 use prunus_core::structured::{Calibration, Event, StructuredOptions, prune_structured};
 use prunus_core::{Built, StructuredMethod};
 use prunus_data::corpus::calibration_windows;
@@ -18,7 +17,7 @@ use prunus_model::LlamaModel;
 use super::Pruned;
 use crate::plan::CalibrationPlan;
 use crate::report::calibration_info;
-use crate::session::{CorpusTokens, Session, bar};
+use crate::session::{CorpusTokens, Session, bar, window_batch};
 
 /// Calibration windows are decoded from this many tokens per `seq_len` tokens kept, so that
 /// a perturbed or re-tokenized text still has `seq_len` tokens.
@@ -152,7 +151,7 @@ fn side_by_side(dense: &LlamaModel, pruned: &LlamaModel, tokens: &[u32], speed: 
             let t = Instant::now();
             for w0 in (0..windows).step_by(batch_size) {
                 let b = batch_size.min(windows - w0);
-                let batch = Tensor::from_vec(tokens[w0 * seq_len..(w0 + b) * seq_len].to_vec(), (b, seq_len), &Device::Cpu)?;
+                let batch = window_batch(tokens, w0, b, seq_len)?;
                 model.nll(&batch)?;
                 pb.inc(b as u64);
             }
