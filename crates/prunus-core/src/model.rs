@@ -53,4 +53,24 @@ pub trait PrunableModel {
 
     /// Replaces the weight of linear `name` in block `block`; the shape must not change.
     fn set_weight(&mut self, block: usize, name: &str, weight: Tensor) -> Result<()>;
+
+    /// Whether the model holds one block at a time ([`load_block`](Self::load_block) reads
+    /// it, [`release_block`](Self::release_block) writes it out). A streaming model's weights
+    /// are checked block by block as they load rather than all before the run, and an error
+    /// half-way must leave nothing written (its output appears only when complete).
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// Called before anything of block `block` is read, blocks in order; a model held in
+    /// memory has nothing to do.
+    fn load_block(&mut self, _block: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called when block `block` is pruned and has fed the next block; a streaming model
+    /// writes it out and drops it.
+    fn release_block(&mut self, _block: usize) -> Result<()> {
+        Ok(())
+    }
 }

@@ -13,6 +13,9 @@
 //!   memory-mapped safetensors files, f32/f16/bf16;
 //! - a seeded generator ([`LlamaModel::synthetic`]) for tests.
 //!
+//! A model larger than memory is pruned through [`StreamingLlama`] ([`stream`]), which holds
+//! one decoder block at a time and writes each as it is done.
+//!
 //! It goes back out as a Hugging Face directory ([`LlamaModel::save_hf_dir`]) that
 //! transformers loads as it is (width-pruned models, whose layers differ, carry their
 //! per-layer widths in an extra `config.json` key, see [`LayerWidths`]). The forward pass
@@ -47,6 +50,7 @@ pub mod hf;
 mod kernels;
 pub mod layout;
 pub mod llama;
+pub mod stream;
 pub mod units;
 
 pub use config::{LayerWidths, LlamaConfig, TokenIds};
@@ -54,7 +58,8 @@ pub use edit::ParamReduction;
 pub use error::{ModelError, Result};
 pub use gguf::{GgufSummary, GgufTensor, inspect_gguf};
 pub use grad::{Grads, Precision};
-pub use hf::{SaveOptions, TEMP_PREFIX, remove_stale_temps};
+pub use hf::{OutputDir, SaveOptions, TEMP_PREFIX, remove_stale_temps};
+pub use stream::{StreamingLlama, write_synthetic};
 pub use llama::{LINEARS, LinearSparsity, LlamaModel, ParamCounts};
 
 // `gemm` is a dependency only to enable its `x86-v4` kernels for candle's CPU matmul.

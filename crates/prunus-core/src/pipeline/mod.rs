@@ -15,7 +15,10 @@
 //!
 //! Memory stays bounded by the model plus one set of calibration hidden states (n_samples,
 //! seq_len, d_model), processed in chunks of `batch_size` sequences. A method that needs no
-//! statistics (magnitude) runs no forward pass at all.
+//! statistics (magnitude) runs no forward pass at all. A streaming model
+//! ([`PrunableModel::streams`]) is told when each block starts and ends
+//! ([`load_block`](PrunableModel::load_block), [`release_block`](PrunableModel::release_block)),
+//! so that only one block's weights are in memory: then the bound is one block, not the model.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -164,6 +167,10 @@ pub fn prune_layerwise(
     for block in 0..n_blocks {
         on_event(Event::Block { index: block, total: n_blocks });
         let mut block_seconds = BlockSeconds { block, ..BlockSeconds::default() };
+        model.load_block(block)?;
+        if model.streams() {
+            preflight::check_block_finite(model, block)?;
+        }
         let linears = model.linears(block);
         // 1. Statistics from the dense block.
         let stats = match calibration {
@@ -211,6 +218,7 @@ pub fn prune_layerwise(
         if calibration.is_some() && block + 1 < n_blocks {
             block_seconds.calibration_forward += statistics::propagate(model, block, &mut hidden)?;
         }
+        model.release_block(block)?;
         seconds.calibration_forward += block_seconds.calibration_forward;
         seconds.statistics += block_seconds.statistics;
         seconds.score_and_mask += block_seconds.score_and_mask;

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 /// calibration tokens are there when the method asks for statistics, and that every weight is
 /// finite (a non-finite weight would otherwise surface as non-finite activations of a later
 /// capture site). Returns the target and the calibration the run uses (`None` for a method
-/// that needs no statistics).
+/// that needs no statistics). A streaming model's weights are checked as each block loads
+/// instead ([`PrunableModel::streams`]).
 pub fn preflight<'t>(
     model: &dyn PrunableModel,
     method: &Built<dyn LayerwiseMethod>,
@@ -32,11 +33,21 @@ pub fn preflight<'t>(
             return Err(Error::NeedsCalibration { method: method.name.to_string(), what: format!("{kind:?} statistics") });
         }
     };
-    for block in 0..model.n_blocks() {
-        for lin in model.linears(block) {
-            let w = model.weight(block, &lin.name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            check_finite(&w, &format!("blk.{block}.{}", lin.name))?;
+    if !model.streams() {
+        for block in 0..model.n_blocks() {
+            check_block_finite(model, block)?;
         }
     }
     Ok((target, calibration))
+}
+
+/// Errors (naming the tensor) unless every linear weight of `block` is finite. The preflight
+/// runs it on every block of a model held in memory; the pipeline on each block of a
+/// streaming model as it loads.
+pub(super) fn check_block_finite(model: &dyn PrunableModel, block: usize) -> Result<()> {
+    for lin in model.linears(block) {
+        let w = model.weight(block, &lin.name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        check_finite(&w, &format!("blk.{block}.{}", lin.name))?;
+    }
+    Ok(())
 }

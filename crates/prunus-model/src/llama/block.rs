@@ -29,6 +29,17 @@ impl Block {
         Ok(Block { tensors })
     }
 
+    /// A block holding no weights (every tensor empty): the stand-in for a block that a
+    /// streaming model has not read yet or has written out ([`stream`](crate::stream)).
+    pub(crate) fn placeholder() -> Result<Self> {
+        Self::try_from_table(|_| Ok(Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu)?))
+    }
+
+    /// Whether this is a [`placeholder`](Self::placeholder).
+    pub(crate) fn is_placeholder(&self) -> bool {
+        self.tensors.iter().all(|t| t.elem_count() == 0)
+    }
+
     /// The prunable linear with short name `name` (`q_proj`, ...).
     pub(crate) fn linear(&self, name: &str) -> Option<&Tensor> {
         linear_slot(name).map(|s| &self[s])

@@ -23,6 +23,8 @@ mod prunable;
 mod tree;
 mod weights;
 
+pub(crate) use block::Block;
+pub(crate) use weights::synthetic_values;
 pub use model::LlamaModel;
 pub use weights::{LinearSparsity, ParamCounts};
 

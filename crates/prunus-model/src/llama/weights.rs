@@ -50,6 +50,20 @@ impl LinearSparsity {
     }
 }
 
+/// The next tensor of a synthetic model from `rng`: norm weights uniform in 1 ± 0.1, the
+/// embedding uniform in ±1, linears and the output head uniform in ±1/sqrt(d_in).
+pub(crate) fn synthetic_values(rng: &mut SplitMix64, name: &str, shape: &[usize]) -> Vec<f32> {
+    let numel: usize = shape.iter().product();
+    if shape.len() == 1 {
+        (0..numel).map(|_| 1.0 + rng.uniform(0.1)).collect()
+    } else if name == EMBED.hf {
+        (0..numel).map(|_| rng.uniform(1.0)).collect()
+    } else {
+        let a = 1.0 / (shape[1] as f32).sqrt();
+        (0..numel).map(|_| rng.uniform(a)).collect()
+    }
+}
+
 impl LlamaModel {
     /// Builds a model from Hugging Face-named tensors (see [`LlamaConfig::tensor_shapes`],
     /// which applies per-layer widths to [`tensor_specs`](crate::layout::tensor_specs));
@@ -104,6 +118,12 @@ impl LlamaModel {
         })
     }
 
+    /// A model from its parts, unchecked: for [`stream`](crate::stream), whose blocks are
+    /// placeholders until read.
+    pub(crate) fn from_parts(config: LlamaConfig, embed: Tensor, blocks: Vec<Block>, norm: Tensor, lm_head: Option<Tensor>) -> Self {
+        LlamaModel { config, device: Device::Cpu, embed, blocks, norm, lm_head, source: None, differentiable: false }
+    }
+
     /// A deterministic random model for tests (on the CPU): linears uniform in
     /// ±1/sqrt(d_in), embeddings uniform in ±1, norm weights 1 ± 0.1.
     pub fn synthetic(config: LlamaConfig, seed: u64) -> Result<Self> {
@@ -112,17 +132,8 @@ impl LlamaModel {
         let device = Device::Cpu;
         let mut tensors = HashMap::new();
         for (name, shape) in config.tensor_shapes() {
-            let numel: usize = shape.iter().product();
-            let data: Vec<f32> = if shape.len() == 1 {
-                (0..numel).map(|_| 1.0 + rng.uniform(0.1)).collect()
-            } else if name == EMBED.hf {
-                (0..numel).map(|_| rng.uniform(1.0)).collect()
-            } else {
-                let a = 1.0 / (shape[1] as f32).sqrt();
-                (0..numel).map(|_| rng.uniform(a)).collect()
-            };
-            let t = Tensor::from_vec(data, shape, &device)?;
-            tensors.insert(name, t);
+            let data = synthetic_values(&mut rng, &name, &shape);
+            tensors.insert(name, Tensor::from_vec(data, shape, &device)?);
         }
         Self::from_tensors(config, tensors, &device, Path::new("<synthetic>"))
     }

@@ -10,3 +10,4 @@ mod grad_threads_env;
 mod io;
 mod layout;
 mod real_model;
+mod stream;

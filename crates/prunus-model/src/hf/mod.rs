@@ -1,15 +1,26 @@
 //! Hugging Face directories: `config.json` + `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`), read memory-mapped, and written so that transformers'
 //! `LlamaForCausalLM.from_pretrained` loads them as they are.
+//!
+//! Beside the whole-model load and save: [`OutputDir`] (a directory written whole or not at
+//! all, which every save goes through) and [`ShardReader`]/[`ShardWriter`] (a tensor or a
+//! shard at a time, for models larger than memory; see [`stream`](crate::stream)).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::{Load, MmapedSafetensors};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use safetensors::Dtype;
 
 use crate::config::LlamaConfig;
+
+mod outdir;
+mod shards;
+
+pub use outdir::OutputDir;
+pub use shards::{RawTensor, ShardReader, ShardWriter};
+use shards::write_safetensors;
 use crate::error::{ModelError, Result};
 use crate::llama::LlamaModel;
 
@@ -118,7 +129,7 @@ pub fn read_config(dir: &Path) -> Result<LlamaConfig> {
 }
 
 /// The safetensors files of a directory: the shards named by the index, or the single file.
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io("read", &index))?;
@@ -258,98 +269,18 @@ impl LlamaModel {
     /// when complete. Refuses `out` when it is (or contains) the path the model was loaded
     /// from, when it is an existing file, or a non-empty directory without `overwrite`.
     pub fn save_hf_dir(&self, out: impl AsRef<Path>, options: &SaveOptions<'_>) -> Result<()> {
-        let out = out.as_ref();
-        let refuse = |reason: String| ModelError::OutputDir { path: out.to_path_buf(), reason };
-        let name = out.file_name().ok_or_else(|| refuse("the path has no final component".into()))?.to_owned();
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| refuse(format!("cannot create parent directory: {e}")))?;
-        let parent = std::fs::canonicalize(&parent).map_err(|e| refuse(format!("cannot resolve parent directory: {e}")))?;
-        let target = parent.join(&name);
-        if let Some(src) = self.source()
-            && src.starts_with(&target)
-        {
-            return Err(refuse(format!("it is the input model's path ({})", src.display())));
-        }
-        let existing = match std::fs::symlink_metadata(&target) {
-            Ok(m) if m.is_dir() => {
-                let empty = std::fs::read_dir(&target)
-                    .map_err(|e| refuse(format!("cannot read existing directory: {e}")))?
-                    .next()
-                    .is_none();
-                if !empty && !options.overwrite {
-                    return Err(refuse("it exists and is not empty (another run may have written it since the checks at the start)".into()));
-                }
-                Some(empty)
-            }
-            Ok(_) => return Err(refuse("it exists and is not a directory".into())),
-            Err(_) => None,
-        };
-
-        // Mode 0777 less the umask, as a plain mkdir gives: a model written for a shared
-        // directory is readable by the team (tempfile's default is 0700).
-        remove_stale_temps(&parent);
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{}{}-{}.", TEMP_PREFIX, std::process::id(), name.to_string_lossy()))
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .tempdir_in(&parent)
-            .map_err(|e| refuse(format!("cannot create a temporary directory in {}: {e}", parent.display())))?;
-        self.write_hf_files(tmp.path(), options)?;
-
-        match existing {
-            None => {}
-            Some(true) => std::fs::remove_dir(&target).map_err(|e| refuse(format!("cannot replace empty directory: {e}")))?,
-            Some(false) => {
-                let old = tempfile::Builder::new()
-                    .prefix(&format!("{}{}-{}.old.", TEMP_PREFIX, std::process::id(), name.to_string_lossy()))
-                    .tempdir_in(&parent)
-                    .map_err(|e| refuse(format!("cannot create a temporary directory: {e}")))?;
-                let old_path = old.path().to_path_buf();
-                // Rename the existing output over the (empty) placeholder; drop removes it.
-                std::fs::rename(&target, &old_path).map_err(|e| refuse(format!("cannot move the old directory aside: {e}")))?;
-                let tmp_path = tmp.keep();
-                if let Err(e) = std::fs::rename(&tmp_path, &target) {
-                    let _ = std::fs::rename(&old_path, &target);
-                    let _ = std::fs::remove_dir_all(&tmp_path);
-                    return Err(refuse(format!("cannot move the new directory into place: {e}")));
-                }
-                drop(old);
-                tracing::info!(path = %target.display(), "replaced model directory");
-                return Ok(());
-            }
-        }
-        let tmp_path = tmp.keep();
-        if let Err(e) = std::fs::rename(&tmp_path, &target) {
-            let _ = std::fs::remove_dir_all(&tmp_path);
-            return Err(refuse(format!("cannot move the new directory into place: {e}")));
-        }
-        tracing::info!(path = %target.display(), "wrote model directory");
-        Ok(())
+        let dir = OutputDir::create(out.as_ref(), self.source(), options.overwrite)?;
+        self.write_hf_files(dir.path(), options)?;
+        dir.commit()
     }
 
     fn write_hf_files(&self, dir: &Path, options: &SaveOptions<'_>) -> Result<()> {
-        let config_path = dir.join("config.json");
-        let mut text = serde_json::to_string_pretty(&self.export_config())
-            .map_err(|source| ModelError::ConfigParse { path: config_path.clone(), source })?;
-        text.push('\n');
-        std::fs::write(&config_path, text).map_err(io("write", &config_path))?;
-
-        let st_path = dir.join("model.safetensors");
-        let mut views = Vec::new();
+        let config_path = write_config(dir, &self.export_config())?;
+        let mut tensors = Vec::new();
         for (name, t) in self.named_tensors() {
-            views.push((name, F32View::new(t)?));
+            tensors.push((name, RawTensor::from_tensor(t, Dtype::F32)?));
         }
-        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(views, Some(metadata), &st_path)
-            .map_err(|e| ModelError::Safetensors { path: st_path.clone(), reason: e.to_string() })?;
-        // safetensors writes through a temporary file of mode 0600; give the weights the mode
-        // config.json got from a plain create (0666 less the umask), so a model saved into a
-        // shared directory is readable by whoever can read its config.
-        let plain = std::fs::metadata(&config_path).map_err(io("stat", &config_path))?.permissions();
-        std::fs::set_permissions(&st_path, plain).map_err(io("chmod", &st_path))?;
-
+        write_safetensors(&dir.join("model.safetensors"), tensors.iter().map(|(n, t)| (n.as_str(), t)), &config_path)?;
         if let Some(tok) = options.tokenizer_json {
             let p = dir.join("tokenizer.json");
             std::fs::write(&p, tok).map_err(io("write", &p))?;
@@ -358,34 +289,11 @@ impl LlamaModel {
     }
 }
 
-/// An f32 tensor's bytes, little-endian, ready for safetensors.
-struct F32View {
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl F32View {
-    fn new(t: &Tensor) -> Result<Self> {
-        let data = t.to_dtype(DType::F32)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
-        let mut bytes = Vec::with_capacity(data.len() * 4);
-        for v in data {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        Ok(F32View { shape: t.dims().to_vec(), bytes })
-    }
-}
-
-impl safetensors::View for F32View {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
+/// Writes `config` as `dir/config.json`; returns its path.
+pub(crate) fn write_config(dir: &Path, config: &LlamaConfig) -> Result<PathBuf> {
+    let config_path = dir.join("config.json");
+    let mut text = serde_json::to_string_pretty(config).map_err(|source| ModelError::ConfigParse { path: config_path.clone(), source })?;
+    text.push('\n');
+    std::fs::write(&config_path, text).map_err(io("write", &config_path))?;
+    Ok(config_path)
 }
