@@ -60,7 +60,17 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Write a Llama-shaped Hugging Face directory with seeded random weights, for memory and
+    /// speed benchmarks of models this machine cannot hold.
+    ///
+    /// The weights are those `LlamaModel::synthetic` gives for the seed (linears uniform in
+    /// ±1/sqrt(d_in), embedding in ±1, norms 1 ± 0.1), stored in --dtype, one shard per
+    /// decoder block, written a block at a time. The vocabulary and tokenizer are the default
+    /// model's (SmolLM2's 49152 tokens), so that calibration and evaluation text tokenizes.
+    Synth(SynthArgs),
     /// Show a model's architecture, parameter counts and per-layer sparsity.
+    ///
+    /// A Hugging Face directory is read a tensor at a time (any size); a GGUF file is loaded.
     Inspect {
         /// `default`, a GGUF file or a Hugging Face directory.
         model: String,
@@ -69,6 +79,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `prunus synth`.
+#[derive(Args)]
+pub struct SynthArgs {
+    /// The block shape: `llama-2-7b` (32 layers, hidden 4096, MLP 11008, 32 heads, no GQA,
+    /// untied head) or `smollm2-135m` (30 layers, hidden 576, MLP 1536, 9 heads, 3 KV heads,
+    /// tied).
+    #[arg(long, default_value = "llama-2-7b")]
+    pub shape: String,
+    /// Override the number of decoder layers of the shape.
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub layers: Option<usize>,
+    /// Seed of the weights.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Storage dtype: bf16, f16 or f32.
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    /// The directory to write (must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// How the model is evaluated.
@@ -144,9 +176,9 @@ pub struct PruneArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// Tasks evaluated after pruning, comma-separated, each `NAME` or `NAME=LIMIT` (as for
-    /// `prunus eval --task`), or `none`.
-    #[arg(long, default_value = "ppl:wiki-vital", value_name = "TASKS")]
-    pub eval: String,
+    /// `prunus eval --task`), or `none` [default: ppl:wiki-vital, or none with --stream]
+    #[arg(long, value_name = "TASKS")]
+    pub eval: Option<String>,
     /// Agreement with the dense model (task agree:wiki-vital: KL(dense || pruned) per token
     /// and top-1 agreement) on the first K perplexity windows; the dense hidden states are
     /// computed before pruning. Default 8, or none with `--eval none` (no evaluation asked
@@ -156,6 +188,14 @@ pub struct PruneArgs {
     /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Hold one decoder block at a time, for models larger than memory (layer-wise methods,
+    /// Hugging Face directories): each block is read from the input when the pipeline reaches
+    /// it, pruned, written to --out (required) in the input's dtype, one shard per block, and
+    /// dropped. The peak is the embedding plus one block plus the calibration activations.
+    /// Nothing is evaluated (the pruned model is never whole in memory): evaluate --out with
+    /// `prunus eval` if it fits.
+    #[arg(long)]
+    pub stream: bool,
     /// How the pruned model is evaluated.
     #[command(flatten)]
     pub opts: EvalOpts,

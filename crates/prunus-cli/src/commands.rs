@@ -1,5 +1,5 @@
-//! The subcommands besides `prune` (which has its own module): `list`, `eval`, `inspect`
-//! and `assets`.
+//! The subcommands besides `prune` (which has its own module): `list`, `eval`, `inspect`,
+//! `synth` and `assets`.
 
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use prunus_eval::mc;
 use prunus_eval::report::Seconds;
 use prunus_eval::tasks::{self, Task, TaskKind};
 
-use crate::args::EvalArgs;
+use crate::args::{EvalArgs, SynthArgs};
 use crate::session;
 use crate::{eval, outputs, report};
 
@@ -78,42 +78,102 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         total: started.elapsed().as_secs_f64(),
         ..Seconds::default()
     };
-    let report = report::base("eval", &session, evaluations, seconds);
+    let report = report::base("eval", &session.info, evaluations, seconds);
     outputs::write_report(report_path.as_deref(), &report)
 }
 
 pub fn inspect(spec: &str, json: bool) -> Result<()> {
-    let session = session::load(spec)?;
-    let cfg = session.model.config();
-    if json {
+    let resolved = session::resolve(spec)?;
+    // A directory is read a tensor at a time, so that a model larger than memory inspects.
+    let (info, path, cfg, n_params, rows) = if resolved.path.is_dir() {
+        let path = resolved.path;
+        let pb = session::spinner(&format!("reading {} a tensor at a time", path.display()));
+        let (cfg, n_params, rows) = prunus_model::stream::inspect_dir(&path).with_context(|| format!("inspecting {}", path.display()))?;
+        pb.set_message("hashing the weights");
+        let sha256 = match resolved.sha256 {
+            Some(sha) => sha,
+            None => prunus_data::assets::sha256_file(&session::hf_identity_file(&path))?,
+        };
+        pb.finish_and_clear();
+        (session::model_info(spec, &path, "hf", sha256, n_params, cfg.num_hidden_layers), path, cfg, n_params, rows)
+    } else {
+        let session = session::load_resolved(spec, resolved)?;
         let rows = session.model.sparsity_report()?;
+        let n_params = session.model.n_params();
+        (session.info, session.path, session.model.config().clone(), n_params, rows)
+    };
+    if json {
         let linears: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| serde_json::json!({"block": r.block, "name": r.name, "zeros": r.zeros, "numel": r.numel}))
             .collect();
         let out = serde_json::json!({
-            "model": session.info,
-            "path": session.path.display().to_string(),
+            "model": info,
+            "path": path.display().to_string(),
             "config": cfg,
-            "n_params": session.model.n_params(),
+            "n_params": n_params,
             "linears": linears,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("model:        {}", session.info.label);
-    println!("path:         {}", session.path.display());
-    println!("sha256:       {}", session.info.sha256);
+    println!("model:        {}", info.label);
+    println!("path:         {}", path.display());
+    println!("sha256:       {}", info.sha256);
     println!("architecture: llama ({} layers, hidden {}, ffn {}, {} heads, {} kv heads, vocab {}, tied embeddings: {})",
         cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.n_kv_heads(), cfg.vocab_size, cfg.tie_word_embeddings);
-    println!("parameters:   {} total", session.model.n_params());
-    let rows = session.model.sparsity_report()?;
+    println!("parameters:   {n_params} total");
     let (zeros, numel) = rows.iter().fold((0usize, 0usize), |(z, n), r| (z + r.zeros, n + r.numel));
     println!("linears:      {} weights in {} block linears, sparsity {:.4}", numel, rows.len(), zeros as f64 / numel.max(1) as f64);
     println!("{:<28} {:>10} {:>10} {:>9}", "tensor", "zeros", "numel", "sparsity");
     for r in rows {
         println!("{:<28} {:>10} {:>10} {:>9.4}", format!("blk.{}.{}", r.block, r.name), r.zeros, r.numel, r.fraction());
     }
+    Ok(())
+}
+
+/// `prunus synth`: a Llama-shaped directory with seeded weights, written a block at a time.
+pub fn synth(args: SynthArgs) -> Result<()> {
+    let start = Instant::now();
+    let dtype = match args.dtype.as_str() {
+        "bf16" => prunus_model::stream::Dtype::BF16,
+        "f16" => prunus_model::stream::Dtype::F16,
+        "f32" => prunus_model::stream::Dtype::F32,
+        other => bail!("--dtype {other}: give bf16, f16 or f32"),
+    };
+    // The default model's tokenizer, so that the corpus tokenizes into this vocabulary.
+    let default = session::resolve("default")?;
+    let tokenizer = prunus_data::tokenizer::from_gguf(&default.path)?;
+    let tokenizer_json = tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
+    let vocab = tokenizer.get_vocab_size(true);
+    let mut config = match args.shape.as_str() {
+        "llama-2-7b" => {
+            let mut c = prunus_model::LlamaConfig::new(vocab, 4096, 11008, 32, 32, 32, false);
+            c.max_position_embeddings = 4096;
+            c
+        }
+        "smollm2-135m" => {
+            let mut c = prunus_model::LlamaConfig::new(vocab, 576, 1536, 30, 9, 3, true);
+            c.rope_theta = 100_000.0;
+            c.max_position_embeddings = 8192;
+            c
+        }
+        other => bail!("--shape {other}: give llama-2-7b or smollm2-135m"),
+    };
+    if let Some(layers) = args.layers {
+        if layers == 0 {
+            bail!("--layers must be at least 1");
+        }
+        config.num_hidden_layers = layers;
+    }
+    let out = crate::outputs::check_out_dir(&args.out, &default.path)?;
+    let shards = config.num_hidden_layers as u64 + 2;
+    let pb = session::bar(shards, "writing shards");
+    prunus_model::write_synthetic(&config, args.seed, dtype, &out, Some(tokenizer_json.as_bytes()), &mut |i, _| pb.set_position(i as u64))
+        .with_context(|| format!("writing {}", out.display()))?;
+    pb.finish_and_clear();
+    let params: usize = config.tensor_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    println!("wrote {} ({} shape, {} layers, {params} parameters, {}, seed {}) in {:.1} s", out.display(), args.shape, config.num_hidden_layers, args.dtype, args.seed, start.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //! Subcommands: `list` (registered methods and tasks), `eval` (perplexity and zero-shot
 //! multiple choice of a model), `prune` (prune with a registered method, evaluate, compare
 //! with the dense model, save, report), `assets` (fetch and verify the model, corpus and task
-//! files) and `inspect` (architecture, parameter counts, sparsity per layer). Errors print as
+//! files), `inspect` (architecture, parameter counts, sparsity per layer) and `synth` (a
+//! Llama-shaped directory with seeded weights, for benchmarks of models larger than memory). Errors print as
 //! one line and exit with status 1; progress bars go to stderr; `RUST_LOG=info` shows the log.
 
 use std::process::ExitCode;
@@ -23,6 +24,13 @@ mod prune;
 mod report;
 mod session;
 
+/// mimalloc rather than the system allocator: glibc's malloc keeps the memory of SparseGPT's
+/// many mid-sized temporaries (its mmap threshold grows with every freed chunk, so later ones
+/// land on fragmented heaps), which took a streamed prune of SmolLM2 from 0.25 GiB peak to
+/// 1.3-1.8 GiB; mimalloc returns it (see `docs/memory.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -39,6 +47,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => prune::run(*a),
         Command::Assets { verify } => commands::assets(verify),
         Command::Inspect { model, json } => commands::inspect(&model, json),
+        Command::Synth(a) => commands::synth(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

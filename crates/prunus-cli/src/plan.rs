@@ -36,6 +36,9 @@ pub struct PrunePlan {
     pub agreement_windows: usize,
     /// Where the pruned model is saved (checked by [`PrunePlan::check_outputs`]).
     pub out: Option<PathBuf>,
+    /// One block at a time ([`prune::stream`](crate::prune)); then `out` is set, the method
+    /// is layer-wise and nothing is evaluated.
+    pub stream: bool,
 }
 
 /// A method of one kind, with what it is asked for.
@@ -79,7 +82,8 @@ impl PrunePlan {
             Some(text) => serde_json::from_str(text).with_context(|| format!("--config is not valid JSON: {text}"))?,
             None => serde_json::Value::Null,
         };
-        let specs = |args: &PruneArgs| tasks::parse_list(&args.eval, args.opts.limit);
+        let default_eval = if args.stream { "none" } else { "ppl:wiki-vital" };
+        let specs = |args: &PruneArgs| tasks::parse_list(args.eval.as_deref().unwrap_or(default_eval), args.opts.limit);
         let (method, specs, needs_data, calibration) = match registration.factory {
             Factory::Layerwise(_) => {
                 if args.structure.any() {
@@ -123,6 +127,17 @@ impl PrunePlan {
             );
         }
         let agreement_windows = args.agreement_windows.unwrap_or(if specs.is_empty() { 0 } else { 8 });
+        if args.stream {
+            if !matches!(method, MethodPlan::Layerwise { .. }) {
+                bail!("--stream is for layer-wise methods; `{}` is structured (it needs the whole model for its gradients)", registration.name);
+            }
+            if args.out.is_none() {
+                bail!("--stream writes each pruned block as it goes: give --out DIR");
+            }
+            if !specs.is_empty() || agreement_windows > 0 {
+                bail!("--stream evaluates nothing (the pruned model is never whole in memory): leave out --eval and --agreement-windows, and evaluate --out with `prunus eval` if it fits");
+            }
+        }
         Ok(PrunePlan {
             model: args.model,
             registration,
@@ -132,6 +147,7 @@ impl PrunePlan {
             calibration: needs_data.then_some(CalibrationPlan { samples, seq_len, seed: args.seed }),
             agreement_windows,
             out: args.out,
+            stream: args.stream,
         })
     }
 

@@ -4,20 +4,19 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prunus_core::registry::MethodRegistration;
-use prunus_eval::report::{self, CalibrationInfo, Evaluation, MethodInfo, RunReport, Seconds};
+use prunus_eval::report::{self, CalibrationInfo, Evaluation, MethodInfo, ModelInfo, RunReport, Seconds};
 
-use crate::session::Session;
 
-/// A report of `command` on `session`'s model with `evaluations` and `seconds`; the
-/// method-specific sections are left empty.
-pub(crate) fn base(command: &str, session: &Session, evaluations: Vec<Evaluation>, seconds: Seconds) -> RunReport {
+/// A report of `command` on `model` with `evaluations` and `seconds`; the method-specific
+/// sections are left empty.
+pub(crate) fn base(command: &str, model: &ModelInfo, evaluations: Vec<Evaluation>, seconds: Seconds) -> RunReport {
     RunReport {
         report_version: report::REPORT_VERSION,
         command: command.into(),
         prunus_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: env!("PRUNUS_GIT_COMMIT").into(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(seconds.total as u64),
-        model: session.info.clone(),
+        model: model.clone(),
         method: None,
         sparsity: None,
         calibration: None,

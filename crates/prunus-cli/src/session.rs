@@ -83,11 +83,6 @@ pub fn resolve(spec: &str) -> Result<ModelPath> {
     Ok(ModelPath { path, sha256: None })
 }
 
-/// Loads the model and tokenizer named by `spec`.
-pub fn load(spec: &str) -> Result<Session> {
-    load_resolved(spec, resolve(spec)?)
-}
-
 /// Loads the model that `spec` resolved to (see [`resolve`]).
 pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Session> {
     let start = Instant::now();
@@ -96,15 +91,8 @@ pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Session> {
     let device = Device::Cpu;
     let (model, tokenizer, tokenizer_json, format, sha_file) = if path.is_dir() {
         let model = LlamaModel::from_hf_dir(&path, &device).with_context(|| format!("loading {}", path.display()))?;
-        let tok_path = path.join("tokenizer.json");
-        let tokenizer = prunus_data::tokenizer::from_file(&tok_path)?;
-        let json = std::fs::read_to_string(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?;
-        let weights = if path.join("model.safetensors").exists() {
-            path.join("model.safetensors")
-        } else {
-            path.join("model.safetensors.index.json")
-        };
-        (model, tokenizer, json, "hf", weights)
+        let (tokenizer, json) = hf_tokenizer(&path)?;
+        (model, tokenizer, json, "hf", hf_identity_file(&path))
     } else {
         let model = LlamaModel::from_gguf(&path, &device).with_context(|| format!("loading {}", path.display()))?;
         let tokenizer = prunus_data::tokenizer::from_gguf(&path)?;
@@ -119,17 +107,38 @@ pub fn load_resolved(spec: &str, resolved: ModelPath) -> Result<Session> {
         }
     };
     pb.finish_and_clear();
-    let label = if spec == "default" { DEFAULT_LABEL.to_string() } else { file_label(&path) };
-    let info = ModelInfo {
+    let info = model_info(spec, &path, format, sha256, model.n_params(), model.config().num_hidden_layers);
+    Ok(Session { model, tokenizer, tokenizer_json, info, path, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// A Hugging Face directory's tokenizer, parsed and as text.
+pub fn hf_tokenizer(dir: &Path) -> Result<(Tokenizer, String)> {
+    let tok_path = dir.join("tokenizer.json");
+    let tokenizer = prunus_data::tokenizer::from_file(&tok_path)?;
+    let json = std::fs::read_to_string(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?;
+    Ok((tokenizer, json))
+}
+
+/// The file whose sha256 identifies a Hugging Face directory's weights: `model.safetensors`,
+/// or the shards' index.
+pub fn hf_identity_file(dir: &Path) -> PathBuf {
+    let single = dir.join("model.safetensors");
+    if single.exists() { single } else { dir.join("model.safetensors.index.json") }
+}
+
+/// The report's record of a model: `spec` as given (`default` gets its label), where it is,
+/// its format and identity, its size.
+pub fn model_info(spec: &str, path: &Path, format: &str, sha256: String, n_params: usize, n_blocks: usize) -> ModelInfo {
+    let label = if spec == "default" { DEFAULT_LABEL.to_string() } else { file_label(path) };
+    ModelInfo {
         label,
         path: path.display().to_string(),
         sha256,
         format: format.into(),
         architecture: "llama".into(),
-        n_params: model.n_params(),
-        n_blocks: model.config().num_hidden_layers,
-    };
-    Ok(Session { model, tokenizer, tokenizer_json, info, path, seconds: start.elapsed().as_secs_f64() })
+        n_params,
+        n_blocks,
+    }
 }
 
 fn file_label(path: &Path) -> String {

@@ -14,6 +14,8 @@
 //! `config.json` and the tokenizer, written into an [`OutputDir`] that appears only when
 //! [`finish`](StreamingLlama::finish) succeeds.
 //!
+//! [`inspect_dir`] counts the zeros of a directory's linears the same way, a tensor at a time.
+//!
 //! [`write_synthetic`] writes a directory of the same layout with the seeded weights of
 //! [`LlamaModel::synthetic`], a block at a time, in any float dtype: a model of any shape
 //! (a LLaMA-2-7B-shaped one is 13.5 GB in bf16) without holding it.
@@ -23,13 +25,13 @@ use std::path::Path;
 use candle_core::Tensor;
 use prunus_core::rng::SplitMix64;
 use prunus_core::{LinearInfo, PrunableModel};
-use safetensors::Dtype;
+pub use safetensors::Dtype;
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::hf::{OutputDir, RawTensor, ShardReader, ShardWriter, read_config};
 use crate::layout::{BLOCK_TENSORS, EMBED, FINAL_NORM, LINEARS, LM_HEAD};
-use crate::llama::{Block, LlamaModel, synthetic_values};
+use crate::llama::{Block, LinearSparsity, LlamaModel, synthetic_values};
 
 /// A Llama whose blocks stay on disk until the pruning pipeline reaches them (see the
 /// module docs).
@@ -114,7 +116,7 @@ impl StreamingLlama {
 
     /// Parameters of the model as stored (tied embeddings counted once).
     pub fn n_params(&self) -> usize {
-        self.config().tensor_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        n_params(self.config())
     }
 
     /// Writes the last shard (final norm and output head, copied as stored), the index, and
@@ -149,6 +151,11 @@ impl StreamingLlama {
             }),
         }
     }
+}
+
+/// Parameters of a model of `config` (tied embeddings once).
+fn n_params(config: &LlamaConfig) -> usize {
+    config.tensor_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
 }
 
 /// The `torch_dtype` a config names for `dtype`.
@@ -237,6 +244,29 @@ impl PrunableModel for StreamingLlama {
         self.released += 1;
         Ok(())
     }
+}
+
+/// Zeros in every block linear of the Hugging Face directory `dir`, read a tensor at a time
+/// (any size), with its config and parameter count (tied embeddings once).
+pub fn inspect_dir(dir: &Path) -> Result<(LlamaConfig, usize, Vec<LinearSparsity>)> {
+    let config = read_config(dir)?;
+    let reader = ShardReader::open(dir)?;
+    let (_, blocks, _) = split_shapes(&config);
+    let mut rows = Vec::with_capacity(blocks.len() * LINEARS.len());
+    for (block, shapes) in blocks.iter().enumerate() {
+        for (spec, (name, shape)) in BLOCK_TENSORS.iter().zip(shapes) {
+            if !spec.is_linear() {
+                continue;
+            }
+            let values = reader.f32(name, shape)?.flatten_all()?.to_vec1::<f32>()?;
+            rows.push(LinearSparsity { block, name: spec.name.to_string(), zeros: values.iter().filter(|v| **v == 0.0).count(), numel: values.len() });
+        }
+    }
+    for (name, shape) in config.tensor_shapes() {
+        reader.check(&name, &shape)?;
+    }
+    let n = n_params(&config);
+    Ok((config, n, rows))
 }
 
 /// Writes a Hugging Face directory with `config`'s shape and the weights

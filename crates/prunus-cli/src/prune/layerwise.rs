@@ -6,19 +6,19 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use prunus_core::pipeline::{Event, PipelineOptions, prune_layerwise};
-use prunus_core::{Built, LayerwiseMethod, Target};
+use prunus_core::{Built, LayerwiseMethod, PrunableModel, Target};
 use prunus_data::corpus::{CALIBRATION_SAMPLER, calibration_windows};
 use prunus_eval::report::{Seconds, SparsityInfo};
 
 use super::Pruned;
 use crate::plan::CalibrationPlan;
 use crate::report::calibration_info;
-use crate::session::{Session, bar};
+use crate::session::bar;
 
-/// Prunes `session`'s model with `method` at `target`, calibrating on windows of `pool` (the
+/// Prunes `model` with `method` at `target`, calibrating on windows of `pool` (the
 /// calibration pool's tokens) when the method uses data.
 pub(super) fn prune(
-    session: &mut Session,
+    model: &mut dyn PrunableModel,
     method: &Built<dyn LayerwiseMethod>,
     target: &Target,
     calibration: Option<CalibrationPlan>,
@@ -35,10 +35,10 @@ pub(super) fn prune(
         }
         None => None,
     };
-    let pb = bar(session.info.n_blocks as u64, &format!("pruning ({})", method.name));
+    let pb = bar(model.n_blocks() as u64, &format!("pruning ({})", method.name));
     let t = Instant::now();
     let outcome = prune_layerwise(
-        &mut session.model,
+        model,
         method,
         pattern,
         calibration.as_ref().map(|(t, _)| t),

@@ -3,9 +3,11 @@
 //! Plan the run from the flags ([`PrunePlan`]), resolve the model and check the outputs, load
 //! it and bound the work by its size and the machine's memory, tokenize the corpus, take the
 //! dense side of the agreement metrics, prune (one module per method kind: [`layerwise`],
-//! [`structured`]), evaluate the pruned model, save it, and report.
+//! [`structured`]), evaluate the pruned model, save it, and report. With `--stream`, [`stream`]
+//! runs a layer-wise method a block at a time instead.
 
 mod layerwise;
+mod stream;
 mod structured;
 
 use std::time::Instant;
@@ -38,6 +40,9 @@ pub fn run(args: PruneArgs) -> Result<()> {
     let started = Instant::now();
     // Everything that can be checked before loading is checked first.
     let mut plan = PrunePlan::new(args)?;
+    if plan.stream {
+        return stream::run(plan, started);
+    }
     let model_path = session::resolve(&plan.model)?;
     plan.check_outputs(&model_path.path)?;
 
@@ -64,7 +69,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
     };
 
     let pruned = match &plan.method {
-        MethodPlan::Layerwise { method, target } => layerwise::prune(&mut session, method, target, plan.calibration, &tokens.calib, plan.opts.batch_size, &mut seconds)?,
+        MethodPlan::Layerwise { method, target } => layerwise::prune(&mut session.model, method, target, plan.calibration, &tokens.calib, plan.opts.batch_size, &mut seconds)?,
         MethodPlan::Structured { method, options, speed_windows } => {
             let speed = structured::Speed { windows: *speed_windows, seq_len: plan.opts.seq_len, batch_size: plan.opts.batch_size };
             structured::prune(&mut session, method, options, plan.calibration, &tokens, speed, &mut seconds)?
@@ -78,7 +83,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         MethodPlan::Layerwise { method, .. } => (method.name, method.config.clone()),
         MethodPlan::Structured { method, .. } => (method.name, method.config.clone()),
     };
-    let mut report = report::base("prune", &session, evaluations, seconds);
+    let mut report = report::base("prune", &session.info, evaluations, seconds);
     report.method = Some(report::method_info(plan.registration, config));
     report.sparsity = Some(pruned.sparsity);
     report.calibration = pruned.calibration;

@@ -7,4 +7,5 @@ mod bad_input_methods;
 mod cli;
 mod fidelity;
 mod mc_fidelity;
+mod stream;
 mod structured;
