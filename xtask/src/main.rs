@@ -9,7 +9,9 @@
 //!   parquet/CSV tables, summary.md, plots, manifest), then compare every cell with the
 //!   committed `results/<matrix>/` (`--update` replaces those with the run);
 //! - `report [MATRIX]`: merge the records of a sharded run into the tables (and compare),
-//!   from the records alone (nothing is built or run).
+//!   from the records alone (nothing is built or run);
+//! - `streaming`: prune a model larger than memory (LLaMA-2-7B-shaped, seeded bf16 weights)
+//!   one block at a time and record its peak memory and time.
 //!
 //! xtask links no prunus crate but the serde-only prunus-report (and so no candle): it drives
 //! the `prunus` binary and reads its reports through prunus-report's types.
@@ -30,6 +32,7 @@ mod plots;
 mod prunus;
 mod record;
 mod report;
+mod streaming;
 mod tables;
 mod test;
 mod workspace;
@@ -62,6 +65,10 @@ enum Task {
     Bench(bench::Args),
     /// Merge the cell records of a (sharded) matrix run into tables, plots and a manifest.
     Report(report::ReportArgs),
+    /// Prune a LLaMA-2-7B-shaped model (13.8 GB in bf16, 27.5 GB as f32, more than this
+    /// machine's memory) one block at a time and record its peak memory and time
+    /// (bench-runs/streaming/; with --update, results/speed/streaming.{json,md}).
+    Streaming(streaming::Args),
 }
 
 fn main() -> Result<()> {
@@ -70,5 +77,6 @@ fn main() -> Result<()> {
         Task::Test { args } => test::run(&args),
         Task::Bench(args) => bench::run(args),
         Task::Report(args) => report::report(args),
+        Task::Streaming(args) => streaming::run(args),
     }
 }

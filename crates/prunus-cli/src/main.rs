@@ -24,10 +24,11 @@ mod prune;
 mod report;
 mod session;
 
-/// mimalloc rather than the system allocator: glibc's malloc keeps the memory of SparseGPT's
-/// many mid-sized temporaries (its mmap threshold grows with every freed chunk, so later ones
-/// land on fragmented heaps), which took a streamed prune of SmolLM2 from 0.25 GiB peak to
-/// 1.3-1.8 GiB; mimalloc returns it (see `docs/memory.md`).
+/// mimalloc rather than the system allocator (feature `mimalloc`, on by default): glibc's
+/// malloc keeps the memory of SparseGPT's many mid-sized temporaries (its mmap threshold grows
+/// with every freed chunk, so later ones land on fragmented heaps), several times the peak of
+/// a streamed prune; mimalloc returns it. The measurements are in `docs/memory.md`.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
