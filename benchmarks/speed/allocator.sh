@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The binary's allocator against peak memory and time: prunus built with mimalloc (the default)
 # and with the system allocator (`--no-default-features`), each running SparseGPT 50% on the
-# default model, in memory and streamed (--stream), alternately, REPEATS times each.
-# Prints one Markdown table row per run (peak RSS from the run report, pruning seconds).
+# default model, in memory and streamed (--stream), and evaluating 8 perplexity windows of 512
+# tokens, alternately, REPEATS times each. Prints one Markdown table row per run (peak RSS from
+# the run report, pruning or evaluation seconds).
 # Usage: benchmarks/speed/allocator.sh [REPEATS]    (about 2 minutes per repeat on 2 cores)
 set -euo pipefail
 repeats=${1:-2}
@@ -16,7 +17,7 @@ cp "$target/release/prunus" "$work/prunus-system"
 cargo build --release -q -p prunus-cli
 cp "$target/release/prunus" "$work/prunus-mimalloc"
 "$work/prunus-mimalloc" prune --method magnitude --sparsity 0 --eval none --out "$work/dense" >/dev/null
-echo "| allocator | run | peak RSS GiB | pruning s |"
+echo "| allocator | run | peak RSS GiB | seconds |"
 echo "|---|---|---|---|"
 for i in $(seq "$repeats"); do
   for alloc in system mimalloc; do
@@ -29,6 +30,9 @@ for i in $(seq "$repeats"); do
       python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f'| {sys.argv[2]} | {sys.argv[3]} | {r[\"peak_rss_bytes\"]/2**30:.2f} | {r[\"seconds\"][\"prune_total\"]:.1f} |')" \
         "$work/r.json" "$alloc" "$mode"
     done
+    "$work/prunus-$alloc" eval --max-windows 8 --report "$work/e.json" >/dev/null
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f'| {sys.argv[2]} | eval 8 x 512 | {r[\"peak_rss_bytes\"]/2**30:.2f} | {r[\"seconds\"][\"evaluation\"]:.1f} |')" \
+      "$work/e.json" "$alloc"
   done
 done
 echo

@@ -25,8 +25,12 @@ Usage:
   /tmp/torchenv/bin/python benchmarks/speed/pytorch_side_by_side.py \
       [--prunus target/release/prunus] [--windows 16] [--repeats 2] [--out results/speed]
 
-Writes OUT/side_by_side.json (every timing, the CPU and its vector extensions, versions) and
-OUT/summary.md. Not yet here: the training step (see the speed issue's goals).
+Each PyTorch phase runs in a fresh process of this script (`--child`), so that its peak
+resident memory (ru_maxrss, interpreter and torch included) is its own; prunus's peak is the one
+its report gives (VmHWM of the process).
+
+Writes OUT/side_by_side.json (every timing and peak, the CPU and its vector extensions,
+versions) and OUT/summary.md. Not yet here: the training step (see the speed issue's goals).
 """
 
 import argparse
@@ -34,6 +38,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -205,7 +210,7 @@ def torch_sparsegpt(model, calib, sparsity=0.5, blocksize=128, percdamp=0.01):
     return block_by_block(model, calib, stats, prune)
 
 
-def side_by_side_prune(prunus, method, hf, pool_ids, tmp, torch_fn):
+def side_by_side_prune(prunus, method, hf, pool_ids, tmp):
     """prunus then PyTorch pruning the same model with `method` at 50% on prunus's calibration
     offsets; end to end from loading the model, tokenization and prunus's save excluded; the
     two masks compared weight by weight."""
@@ -213,26 +218,66 @@ def side_by_side_prune(prunus, method, hf, pool_ids, tmp, torch_fn):
     wall, rep = run_prunus(prunus, ["prune", "--method", method, "--sparsity", "0.5", "--calib-samples", "32", "--calib-seq-len", str(SEQ_LEN), "--eval", "none", "--batch-size", str(BATCH), "--out", out], os.path.join(tmp, f"{method}.json"))
     assert len(pool_ids) == rep["calibration"]["stream_tokens"], "the calibration pool tokenizes differently"
     calib = [pool_ids[o:o + SEQ_LEN] for o in rep["calibration"]["offsets"]]
-    t = time.perf_counter()
-    model, load_s = load_hf(hf)
-    realised = torch_fn(model, calib)
-    torch_total = time.perf_counter() - t
+    masks = os.path.join(tmp, f"{method}-torch-masks.pt")
+    child = torch_child(method, hf, tmp, {"calib": calib, "masks": masks})
+    torch_total = child["seconds"]
     prunus_total = wall - rep["seconds"]["tokenize"] - rep["seconds"]["save"]
+    ours = torch.load(masks)
     theirs, _ = load_hf(out)
     same = total = 0
-    for a, b in zip(model.model.layers, theirs.model.layers):
+    for i, b in enumerate(theirs.model.layers):
         for name in LINEARS:
-            za, zb = a.get_submodule(name).weight == 0, b.get_submodule(name).weight == 0
+            za, zb = ours[f"{i}.{name}"], b.get_submodule(name).weight == 0
             same += (za == zb).sum().item()
             total += za.numel()
     print(f"{method}: prunus {prunus_total:.1f} s, pytorch {torch_total:.1f} s, masks agree on {100 * same / total:.4f}%", flush=True)
     return {
         "sparsity": 0.5, "calibration": [32, SEQ_LEN],
         "prunus": {"end_to_end_seconds": prunus_total, "wall": wall, "stages": rep["seconds"], "realised": rep["sparsity"]["realised"], "peak_rss_bytes": rep.get("peak_rss_bytes")},
-        "pytorch": {"end_to_end_seconds": torch_total, "load_seconds": load_s, "realised": realised},
+        "pytorch": {"end_to_end_seconds": torch_total, "load_seconds": child["load_seconds"], "realised": child["realised"], "peak_rss_bytes": child["peak_rss_bytes"]},
         "ratio": torch_total / prunus_total,
         "mask_agreement": same / total,
     }
+
+
+def peak_rss_bytes():
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def torch_child(phase, hf, tmp, payload):
+    """Runs one PyTorch phase in a fresh process of this script; returns what it printed."""
+    path = os.path.join(tmp, f"{phase}-payload.json")
+    with open(path, "w") as f:
+        json.dump(payload, f)
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", phase, "--hf", hf, "--payload", path], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_main(phase, hf, payload):
+    """The PyTorch side of one phase (see torch_child): timings, result and peak memory as JSON."""
+    torch.set_num_threads(THREADS)
+    torch.set_grad_enabled(False)
+    with open(payload) as f:
+        p = json.load(f)
+    if phase == "eval":
+        model, load_s = load_hf(hf)
+        s, ppl = torch_eval(model, p["ids"], p["windows"])
+        print(json.dumps({"seconds": s, "ppl": ppl, "load_seconds": load_s, "peak_rss_bytes": peak_rss_bytes()}))
+        return
+    prune = {"wanda": torch_wanda, "sparsegpt": torch_sparsegpt}[phase]
+    t = time.perf_counter()
+    model, load_s = load_hf(hf)
+    realised = prune(model, p["calib"])
+    seconds = time.perf_counter() - t
+    peak = peak_rss_bytes()
+    masks = {f"{i}.{name}": layer.get_submodule(name).weight == 0 for i, layer in enumerate(model.model.layers) for name in LINEARS}
+    torch.save(masks, p["masks"])
+    print(json.dumps({"seconds": seconds, "load_seconds": load_s, "realised": realised, "peak_rss_bytes": peak}))
+
+
+def gib(b):
+    return f"{b / 2**30:.2f}" if b else "?"
 
 
 def main():
@@ -241,7 +286,12 @@ def main():
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "speed"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--hf", help=argparse.SUPPRESS)
+    ap.add_argument("--payload", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child_main(args.child, args.hf, args.payload)
     torch.set_num_threads(THREADS)
     torch.set_grad_enabled(False)
     os.makedirs(args.out, exist_ok=True)
@@ -260,15 +310,14 @@ def main():
 
     # Evaluation, alternately.
     ev = {"windows": args.windows, "seq_len": SEQ_LEN, "batch": BATCH, "prunus": [], "pytorch": []}
-    model, load_s = load_hf(hf)
-    ev["pytorch_load_seconds"] = load_s
+    ids = eval_ids[:args.windows * SEQ_LEN]
     for _ in range(args.repeats):
         wall, rep = run_prunus(args.prunus, ["eval", "--task", "ppl:wiki-vital", "--max-windows", str(args.windows), "--seq-len", str(SEQ_LEN), "--batch-size", str(BATCH)], os.path.join(tmp, "eval.json"))
         ppl = next(e["value"] for e in rep["evaluations"] if e["metric"] == "ppl")
-        ev["prunus"].append({"seconds": rep["seconds"]["evaluation"], "wall": wall, "load": rep["seconds"]["load"], "ppl": ppl})
-        s, tppl = torch_eval(model, eval_ids, args.windows)
-        ev["pytorch"].append({"seconds": s, "ppl": tppl})
-        print(f"eval: prunus {ev['prunus'][-1]['seconds']:.1f} s (ppl {ppl:.6f}), pytorch {s:.1f} s (ppl {tppl:.6f})", flush=True)
+        ev["prunus"].append({"seconds": rep["seconds"]["evaluation"], "wall": wall, "load": rep["seconds"]["load"], "ppl": ppl, "peak_rss_bytes": rep.get("peak_rss_bytes")})
+        child = torch_child("eval", hf, tmp, {"ids": ids, "windows": args.windows})
+        ev["pytorch"].append(child)
+        print(f"eval: prunus {ev['prunus'][-1]['seconds']:.1f} s (ppl {ppl:.6f}), pytorch {child['seconds']:.1f} s (ppl {child['ppl']:.6f})", flush=True)
     tokens = args.windows * SEQ_LEN
     best_p = min(r["seconds"] for r in ev["prunus"])
     best_t = min(r["seconds"] for r in ev["pytorch"])
@@ -277,12 +326,11 @@ def main():
     ev["ratio"] = best_t / best_p
     ev["ppl_rel_diff"] = abs(ev["prunus"][0]["ppl"] - ev["pytorch"][0]["ppl"]) / ev["prunus"][0]["ppl"]
     res["evaluation"] = ev
-    del model
 
     # Wanda and SparseGPT end to end, prunus first (its report gives the calibration offsets).
     pool_ids = tok.encode(pool_text, add_special_tokens=False).ids
-    res["wanda"] = side_by_side_prune(args.prunus, "wanda", hf, pool_ids, tmp, torch_wanda)
-    res["sparsegpt"] = side_by_side_prune(args.prunus, "sparsegpt", hf, pool_ids, tmp, torch_sparsegpt)
+    res["wanda"] = side_by_side_prune(args.prunus, "wanda", hf, pool_ids, tmp)
+    res["sparsegpt"] = side_by_side_prune(args.prunus, "sparsegpt", hf, pool_ids, tmp)
 
     with open(os.path.join(args.out, "side_by_side.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -296,23 +344,26 @@ def main():
         f"torch {res['versions']['torch']}, transformers {res['versions']['transformers']}. "
         "Ratio: prunus speed over PyTorch's (above 1: prunus is faster).",
         "",
-        "| what | prunus | PyTorch | ratio | same result |",
-        "|---|---|---|---|---|",
+        "| what | prunus | PyTorch | ratio | peak RSS prunus / PyTorch | same result |",
+        "|---|---|---|---|---|---|",
         f"| evaluation, {args.windows} x {SEQ_LEN} tokens, forward + NLL (best of {args.repeats}) | {best_p:.1f} s ({ev['prunus_tokens_per_second']:.0f} tokens/s) | "
-        f"{best_t:.1f} s ({ev['pytorch_tokens_per_second']:.0f} tokens/s) | {ev['ratio']:.2f}x | perplexities {ev['ppl_rel_diff']:.1e} apart (relative) |",
+        f"{best_t:.1f} s ({ev['pytorch_tokens_per_second']:.0f} tokens/s) | {ev['ratio']:.2f}x | "
+        f"{gib(max(r['peak_rss_bytes'] for r in ev['prunus']))} / {gib(max(r['peak_rss_bytes'] for r in ev['pytorch']))} GiB | perplexities {ev['ppl_rel_diff']:.1e} apart (relative) |",
     ]
     for name, label in [("wanda", "Wanda"), ("sparsegpt", "SparseGPT")]:
         w = res[name]
         md.append(f"| {label} 50%, 32 x {SEQ_LEN} calibration, load to pruned model | {w['prunus']['end_to_end_seconds']:.1f} s | "
-                  f"{w['pytorch']['end_to_end_seconds']:.1f} s | {w['ratio']:.2f}x | masks agree on {100 * w['mask_agreement']:.3f}% of the weights |")
+                  f"{w['pytorch']['end_to_end_seconds']:.1f} s | {w['ratio']:.2f}x | {gib(w['prunus']['peak_rss_bytes'])} / {gib(w['pytorch']['peak_rss_bytes'])} GiB | "
+                  f"masks agree on {100 * w['mask_agreement']:.3f}% of the weights |")
     md += [
         "",
         "Pruning excludes tokenization on both sides (prunus reads its token cache; the PyTorch side tokenizes before its clock starts) "
         "and prunus's saving of the model for the mask comparison. prunus accumulates the statistics (Wanda's x^2, SparseGPT's "
         "Hessian) in f64, the PyTorch code in f32 as the reference repositories do, so weights whose scores nearly tie can go "
         "either way; SparseGPT's updates carry such differences on from column to column, the likely (not traced) reason for its "
-        "larger mask difference. The quality of the two pruned models is not compared here. Every timing, with prunus's stage "
-        "seconds, is in `side_by_side.json`.",
+        "larger mask difference. The quality of the two pruned models is not compared here. Peak RSS: each side's process "
+        "(prunus: its report's VmHWM; PyTorch: ru_maxrss of a fresh interpreter that imports torch, loads the model and runs "
+        "the phase), the model load included. Every timing, with prunus's stage seconds, is in `side_by_side.json`.",
         "",
     ]
     with open(os.path.join(args.out, "summary.md"), "w") as f:

@@ -84,6 +84,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.layers == 0 {
         bail!("--layers must be at least 1");
     }
+    // The tree the binary is built from (edits made while the run goes on do not count).
+    let (git, dirty) = crate::outputs::git_state();
     let prunus = match &args.prunus {
         Some(p) => p.clone(),
         None => crate::prunus::build()?,
@@ -137,7 +139,6 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::remove_dir_all(&pruned).with_context(|| format!("removing {}", pruned.display()))?;
     }
 
-    let (git, dirty) = crate::outputs::git_state();
     let peak = report.peak_rss_bytes.context("the report has no peak RSS")?;
     let result = serde_json::json!({
         "command": format!("cargo xtask streaming{}", if args.layers == 32 { String::new() } else { format!(" --layers {}", args.layers) }),

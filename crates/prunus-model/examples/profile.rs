@@ -50,4 +50,31 @@ fn main() {
     let y = Tensor::randn(0f32, 1., (2048, 576), &d).unwrap();
     t("reshape/transpose/contiguous q", 0.0, || y.reshape((4, 512, 9, 64)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap());
     t("silu*up", 0.0, || (a.silu().unwrap() * &a).unwrap());
+    // Separate projections against one product with the weights concatenated.
+    let wq = Tensor::randn(0f32, 1., (576, 576), &d).unwrap();
+    let wk = Tensor::randn(0f32, 1., (192, 576), &d).unwrap();
+    let wqkv = Tensor::cat(&[&wq, &wk, &wk], 0).unwrap();
+    let qfl = 2.0 * 2048.0 * 576.0 * 960.0;
+    t("q, k, v separately", qfl, || {
+        let _ = x.matmul(&wq.t().unwrap()).unwrap();
+        let _ = x.matmul(&wk.t().unwrap()).unwrap();
+        x.matmul(&wk.t().unwrap()).unwrap()
+    });
+    t("qkv concatenated", qfl, || x.matmul(&wqkv.t().unwrap()).unwrap());
+    let wgu = Tensor::cat(&[&w, &w], 0).unwrap();
+    t("gate, up separately", 2.0 * fl, || {
+        let _ = x.matmul(&w.t().unwrap()).unwrap();
+        x.matmul(&w.t().unwrap()).unwrap()
+    });
+    t("gate|up concatenated", 2.0 * fl, || x.matmul(&wgu.t().unwrap()).unwrap());
+    // Attention as the forward runs it: composed ops against the fused kernel.
+    let ql = Tensor::randn(0f32, 1., (4, 9, 512, 64), &d).unwrap();
+    let kl = Tensor::randn(0f32, 1., (4, 3, 512, 64), &d).unwrap();
+    let causal_fl = 2.0 * afl; // two products, full (the fused kernel computes about half)
+    t("attention composed (scores, softmax, @v)", causal_fl, || {
+        let s = ql.reshape((4, 3, 1536, 64)).unwrap().matmul(&kl.t().unwrap()).unwrap();
+        let m = Tensor::zeros((1536, 512), DType::F32, &d).unwrap();
+        let p = candle_nn::ops::softmax_last_dim(&s.broadcast_add(&m).unwrap()).unwrap();
+        p.matmul(&kl).unwrap().reshape((4, 9, 512, 64)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+    });
 }

@@ -1,6 +1,6 @@
-//! Two fused CPU kernels for inference: a causal softmax that skips the masked half of the
-//! attention scores, and a row-wise log-sum-exp for the NLL. Both split rows over
-//! candle's thread count. Neither has a gradient; the differentiable path composes ops.
+//! A fused CPU kernel for inference: the row-wise log-sum-exp of the NLL, rows split over
+//! candle's thread count. No gradient; the differentiable path composes ops. (The causal
+//! softmax that lived here is part of the fused attention now, `attention.rs`.)
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
@@ -21,39 +21,6 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core:
     let CpuStorage::F32(v) = s else { candle_core::bail!("{what} expects f32") };
     let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("{what} expects a contiguous tensor") };
     Ok(&v[a..b])
-}
-
-/// Softmax over the last dim (seq_len) where row g may only see columns 0..=g % seq_len:
-/// the causal mask of attention scores laid out (..., n_rep * seq_len, seq_len).
-struct CausalSoftmax;
-
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = contiguous_f32(s, l, "causal softmax")?;
-        let seq = l.dims().last().copied().unwrap_or(0);
-        let mut out = vec![0f32; src.len()];
-        if seq > 0 {
-            par_rows(src, &mut out, seq, seq, |first, a, b| {
-                for (k, (x, y)) in a.chunks_exact(seq).zip(b.chunks_exact_mut(seq)).enumerate() {
-                    let n = (first + k) % seq + 1;
-                    let m = x[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for (xi, yi) in x[..n].iter().zip(&mut y[..n]) {
-                        let e = (xi - m).exp();
-                        *yi = e;
-                        sum += e;
-                    }
-                    let inv = 1.0 / sum;
-                    y[..n].iter_mut().for_each(|v| *v *= inv);
-                }
-            });
-        }
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
 }
 
 /// log(sum(exp(x))) over the last dim, (..., n) -> (...).
@@ -83,11 +50,6 @@ impl CustomOp1 for RowLogSumExp {
         }
         Ok((CpuStorage::F32(out), Shape::from(&dims[..dims.len().saturating_sub(1)])))
     }
-}
-
-/// Causal softmax of attention scores (..., n_rep * seq_len, seq_len); masked entries are 0.
-pub(crate) fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
-    scores.contiguous()?.apply_op1_no_bwd(&CausalSoftmax)
 }
 
 /// Row-wise log-sum-exp, (..., n) -> (...).

@@ -21,7 +21,8 @@
 //! per-layer widths in an extra `config.json` key, see [`LayerWidths`]). The forward pass
 //! is batched over windows, tokens (n_samples, seq_len) -> logits (n_samples, seq_len,
 //! vocab), and [`LlamaModel::nll`] scores perplexity windows without materialising all
-//! logits at once. The pruning pipeline sees the model through
+//! logits at once (on the CPU, attention runs as one fused kernel that never computes the
+//! masked half, `attention.rs`). The pruning pipeline sees the model through
 //! [`prunus_core::PrunableModel`]: blocks run one at a time, and each linear's input is
 //! handed to a capture callback at its site (`attn_in`, `attn_out`, `mlp_in`, `mlp_act`).
 //!
@@ -41,6 +42,7 @@
 //! convert into [`prunus_core::Error`]. Nothing here prints; progress goes to `tracing`.
 
 
+mod attention;
 pub mod config;
 pub mod edit;
 pub mod error;
@@ -62,5 +64,3 @@ pub use hf::{OutputDir, SaveOptions, TEMP_PREFIX, remove_stale_temps};
 pub use stream::{StreamingLlama, write_synthetic};
 pub use llama::{LINEARS, LinearSparsity, LlamaModel, ParamCounts};
 
-// `gemm` is a dependency only to enable its `x86-v4` kernels for candle's CPU matmul.
-use gemm as _;

@@ -204,20 +204,23 @@ impl LlamaModel {
                 candle_nn::rotary_emb::rope(&k, &ctx.cos, &ctx.sin)?,
             )
         };
-        // GQA without copying K/V: the n_rep query heads of a KV head are stacked along rows,
-        // (n, heads, seq, hd) -> (n, kv_heads, n_rep*seq, hd).
-        let q = (q * (1.0 / (hd as f64).sqrt()))?.reshape((n, kvh, rep * seq, hd))?;
-        let scores = q.matmul(&k.t()?)?; // (n, kv_heads, n_rep*seq, seq)
-        let probs = if self.differentiable {
-            candle_nn::ops::softmax(&scores.broadcast_add(&ctx.mask_for(rep)?)?, D::Minus1)?
-        } else if self.device.is_cpu() && !ctx.custom_mask {
-            crate::kernels::causal_softmax(&scores)?
+        let o = if !self.differentiable && self.device.is_cpu() && !ctx.custom_mask && q.dtype() == DType::F32 {
+            // Fused: the masked half never computed, written in the layout o_proj reads.
+            crate::attention::causal_attention(&q, &k, &v, (1.0 / (hd as f64).sqrt()) as f32)?.reshape((rows, h * hd))?
         } else {
-            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&ctx.mask_for(rep)?)?)?
+            // GQA without copying K/V: the n_rep query heads of a KV head are stacked along
+            // rows, (n, heads, seq, hd) -> (n, kv_heads, n_rep*seq, hd).
+            let q = (q * (1.0 / (hd as f64).sqrt()))?.reshape((n, kvh, rep * seq, hd))?;
+            let scores = q.matmul(&k.t()?)?; // (n, kv_heads, n_rep*seq, seq)
+            let probs = if self.differentiable {
+                candle_nn::ops::softmax(&scores.broadcast_add(&ctx.mask_for(rep)?)?, D::Minus1)?
+            } else {
+                candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&ctx.mask_for(rep)?)?)?
+            };
+            let o = probs.matmul(&v)?; // (n, kv_heads, n_rep*seq, hd)
+            // -> (n, heads, seq, hd) -> (n, seq, heads, hd) -> (n*seq, heads*hd)
+            o.reshape((n, h, seq, hd))?.transpose(1, 2)?.contiguous()?.reshape((rows, h * hd))?
         };
-        let o = probs.matmul(&v)?; // (n, kv_heads, n_rep*seq, hd)
-        // -> (n, heads, seq, hd) -> (n, seq, heads, hd) -> (n*seq, heads*hd)
-        let o = o.reshape((n, h, seq, hd))?.transpose(1, 2)?.contiguous()?.reshape((rows, h * hd))?;
         if let Some(f) = capture.as_mut() {
             f(ATTN_OUT, &o)?;
         }

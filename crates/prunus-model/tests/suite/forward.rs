@@ -263,6 +263,23 @@ fn differentiable_mode_matches_fused() {
 }
 
 #[test]
+fn fused_attention_matches_the_composed_ops_over_many_position_blocks() {
+    // The fused kernel works in blocks of 64 query positions: windows of 1, 64, 65 and 150
+    // tokens (one partial block, one full, one full plus one row, two full plus a partial),
+    // grouped-query attention with 3 query heads per key/value head.
+    let mut model = LlamaModel::synthetic(LlamaConfig::new(97, 48, 64, 2, 6, 2, false), 4).unwrap();
+    for seq in [1, 64, 65, 150] {
+        let t = tokens(2, seq, 97, seq as u64);
+        model.set_differentiable(false);
+        let fused = model.forward(&t).unwrap();
+        model.set_differentiable(true);
+        let composed = model.forward(&t).unwrap();
+        let scale = composed.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(max_abs_diff(&fused, &composed) < 1e-5 * scale.max(1.0), "seq {seq}: {}", max_abs_diff(&fused, &composed));
+    }
+}
+
+#[test]
 fn bad_tokens_are_errors() {
     let model = LlamaModel::synthetic(LlamaConfig::tiny(), 8).unwrap();
     let dev = Device::Cpu;

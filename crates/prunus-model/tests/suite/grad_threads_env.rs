@@ -1,5 +1,6 @@
-//! The gradients PIP and the Taylor baseline score with must not depend on how many threads
-//! candle's CPU matmul uses. candle reads `RAYON_NUM_THREADS` per call (else the physical
+//! The gradients PIP and the Taylor baseline score with, and the inference forward (with its
+//! fused causal attention, whose tasks split windows, key/value groups and blocks of 64
+//! positions over the threads), must not depend on how many threads candle's CPU matmul uses. candle reads `RAYON_NUM_THREADS` per call (else the physical
 //! cores), so this test runs itself as a child process with `=1` and `=2` and compares a
 //! checksum of the bit patterns of the loss and of every gradient. The synthetic model is wide
 //! enough for gemm to split its products (threshold 48 * 48 * 256 multiply-adds; here
@@ -30,6 +31,11 @@ fn checksum() -> u64 {
     for (_, g) in grads.iter() {
         g.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().for_each(|v| feed(u64::from(v.to_bits())));
     }
+    // Windows of 150 tokens: three blocks of query positions, the last one partial.
+    let ids: Vec<u32> = (0..2 * 150u32).map(|i| (i * 40_503 + 7) % 512).collect();
+    let long = candle_core::Tensor::from_vec(ids, (2, 150), &candle_core::Device::Cpu).unwrap();
+    let logits = model.forward(&long).unwrap();
+    logits.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().for_each(|v| feed(u64::from(v.to_bits())));
     h
 }
 
@@ -44,5 +50,5 @@ fn candle_thread_count_changes_no_gradient() {
         assert_eq!(printed(&out, "THREADS"), threads, "candle did not take the thread count");
         printed(&out, "CHECKSUM")
     };
-    assert_eq!(run("1"), run("2"), "the loss or a gradient depends on candle's thread count");
+    assert_eq!(run("1"), run("2"), "the loss, a gradient or the logits depend on candle's thread count");
 }
