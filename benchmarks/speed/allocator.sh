@@ -36,4 +36,5 @@ for i in $(seq "$repeats"); do
   done
 done
 echo
-echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; commit $(git rev-parse --short=12 HEAD)"
+ext=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512bw|avx512_bf16|avx512_vnni|amx_tile|amx_bf16' | paste -sd, - | sed 's/,/, /g')
+echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($ext), $(nproc) cores; commit $(git rev-parse --short=12 HEAD)"
