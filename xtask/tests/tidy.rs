@@ -15,8 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The workspace root. `cargo test` sets CARGO_MANIFEST_DIR at run time too; the compile-time
+/// value is only a fallback, because checkouts sharing one target directory reuse each other's
+/// test binary when its sources are not newer.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    dir.parent().unwrap().to_path_buf()
 }
 
 fn read(p: &Path) -> String {

@@ -6,8 +6,8 @@
 //! all, which every save goes through) and [`ShardReader`]/[`ShardWriter`] (a tensor or a
 //! shard at a time, for models larger than memory; see [`stream`](crate::stream)).
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device};
@@ -15,10 +15,14 @@ use safetensors::Dtype;
 
 use crate::config::LlamaConfig;
 
+mod files;
 mod outdir;
 mod shards;
 
-pub use outdir::OutputDir;
+use files::io;
+pub(crate) use files::{safetensors_files, write_config};
+pub use files::{header_problem, read_config};
+pub use outdir::{OutputDir, TEMP_PREFIX, remove_stale_temps};
 pub use shards::{RawTensor, ShardReader, ShardWriter};
 use shards::write_safetensors;
 use crate::error::{ModelError, Result};
@@ -32,131 +36,6 @@ pub struct SaveOptions<'a> {
     /// Replace an existing non-empty output directory (it is swapped out only once the new
     /// one is complete).
     pub overwrite: bool,
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ModelError + 'a {
-    move |source| ModelError::Io { op, path: path.to_path_buf(), source }
-}
-
-/// Temporary directories of a save are named `<TEMP_PREFIX><pid>-<name>.<random>` beside the
-/// output, so that a later run can tell the leftovers of a killed process from a save in
-/// progress.
-pub const TEMP_PREFIX: &str = ".prunus-tmp-";
-
-/// Removes the temporary directories that killed saves left in `dir` (their process is gone),
-/// with a warning naming each; returns what was removed.
-pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return removed };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(TEMP_PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let path = entry.path();
-        tracing::warn!(path = %path.display(), "removing the temporary output of an interrupted save");
-        let removed_ok = if entry.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        if removed_ok.is_ok() {
-            removed.push(path);
-        }
-    }
-    removed
-}
-
-/// Why a safetensors header does not describe its file, naming the tensor, when the crate's
-/// own error does not (it says "incomplete metadata" or "invalid ... for tensor" without a
-/// name). Reads only the header; `None` when no single tensor is to blame.
-pub fn header_problem(file: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(file).ok()?;
-    let file_len = f.metadata().ok()?.len();
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).ok()?;
-    let n = u64::from_le_bytes(n);
-    if n > file_len.saturating_sub(8) || n > 100 << 20 {
-        return Some(format!("the header claims {n} bytes of a {file_len}-byte file"));
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    let data_len = file_len - 8 - n;
-    let mut entries: Vec<(String, u64, u64, u64)> = Vec::new();
-    for (name, info) in json.as_object()? {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offsets = info.get("data_offsets")?.as_array()?;
-        let (s, e) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
-        let bytes_per = match info.get("dtype")?.as_str()? {
-            "F64" | "I64" | "U64" => 8,
-            "F32" | "I32" | "U32" => 4,
-            "F16" | "BF16" | "I16" | "U16" => 2,
-            "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
-            other => return Some(format!("tensor `{name}` has dtype {other}")),
-        };
-        let numel = info.get("shape")?.as_array()?.iter().try_fold(1u64, |a, d| d.as_u64().and_then(|d| a.checked_mul(d)));
-        let Some(size) = numel.and_then(|n| n.checked_mul(bytes_per)) else {
-            return Some(format!("tensor `{name}` has a shape too large to address"));
-        };
-        entries.push((name.clone(), s, e, size));
-    }
-    entries.sort_by_key(|&(_, s, e, _)| (s, e));
-    let mut end = 0;
-    for (name, s, e, size) in entries {
-        if s != end || e < s {
-            return Some(format!("tensor `{name}` has data_offsets [{s}, {e}], expected to start at {end}"));
-        }
-        if e - s != size {
-            return Some(format!("tensor `{name}` has data_offsets [{s}, {e}] ({} bytes) for a shape of {size} bytes", e - s));
-        }
-        if e > data_len {
-            return Some(format!("tensor `{name}` has data_offsets [{s}, {e}] past the {data_len} bytes of data"));
-        }
-        end = e;
-    }
-    None
-}
-
-/// Reads and validates `dir/config.json`.
-pub fn read_config(dir: &Path) -> Result<LlamaConfig> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
-    let config: LlamaConfig =
-        serde_json::from_str(&text).map_err(|source| ModelError::ConfigParse { path: path.clone(), source })?;
-    config.validate()?;
-    Ok(config)
-}
-
-/// The safetensors files of a directory: the shards named by the index, or the single file.
-pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(io("read", &index))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Safetensors { path: index.clone(), reason: e.to_string() })?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| ModelError::Safetensors {
-            path: index.clone(),
-            reason: "no `weight_map` object".into(),
-        })?;
-        let mut files = BTreeSet::new();
-        for (tensor, file) in map {
-            let file = file.as_str().ok_or_else(|| ModelError::Safetensors {
-                path: index.clone(),
-                reason: format!("weight_map entry for `{tensor}` is not a file name: {file}"),
-            })?;
-            if Path::new(file).components().count() != 1 || file.starts_with('.') {
-                return Err(ModelError::Safetensors {
-                    path: index.clone(),
-                    reason: format!("weight_map entry for `{tensor}` names `{file}`, not a file in the directory"),
-                });
-            }
-            files.insert(file.to_string());
-        }
-        Ok(files.into_iter().map(|f| dir.join(f)).collect())
-    } else {
-        Ok(vec![dir.join("model.safetensors")])
-    }
 }
 
 impl LlamaModel {
@@ -287,13 +166,4 @@ impl LlamaModel {
         }
         Ok(())
     }
-}
-
-/// Writes `config` as `dir/config.json`; returns its path.
-pub(crate) fn write_config(dir: &Path, config: &LlamaConfig) -> Result<PathBuf> {
-    let config_path = dir.join("config.json");
-    let mut text = serde_json::to_string_pretty(config).map_err(|source| ModelError::ConfigParse { path: config_path.clone(), source })?;
-    text.push('\n');
-    std::fs::write(&config_path, text).map_err(io("write", &config_path))?;
-    Ok(config_path)
 }

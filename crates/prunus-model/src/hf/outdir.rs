@@ -4,8 +4,33 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{TEMP_PREFIX, remove_stale_temps};
 use crate::error::{ModelError, Result};
+
+/// Temporary directories of a save are named `<TEMP_PREFIX><pid>-<name>.<random>` beside the
+/// output, so that a later run can tell the leftovers of a killed process from a save in
+/// progress.
+pub const TEMP_PREFIX: &str = ".prunus-tmp-";
+
+/// Removes the temporary directories that killed saves left in `dir` (their process is gone),
+/// with a warning naming each; returns what was removed.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return removed };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(TEMP_PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        tracing::warn!(path = %path.display(), "removing the temporary output of an interrupted save");
+        let removed_ok = if entry.file_type().is_ok_and(|t| t.is_dir()) { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if removed_ok.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
 
 /// A directory being written (see the module docs).
 pub struct OutputDir {

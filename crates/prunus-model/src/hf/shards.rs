@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use safetensors::Dtype;
 use safetensors::tensor::Metadata;
 
-use super::{header_problem, safetensors_files, write_config};
+use super::files::{header_problem, safetensors_files, write_config};
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 
