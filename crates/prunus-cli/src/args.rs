@@ -188,10 +188,11 @@ pub struct PruneArgs {
     /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Hold one decoder block at a time, for models larger than memory (layer-wise methods,
-    /// Hugging Face directories): each block is read from the input when the pipeline reaches
-    /// it, pruned, written to --out (required) in the input's dtype, one shard per block, and
-    /// dropped. The peak is the embedding plus one block plus the calibration activations.
+    /// Hold one decoder block at a time, for models larger than memory (layer-wise methods):
+    /// each block is read from the input when the pipeline reaches it, pruned, written to
+    /// --out (required) as its own shard, and dropped. A Hugging Face directory keeps each
+    /// tensor's dtype (bf16 stays bf16); a GGUF file is written as f32 (f16 tensors as f16),
+    /// as without --stream. The peak is the embedding plus one block plus the calibration activations.
     /// Nothing is evaluated (the pruned model is never whole in memory): evaluate --out with
     /// `prunus eval` if it fits.
     #[arg(long)]

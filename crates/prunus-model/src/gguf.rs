@@ -322,20 +322,34 @@ fn rope_heads(hf: &str, config: &LlamaConfig) -> Option<usize> {
     block_tensor(hf).and_then(|(_, t)| t.rope_heads(config))
 }
 
-impl LlamaModel {
-    /// Loads a Llama-architecture GGUF file, dequantizing every tensor to f32 on `device`.
-    /// Q/K rows are un-permuted to the Hugging Face layout. Fails with a typed error for a
-    /// non-llama architecture, a missing or mis-shaped tensor, an unsupported quantization
-    /// type, or a truncated or corrupt file.
-    pub fn from_gguf(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let path = path.as_ref();
-        let (content, mut reader, file_size) = read_content(path)?;
+/// A llama GGUF file read a tensor at a time: the header checked once (architecture, config,
+/// the blocks it declares against those it holds, the alignment), then each tensor by its
+/// Hugging Face name, dequantized to f32 with the q/k rows put back in the Hugging Face layout.
+/// [`LlamaModel::from_gguf`] reads every tensor through it; a streamed prune one block at a time.
+pub struct GgufReader {
+    path: PathBuf,
+    content: Content,
+    reader: BufReader<File>,
+    file_size: u64,
+    alignment: u64,
+    config: LlamaConfig,
+}
+
+impl std::fmt::Debug for GgufReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufReader").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl GgufReader {
+    /// Reads and checks the header of the llama GGUF file `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let (content, reader, file_size) = read_content(path)?;
         let arch = architecture(path, &content)?;
         if arch != "llama" {
             return Err(ModelError::UnsupportedArchitecture { path: path.into(), arch });
         }
         let config = llama_config(path, &content)?;
-        tracing::debug!(path = %path.display(), ?config, "loading gguf");
         // Fail on the first absent block before listing every tensor a (possibly corrupt)
         // block count implies.
         for i in 0..config.num_hidden_layers {
@@ -353,25 +367,66 @@ impl LlamaModel {
             });
         }
         let alignment = alignment(path, &content)?;
+        Ok(GgufReader { path: path.to_path_buf(), content, reader, file_size, alignment, config })
+    }
+
+    /// The config the header describes.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    fn info(&self, hf: &str) -> Result<(String, &TensorInfo)> {
+        let gg = gguf_name(hf).ok_or_else(|| ModelError::MissingTensor { path: self.path.clone(), tensor: hf.to_string() })?;
+        let info = self.content.tensor_infos.get(&gg).ok_or_else(|| ModelError::MissingTensor { path: self.path.clone(), tensor: gg.clone() })?;
+        Ok((gg, info))
+    }
+
+    /// Checks that the Hugging Face tensor `hf` is stored with shape `shape` in a type prunus
+    /// reads; returns whether it is f16 (else f32, or quantized, which dequantizes to f32).
+    pub fn check(&self, hf: &str, shape: &[usize]) -> Result<bool> {
+        let (gg, info) = self.info(hf)?;
+        if info.shape.dims() != shape {
+            return Err(ModelError::ShapeMismatch { tensor: gg, expected: shape.to_vec(), found: info.shape.dims().to_vec() });
+        }
+        if !dequantizable(info.ggml_dtype) {
+            return Err(ModelError::UnsupportedQuantization { path: self.path.clone(), tensor: gg, dtype: dtype_name(info.ggml_dtype) });
+        }
+        Ok(info.ggml_dtype == GgmlDType::F16)
+    }
+
+    /// The Hugging Face tensor `hf` of shape `shape`, as f32 on the CPU in the Hugging Face
+    /// layout.
+    pub fn tensor(&mut self, hf: &str, shape: &[usize]) -> Result<Tensor> {
+        let gg = self.info(hf)?.0;
+        let GgufReader { path, content, reader, file_size, alignment, .. } = self;
+        let info = &content.tensor_infos[&gg];
+        if info.offset % *alignment != 0 {
+            return Err(ModelError::Gguf {
+                path: path.clone(),
+                reason: format!("tensor `{gg}` starts at offset {}, not a multiple of the file's alignment {alignment}", info.offset),
+            });
+        }
+        let mut t = read_tensor(path, &gg, info, shape, content, reader, *file_size)?;
+        if let Some(heads) = rope_heads(hf, &self.config) {
+            t = unpermute_qk_from_gguf(&t, heads)?;
+        }
+        Ok(t)
+    }
+}
+
+impl LlamaModel {
+    /// Loads a Llama-architecture GGUF file, dequantizing every tensor to f32 on `device`.
+    /// Q/K rows are un-permuted to the Hugging Face layout. Fails with a typed error for a
+    /// non-llama architecture, a missing or mis-shaped tensor, an unsupported quantization
+    /// type, or a truncated or corrupt file.
+    pub fn from_gguf(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let mut reader = GgufReader::open(path)?;
+        let config = reader.config().clone();
+        tracing::debug!(path = %path.display(), ?config, "loading gguf");
         let mut tensors = HashMap::new();
         for (hf, shape) in tensor_specs(&config) {
-            let gg = gguf_name(&hf).expect("every llama tensor has a gguf name");
-            if let Some(info) = content.tensor_infos.get(&gg)
-                && info.offset % alignment != 0
-            {
-                return Err(ModelError::Gguf {
-                    path: path.into(),
-                    reason: format!("tensor `{gg}` starts at offset {}, not a multiple of the file's alignment {alignment}", info.offset),
-                });
-            }
-            let info = content
-                .tensor_infos
-                .get(&gg)
-                .ok_or_else(|| ModelError::MissingTensor { path: path.into(), tensor: gg.clone() })?;
-            let mut t = read_tensor(path, &gg, info, &shape, &content, &mut reader, file_size)?;
-            if let Some(heads) = rope_heads(&hf, &config) {
-                t = unpermute_qk_from_gguf(&t, heads)?;
-            }
+            let t = reader.tensor(&hf, &shape)?;
             tensors.insert(hf, t);
         }
         let mut model = LlamaModel::from_tensors(config, tensors, device, path)?;

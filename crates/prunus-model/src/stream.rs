@@ -1,18 +1,19 @@
 //! Models larger than memory: a layer-wise prune that holds one decoder block at a time.
 //!
-//! [`StreamingLlama`] opens a Hugging Face directory (one safetensors file or shards) by its
-//! headers only, keeps the token embedding (the calibration tokens enter through it) and the
-//! final norm in memory as f32, and reads block `i` when the pruning pipeline asks for it
-//! ([`PrunableModel::load_block`]). Once the block is pruned and has fed the next one
-//! ([`PrunableModel::release_block`]) it is written out as its own shard in the dtype each
-//! tensor had in the input, and dropped. The peak is the embedding, one block in f32, the
-//! calibration hidden states and the method's working set; the files are read with plain
-//! reads (see [`ShardReader`]).
+//! [`StreamingLlama`] opens a Hugging Face directory (one safetensors file or shards) or a
+//! GGUF file by its headers only, keeps the token embedding (the calibration tokens enter
+//! through it) and the final norm in memory as f32, and reads block `i` when the pruning
+//! pipeline asks for it ([`PrunableModel::load_block`]). Once the block is pruned and has fed
+//! the next one ([`PrunableModel::release_block`]) it is written out as its own shard and
+//! dropped. The peak is the embedding, one block in f32, the calibration hidden states and the
+//! method's working set; the files are read with plain reads (see [`ShardReader`]).
 //!
 //! The output is `model-00001-of-000NN.safetensors` (the embedding), one shard per block, a
-//! last shard with the final norm and the output head (copied byte for byte), the index,
-//! `config.json` and the tokenizer, written into an [`OutputDir`] that appears only when
-//! [`finish`](StreamingLlama::finish) succeeds.
+//! last shard with the final norm and the output head, the index, `config.json` and the
+//! tokenizer, written into an [`OutputDir`] that appears only when
+//! [`finish`](StreamingLlama::finish) succeeds. From a directory, each tensor keeps its dtype
+//! (bf16 stays bf16) and unchanged ones are copied byte for byte; from a GGUF file, tensors are
+//! written as f32 (f16 ones as f16), as the in-memory `--out` writes a dequantized model.
 //!
 //! [`inspect_dir`] counts the zeros of a directory's linears the same way, a tensor at a time.
 //!
@@ -29,6 +30,7 @@ pub use safetensors::Dtype;
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::gguf::GgufReader;
 use crate::hf::{OutputDir, RawTensor, ShardReader, ShardWriter, read_config};
 use crate::layout::{BLOCK_TENSORS, EMBED, FINAL_NORM, LINEARS, LM_HEAD};
 use crate::llama::{Block, LinearSparsity, LlamaModel, synthetic_values};
@@ -39,7 +41,7 @@ pub struct StreamingLlama {
     /// The embedding and final norm; blocks are placeholders except the resident one; no
     /// output head (pruning never computes logits).
     model: LlamaModel,
-    reader: ShardReader,
+    source: Source,
     /// Per block, its tensors' names and shapes in table order.
     shapes: Vec<Vec<(String, Vec<usize>)>>,
     resident: Option<usize>,
@@ -72,41 +74,93 @@ fn split_shapes(config: &LlamaConfig) -> Split {
     (embed, blocks, all.collect())
 }
 
-impl StreamingLlama {
-    /// Opens the Hugging Face directory `dir` (every tensor's name, shape and dtype checked
-    /// from the headers), reads the embedding and the final norm, and starts the output
-    /// directory `out` (see [`OutputDir::create`]) with the embedding's shard. `tokenizer_json`
-    /// is written beside the weights at the end.
-    pub fn open(dir: &Path, out: &Path, overwrite: bool, tokenizer_json: Option<Vec<u8>>) -> Result<Self> {
-        let config = read_config(dir)?;
-        let reader = ShardReader::open(dir)?;
-        let ((embed_name, embed_shape), shapes, tail) = split_shapes(&config);
-        let mut torch_dtype = None;
-        for (name, shape) in std::iter::once(&(embed_name.clone(), embed_shape.clone())).chain(shapes.iter().flatten()).chain(&tail) {
-            let dtype = reader.check(name, shape)?;
-            torch_dtype.get_or_insert(dtype);
+/// Where a streamed model's tensors come from.
+enum Source {
+    /// A Hugging Face directory: tensors as stored; unchanged ones are copied byte for byte,
+    /// blocks go back to each tensor's own dtype.
+    Hf(ShardReader),
+    /// A GGUF file: tensors dequantized to f32 and written as f32 (f16 ones as f16), as the
+    /// in-memory `--out` writes them.
+    Gguf(Box<GgufReader>),
+}
+
+impl Source {
+    /// The source at `path` (a directory or a GGUF file), with its config; the headers are
+    /// checked, and a directory's weights must not hold layers past its config's count.
+    fn open(path: &Path) -> Result<(Self, LlamaConfig)> {
+        if !path.is_dir() {
+            let reader = GgufReader::open(path)?;
+            let config = reader.config().clone();
+            return Ok((Source::Gguf(Box::new(reader)), config));
         }
+        let config = read_config(path)?;
+        let reader = ShardReader::open(path)?;
         if let Some(extra) = reader.names().filter_map(|k| crate::gguf::block_index(k, "model.layers.")).filter(|&b| b >= config.num_hidden_layers).max() {
             return Err(ModelError::Config {
                 field: "num_hidden_layers".into(),
                 value: config.num_hidden_layers.to_string(),
-                reason: format!("the weights in {} hold layer {extra}", dir.display()),
+                reason: format!("the weights in {} hold layer {extra}", path.display()),
             });
         }
-        let source = std::fs::canonicalize(dir).ok();
-        let out = OutputDir::create(out, source.as_deref(), overwrite)?;
-        let embed_raw = reader.raw(&embed_name, &embed_shape)?;
+        Ok((Source::Hf(reader), config))
+    }
+
+    /// The dtype `name` (of shape `shape`, checked) is written in.
+    fn out_dtype(&self, name: &str, shape: &[usize]) -> Result<Dtype> {
+        match self {
+            Source::Hf(r) => r.check(name, shape),
+            Source::Gguf(r) => Ok(if r.check(name, shape)? { Dtype::F16 } else { Dtype::F32 }),
+        }
+    }
+
+    /// `name` as f32.
+    fn f32(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        match self {
+            Source::Hf(r) => r.f32(name, shape),
+            Source::Gguf(r) => r.tensor(name, shape),
+        }
+    }
+
+    /// `name` as written out unchanged: a directory's bytes as stored, a GGUF tensor in
+    /// [`out_dtype`](Self::out_dtype).
+    fn raw(&mut self, name: &str, shape: &[usize]) -> Result<RawTensor> {
+        match self {
+            Source::Hf(r) => r.raw(name, shape),
+            Source::Gguf(_) => {
+                let dtype = self.out_dtype(name, shape)?;
+                RawTensor::from_tensor(&self.f32(name, shape)?, dtype)
+            }
+        }
+    }
+}
+
+impl StreamingLlama {
+    /// Opens the Hugging Face directory or GGUF file `path` (every tensor's name, shape and
+    /// dtype checked from the headers), reads the embedding and the final norm, and starts the
+    /// output directory `out` (see [`OutputDir::create`]) with the embedding's shard. `tokenizer_json`
+    /// is written beside the weights at the end.
+    pub fn open(path: &Path, out: &Path, overwrite: bool, tokenizer_json: Option<Vec<u8>>) -> Result<Self> {
+        let (mut source, config) = Source::open(path)?;
+        let ((embed_name, embed_shape), shapes, tail) = split_shapes(&config);
+        let mut torch_dtype = None;
+        for (name, shape) in std::iter::once(&(embed_name.clone(), embed_shape.clone())).chain(shapes.iter().flatten()).chain(&tail) {
+            let dtype = source.out_dtype(name, shape)?;
+            torch_dtype.get_or_insert(dtype);
+        }
+        let canonical = std::fs::canonicalize(path).ok();
+        let out = OutputDir::create(out, canonical.as_deref(), overwrite)?;
+        let embed_raw = source.raw(&embed_name, &embed_shape)?;
         let embed = embed_raw.to_f32()?;
-        let norm = reader.f32(FINAL_NORM.hf, &[config.hidden_size])?;
+        let norm = source.f32(FINAL_NORM.hf, &[config.hidden_size])?;
         let blocks = (0..config.num_hidden_layers).map(|_| Block::placeholder()).collect::<Result<Vec<_>>>()?;
         let mut model = LlamaModel::from_parts(config.clone(), embed, blocks, norm, None);
-        model.set_source(source);
+        model.set_source(canonical);
         let mut exported = model.export_config();
         exported.tie_word_embeddings = config.tie_word_embeddings;
         exported.torch_dtype = Some(torch_dtype_name(torch_dtype.unwrap_or(Dtype::F32)).into());
         let mut writer = ShardWriter::new(out.path(), n_shards(&config), &exported)?;
         writer.write(&[(embed_name, embed_raw)])?;
-        Ok(StreamingLlama { model, reader, shapes, resident: None, released: 0, out, writer, tail, tokenizer_json })
+        Ok(StreamingLlama { model, source, shapes, resident: None, released: 0, out, writer, tail, tokenizer_json })
     }
 
     /// The config.
@@ -131,7 +185,10 @@ impl StreamingLlama {
                 reason: "a streamed model is complete only once every block has been pruned".into(),
             });
         }
-        let tail = self.tail.iter().map(|(name, shape)| Ok((name.clone(), self.reader.raw(name, shape)?))).collect::<Result<Vec<_>>>()?;
+        let mut tail = Vec::with_capacity(self.tail.len());
+        for (name, shape) in &self.tail {
+            tail.push((name.clone(), self.source.raw(name, shape)?));
+        }
         self.writer.write(&tail)?;
         self.writer.finish()?;
         if let Some(tok) = self.tokenizer_json.take() {
@@ -217,12 +274,12 @@ impl PrunableModel for StreamingLlama {
             }
             .into());
         }
-        let shapes = &self.shapes[block];
+        let (shapes, source) = (&self.shapes[block], &mut self.source);
         let mut i = 0;
         let loaded = Block::try_from_table(|_| {
             let (name, shape) = &shapes[i];
             i += 1;
-            self.reader.f32(name, shape)
+            source.f32(name, shape)
         })?;
         self.model.blocks[block] = loaded;
         self.resident = Some(block);
@@ -235,7 +292,7 @@ impl PrunableModel for StreamingLlama {
         debug_assert!(!b.is_placeholder());
         let mut tensors = Vec::with_capacity(BLOCK_TENSORS.len());
         for ((_, t), (name, shape)) in b.named().zip(&self.shapes[block]) {
-            let dtype = self.reader.check(name, shape)?;
+            let dtype = self.source.out_dtype(name, shape)?;
             tensors.push((name.clone(), RawTensor::from_tensor(t, dtype)?));
         }
         drop(b);

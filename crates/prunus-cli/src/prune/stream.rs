@@ -1,5 +1,6 @@
-//! `prunus prune --stream`: a layer-wise method over a model held one decoder block at a time
-//! ([`StreamingLlama`]), written to `--out` as it goes; nothing is evaluated.
+//! `prunus prune --stream`: a layer-wise method over a model (a Hugging Face directory or a
+//! GGUF file) held one decoder block at a time ([`StreamingLlama`]), written to `--out` as it
+//! goes; nothing is evaluated.
 
 use std::time::Instant;
 
@@ -15,9 +16,6 @@ use crate::{budget, outputs, report};
 pub(super) fn run(mut plan: PrunePlan, started: Instant) -> Result<()> {
     let resolved = session::resolve(&plan.model)?;
     let path = resolved.path.clone();
-    if !path.is_dir() {
-        bail!("--stream reads a Hugging Face directory (config.json, safetensors, tokenizer.json); {} is a file: prune it without --stream", path.display());
-    }
     plan.check_outputs(&path)?;
     let (MethodPlan::Layerwise { method, target }, Some(out)) = (&plan.method, plan.out.as_deref()) else {
         bail!("--stream needs a layer-wise method and --out (checked when planning)");
@@ -25,16 +23,23 @@ pub(super) fn run(mut plan: PrunePlan, started: Instant) -> Result<()> {
 
     let t = Instant::now();
     let pb = spinner(&format!("opening {} (headers only)", path.display()));
-    let (tokenizer, tokenizer_json) = session::hf_tokenizer(&path)?;
+    let (tokenizer, tokenizer_json, format, identity) = if path.is_dir() {
+        let (tokenizer, json) = session::hf_tokenizer(&path)?;
+        (tokenizer, json, "hf", session::hf_identity_file(&path))
+    } else {
+        let tokenizer = prunus_data::tokenizer::from_gguf(&path)?;
+        let json = tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
+        (tokenizer, json, "gguf", path.clone())
+    };
     let mut model = StreamingLlama::open(&path, out, false, Some(tokenizer_json.into_bytes())).with_context(|| format!("opening {}", path.display()))?;
-    pb.set_message("hashing the weights' index");
+    pb.set_message("hashing the model file");
     let sha256 = match resolved.sha256 {
         Some(sha) => sha,
-        None => prunus_data::assets::sha256_file(&session::hf_identity_file(&path))?,
+        None => prunus_data::assets::sha256_file(&identity)?,
     };
     pb.finish_and_clear();
     let n_blocks = model.config().num_hidden_layers;
-    let info = session::model_info(&plan.model, &path, "hf", sha256, model.n_params(), n_blocks);
+    let info = session::model_info(&plan.model, &path, format, sha256, model.n_params(), n_blocks);
     if let Some(c) = &plan.calibration {
         budget::check_calibration(model.config(), c.samples, c.seq_len, plan.opts.batch_size)?;
     }

@@ -1,6 +1,7 @@
 //! `prunus prune --stream` on the real model: the same weights and report as the in-memory
-//! prune of the same Hugging Face directory, a fraction of its peak memory, and one clear
-//! line (nothing written) for what it cannot do; `prunus synth` writes a loadable model.
+//! prune of the same Hugging Face directory (and of the default GGUF file), a fraction of its
+//! peak memory, and one clear line (nothing written) for what it cannot do; `prunus synth`
+//! writes a loadable model.
 
 use std::path::Path;
 
@@ -47,6 +48,11 @@ fn a_streamed_prune_equals_the_in_memory_prune_with_less_memory() {
     assert_eq!(shards, 30 + 2);
     let inspect = prunus(&["inspect", &p("streamed")]);
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("sparsity 0.5000"), "{}", String::from_utf8_lossy(&inspect.stdout));
+    // The default model itself, a Q4_1 GGUF file: both write the dequantized weights as f32.
+    let wanda = ["--method", "wanda", "--calib-samples", "2", "--calib-seq-len", "64"];
+    ok(&[&["prune"], &wanda[..], &["--eval", "none", "--out", &p("whole-gguf")]].concat());
+    ok(&[&["prune"], &wanda[..], &["--stream", "--out", &p("streamed-gguf")]].concat());
+    assert_eq!(tensors(&dir.path().join("streamed-gguf")), tensors(&dir.path().join("whole-gguf")));
 }
 
 #[test]
@@ -56,7 +62,6 @@ fn a_streamed_prune_refuses_what_it_cannot_do_and_writes_nothing() {
     fails_with(&prunus(&["prune", "--method", "wanda", "--stream"]), &["--stream", "--out"]);
     fails_with(&prunus(&["prune", "--method", "wanda", "--stream", "--out", &p("o"), "--eval", "ppl:wiki-vital"]), &["--stream", "evaluates nothing"]);
     fails_with(&prunus(&["prune", "--method", "taylor", "--reduction", "0.2", "--stream", "--out", &p("o")]), &["--stream", "layer-wise"]);
-    fails_with(&prunus(&["prune", "--method", "wanda", "--stream", "--out", &p("o")]), &["--stream", "Hugging Face directory"]);
     // A shard cut short is named before any block is pruned; nothing appears at --out.
     ok(&["synth", "--shape", "smollm2-135m", "--layers", "2", "--dtype", "f32", "--out", &p("syn")]);
     let shard = dir.path().join("syn/model-00003-of-00004.safetensors");

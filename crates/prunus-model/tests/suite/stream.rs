@@ -10,6 +10,7 @@ use prunus_core::pipeline::{PipelineOptions, PruneOutcome, prune_layerwise};
 use prunus_core::{Built, Decision, Group, LayerView, LayerwiseMethod, Mask, Notes, Pattern, PrunableModel, Result, StatKind};
 use prunus_model::hf::ShardReader;
 use prunus_model::{LlamaConfig, LlamaModel, StreamingLlama, write_synthetic};
+use candle_core::quantized::GgmlDType;
 use safetensors::Dtype;
 
 /// Wanda's score (|w| times the input feature's norm), per row.
@@ -170,6 +171,28 @@ fn a_failure_half_way_leaves_nothing_written() {
     let streamed = StreamingLlama::open(&dir, &out2, false, None).unwrap();
     assert!(streamed.finish().unwrap_err().to_string().contains("0 of 3 blocks"));
     assert!(!out2.exists());
+}
+
+#[test]
+fn a_streamed_prune_of_a_gguf_file_writes_what_the_in_memory_prune_gives() {
+    // f32, f16 and a quantized type (rows are multiples of Q8_0's 32-value blocks); untied
+    // head; q/k rows permuted in the file, put back on reading.
+    let root = tempfile::tempdir().unwrap();
+    let model = LlamaModel::synthetic(LlamaConfig::new(64, 64, 96, 3, 4, 2, false), 11).unwrap();
+    for (dtype, written) in [(GgmlDType::F32, Dtype::F32), (GgmlDType::F16, Dtype::F16), (GgmlDType::Q8_0, Dtype::F32)] {
+        let file = root.path().join(format!("m-{dtype:?}.gguf"));
+        crate::common::write_gguf(&model, &file, dtype, "llama");
+        let mut whole = LlamaModel::from_gguf(&file, &Device::Cpu).unwrap();
+        prune(&mut whole, NormScore);
+        let out = root.path().join(format!("out-{dtype:?}"));
+        let mut streamed = StreamingLlama::open(&file, &out, false, None).unwrap();
+        prune(&mut streamed, NormScore);
+        streamed.finish().unwrap();
+        let back = LlamaModel::from_hf_dir(&out, &Device::Cpu).unwrap();
+        assert_eq!(tensors(&back), tensors(&whole), "{dtype:?}");
+        let reader = ShardReader::open(&out).unwrap();
+        assert_eq!(reader.check("model.layers.0.mlp.up_proj.weight", &[96, 64]).unwrap(), written, "{dtype:?}");
+    }
 }
 
 #[test]
