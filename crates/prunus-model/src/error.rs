@@ -158,6 +158,14 @@ pub enum ModelError {
         reason: String,
     },
 
+    /// A streamed model was driven out of order (a block not in memory, blocks skipped, or
+    /// finished before every block was written).
+    #[error("streamed model: {reason}")]
+    Stream {
+        /// What happened.
+        reason: String,
+    },
+
     /// A tensor operation failed.
     #[error("{context}: {source}")]
     Candle {

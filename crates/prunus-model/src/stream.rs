@@ -137,8 +137,8 @@ impl Source {
 impl StreamingLlama {
     /// Opens the Hugging Face directory or GGUF file `path` (every tensor's name, shape and
     /// dtype checked from the headers), reads the embedding and the final norm, and starts the
-    /// output directory `out` (see [`OutputDir::create`]) with the embedding's shard. `tokenizer_json`
-    /// is written beside the weights at the end.
+    /// output directory `out` (see [`OutputDir::create`]) with the embedding's shard.
+    /// `tokenizer_json` is written beside the weights at the end.
     pub fn open(path: &Path, out: &Path, overwrite: bool, tokenizer_json: Option<Vec<u8>>) -> Result<Self> {
         let (mut source, config) = Source::open(path)?;
         let ((embed_name, embed_shape), shapes, tail) = split_shapes(&config);
@@ -173,16 +173,14 @@ impl StreamingLlama {
         n_params(self.config())
     }
 
-    /// Writes the last shard (final norm and output head, copied as stored), the index, and
-    /// the tokenizer, and moves the directory into place. Every block must have been
+    /// Writes the last shard (final norm and output head; from a directory, copied as
+    /// stored), the index, and the tokenizer, and moves the directory into place. Every block must have been
     /// released.
     pub fn finish(mut self) -> Result<()> {
         let n_blocks = self.shapes.len();
         if self.released != n_blocks {
-            return Err(ModelError::Config {
-                field: "stream".into(),
-                value: format!("{} of {n_blocks} blocks written", self.released),
-                reason: "a streamed model is complete only once every block has been pruned".into(),
+            return Err(ModelError::Stream {
+                reason: format!("{} of {n_blocks} blocks written; the model is complete only once every block has been pruned", self.released),
             });
         }
         let mut tail = Vec::with_capacity(self.tail.len());
@@ -201,10 +199,8 @@ impl StreamingLlama {
     fn resident(&self, block: usize) -> Result<()> {
         match self.resident {
             Some(b) if b == block => Ok(()),
-            _ => Err(ModelError::Config {
-                field: "stream".into(),
-                value: format!("block {block}"),
-                reason: format!("it is not in memory (resident: {:?}); the pipeline loads blocks one at a time, in order", self.resident),
+            _ => Err(ModelError::Stream {
+                reason: format!("block {block} is not in memory (resident: {:?}); blocks load one at a time, in order", self.resident),
             }),
         }
     }
@@ -267,10 +263,8 @@ impl PrunableModel for StreamingLlama {
 
     fn load_block(&mut self, block: usize) -> prunus_core::Result<()> {
         if block != self.released || self.resident.is_some() {
-            return Err(ModelError::Config {
-                field: "stream".into(),
-                value: format!("block {block}"),
-                reason: format!("blocks load one at a time, in order: {} written, {:?} in memory", self.released, self.resident),
+            return Err(ModelError::Stream {
+                reason: format!("cannot load block {block}: blocks load one at a time, in order ({} written, {:?} in memory)", self.released, self.resident),
             }
             .into());
         }
