@@ -185,7 +185,8 @@ pub struct PruneArgs {
     /// for); 0 disables it.
     #[arg(long, allow_negative_numbers = true, value_name = "K")]
     pub agreement_windows: Option<usize>,
-    /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+    /// Write the pruned model here as a Hugging Face directory (config.json, model.safetensors,
+    /// tokenizer.json; with --stream, one shard per block and an index instead of one file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Hold one decoder block at a time, for models larger than memory (layer-wise methods):
