@@ -5,8 +5,9 @@
 //! computation on its own:
 //!
 //! - [`AdamW`]: Adam with decoupled weight decay and bias correction, over plain f32 buffers,
-//!   in the order of operations of PyTorch's single-tensor `torch.optim.AdamW`; defaults are
-//!   MGPP's recipe (betas 0.9/0.98, eps 1e-6, weight decay 0);
+//!   in the order of operations of PyTorch's single-tensor `torch.optim.AdamW` (bit for bit
+//!   on the fixture of `scripts/reference/train_reference.py`); defaults are MGPP's recipe
+//!   (betas 0.9/0.98, eps 1e-6, weight decay 0);
 //! - [`Schedule`]: linear warm-up from 0, then linear or cosine decay to a final multiplier of
 //!   the peak (Composer's `LinearWithWarmupScheduler` and `CosineAnnealingWithWarmupScheduler`,
 //!   which MGPP's scripts use), or constant;
