@@ -98,6 +98,9 @@ impl PrunePlan {
                 let calibration = (args.calib_samples.unwrap_or(32), args.calib_seq_len.unwrap_or(args.opts.seq_len));
                 (MethodPlan::Layerwise { method, target }, specs(&args)?, needs_data, calibration)
             }
+            Factory::Training(_) => {
+                bail!("`{}` is a training-time method: it prunes while the model trains, so run it with `prunus finetune --method {}`", registration.name, registration.name);
+            }
             Factory::Structured(_) => {
                 let method = registration.build_structured(&config)?;
                 let s = &args.structure;

@@ -2,18 +2,19 @@
 //!
 //! A plugin implements [`Method`] (its name, version, one-line summary, configuration type and
 //! a constructor that checks the configuration) and the trait of its kind
-//! ([`LayerwiseMethod`](crate::layerwise::LayerwiseMethod) or
-//! [`StructuredMethod`](crate::structured::StructuredMethod)), then registers with one line:
+//! ([`LayerwiseMethod`](crate::layerwise::LayerwiseMethod),
+//! [`StructuredMethod`](crate::structured::StructuredMethod) or
+//! [`TrainingMethod`](crate::training::TrainingMethod)), then registers with one line:
 //!
 //! ```text
-//! prunus_core::register!(layerwise Magnitude);
+//! prunus_core::register!(layerwise Magnitude);   // or structured, or training
 //! ```
 //!
 //! The registry builds a method from JSON (`null` = all defaults) into a [`Built`]: the method
 //! with its name and its *effective* configuration (every default filled in), which is what
 //! every report records.
 
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -61,6 +62,12 @@ impl<M: ?Sized> Deref for Built<M> {
     }
 }
 
+impl<M: ?Sized> DerefMut for Built<M> {
+    fn deref_mut(&mut self) -> &mut M {
+        &mut self.method
+    }
+}
+
 impl<M: ?Sized> std::fmt::Debug for Built<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Built").field("name", &self.name).field("config", &self.config).finish()
@@ -105,6 +112,11 @@ macro_rules! register {
     (structured $method:ty) => {
         $crate::inventory::submit! {
             $crate::registry::MethodRegistration::structured::<$method>(env!("CARGO_PKG_NAME"))
+        }
+    };
+    (training $method:ty) => {
+        $crate::inventory::submit! {
+            $crate::registry::MethodRegistration::training::<$method>(env!("CARGO_PKG_NAME"))
         }
     };
 }

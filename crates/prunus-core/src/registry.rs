@@ -10,6 +10,7 @@
 use crate::declare::{Built, Method, build};
 use crate::layerwise::LayerwiseMethod;
 use crate::structured::StructuredMethod;
+use crate::training::TrainingMethod;
 use crate::error::{Error, Result};
 
 /// Builds a configured layer-wise method from its JSON config (`null` = defaults).
@@ -18,7 +19,10 @@ pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Built<dyn Layerwise
 /// Builds a configured structured method from its JSON config (`null` = defaults).
 pub type StructuredFactory = fn(&serde_json::Value) -> Result<Built<dyn StructuredMethod>>;
 
-/// How a registered method is run. Later kinds (training-time) join here.
+/// Builds a registered training-time method from its JSON configuration.
+pub type TrainingFactory = fn(&serde_json::Value) -> Result<Built<dyn TrainingMethod>>;
+
+/// How a registered method is run: its kind and the factory that builds it.
 #[derive(Clone, Copy)]
 pub enum Factory {
     /// Driven by the core's block-sequential calibration pipeline.
@@ -26,6 +30,8 @@ pub enum Factory {
     /// Model-level: scores whole units, driven by the core's greedy removal
     /// ([`prune_structured`](crate::structured::prune_structured)).
     Structured(StructuredFactory),
+    /// A training-time method (prunes while the model trains).
+    Training(TrainingFactory),
 }
 
 /// One registered method.
@@ -43,6 +49,11 @@ pub struct MethodRegistration {
 }
 
 fn layerwise_factory<M: Method + LayerwiseMethod>(config: &serde_json::Value) -> Result<Built<dyn LayerwiseMethod>> {
+    let (method, config) = build::<M>(config)?;
+    Ok(Built { name: M::NAME, config, method: Box::new(method) })
+}
+
+fn training_factory<M: Method + TrainingMethod>(config: &serde_json::Value) -> Result<Built<dyn TrainingMethod>> {
     let (method, config) = build::<M>(config)?;
     Ok(Built { name: M::NAME, config, method: Box::new(method) })
 }
@@ -77,11 +88,17 @@ impl MethodRegistration {
         MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Structured(structured_factory::<M>) }
     }
 
+    /// The registration of training-time method `M`, made by `register!(training M)`.
+    pub const fn training<M: Method + TrainingMethod>(origin: &'static str) -> Self {
+        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Training(training_factory::<M>) }
+    }
+
     /// A short label of the method kind.
     pub fn kind(&self) -> &'static str {
         match self.factory {
             Factory::Layerwise(_) => "layer-wise",
             Factory::Structured(_) => "structured",
+            Factory::Training(_) => "training",
         }
     }
 
@@ -100,6 +117,14 @@ impl MethodRegistration {
         match self.factory {
             Factory::Structured(f) => f(config),
             _ => Err(self.wrong_kind("structured")),
+        }
+    }
+
+    /// Builds the method as a training-time one, or says it is another kind.
+    pub fn build_training(&self, config: &serde_json::Value) -> Result<Built<dyn TrainingMethod>> {
+        match self.factory {
+            Factory::Training(f) => f(config),
+            _ => Err(self.wrong_kind("training-time")),
         }
     }
 

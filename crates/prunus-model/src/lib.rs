@@ -53,6 +53,7 @@ mod kernels;
 pub mod layout;
 pub mod llama;
 pub mod stream;
+mod train;
 pub mod units;
 
 pub use config::{LayerWidths, LlamaConfig, TokenIds};

@@ -18,12 +18,16 @@
 //! is not here yet. Everything is sequential over the buffers, so results do not depend on the
 //! thread count.
 
+mod checkpoint;
 mod clip;
 mod error;
 mod optim;
 mod schedule;
+mod trainer;
 
+pub use checkpoint::{Blob, Checkpoint, CheckpointMeta};
 pub use clip::clip_global_norm;
 pub use error::{Result, TrainError};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{Decay, Schedule};
+pub use trainer::{EvalRecord, Io, Outcome, Progress, StepRecord, TrainConfig, train};
