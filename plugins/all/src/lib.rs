@@ -4,8 +4,11 @@
 //! plugin crate here (and calling [`link`] from the binary) guarantees that. A new plugin adds
 //! one dependency line in Cargo.toml and one `use` line below.
 
+use prunus_gmp as _;
 use prunus_magnitude as _;
+use prunus_mgpp as _;
 use prunus_pip as _;
+use prunus_platon as _;
 use prunus_sparsegpt as _;
 use prunus_struct_magnitude as _;
 use prunus_struct_random as _;
