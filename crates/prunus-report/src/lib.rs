@@ -77,6 +77,70 @@ pub struct RunReport<L = serde_json::Value> {
     /// realised share of the parameters outside the embeddings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub structure: Option<StructureInfo>,
+    /// How a training run (`prunus finetune`) trained: its configuration, per-step log and
+    /// evaluations; absent for other commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingInfo>,
+}
+
+/// One optimizer step of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainStep {
+    /// The step, from 0.
+    pub step: u64,
+    /// Mean loss of its batch (nats per token).
+    pub loss: f64,
+    /// Its learning rate.
+    pub lr: f64,
+    /// The global gradient norm before clipping (after the method's additions).
+    pub grad_norm: f64,
+    /// The scheduled sparsity.
+    pub scheduled_sparsity: f64,
+    /// Zeros among the candidate weights after the step.
+    pub sparsity: f64,
+    /// Wall seconds of the step.
+    pub seconds: f64,
+    /// What the method logged (e.g. MGPP's slab weight) and the pruning threshold.
+    #[serde(default, skip_serializing_if = "Notes::is_empty")]
+    pub notes: Notes,
+}
+
+/// One evaluation during a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainEval {
+    /// Steps done when it ran.
+    pub steps_done: u64,
+    /// The metric (held-out perplexity for `prunus finetune`).
+    pub value: f64,
+    /// Wall seconds it took.
+    pub seconds: f64,
+}
+
+/// A training run's record. Its token windows are the report's `calibration` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    /// The training configuration (steps, batch, accumulation, window, learning-rate schedule,
+    /// AdamW, clipping, pruning schedule, evaluation and checkpoint intervals).
+    pub config: serde_json::Value,
+    /// The number of training examples the run counts (MGPP's `n`): the non-overlapping
+    /// windows of the calibration pool.
+    pub n_examples: u64,
+    /// What the periodic evaluations measure.
+    pub eval_protocol: String,
+    /// Every step.
+    pub log: Vec<TrainStep>,
+    /// Every periodic evaluation.
+    pub evals: Vec<TrainEval>,
+    /// Training seconds over every process of the run (evaluation excluded).
+    pub train_seconds: f64,
+    /// Training tokens per second over those seconds.
+    pub tokens_per_s: f64,
+    /// The step the last process resumed from, if it did.
+    #[serde(default)]
+    pub resumed_from: Option<u64>,
+    /// The last checkpoint written.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 /// The model a run loaded.

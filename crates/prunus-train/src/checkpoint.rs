@@ -95,7 +95,14 @@ impl Checkpoint {
         let name = format!("step-{:08}", self.meta.steps_done);
         let final_path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
+        // What killed runs left half-written (one run writes into a directory at a time).
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".step-") {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let write = || -> std::io::Result<Vec<BlobEntry>> {
             fs::create_dir(&tmp)?;
             let file = fs::File::create(tmp.join("blobs.bin"))?;

@@ -17,7 +17,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use prunus_core::Notes;
 use prunus_core::training::{MaskStats, MethodState, PruneAction, PruneSchedule, RunInfo, StepInfo, TrainableModel, TrainingMethod, apply_mask, global_mask};
 use serde::{Deserialize, Serialize};
 
@@ -87,38 +86,11 @@ impl TrainConfig {
     }
 }
 
-/// One step of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// The step, from 0.
-    pub step: u64,
-    /// Mean loss of its batch (nats per token).
-    pub loss: f64,
-    /// Its learning rate.
-    pub lr: f64,
-    /// The global gradient norm before clipping (after the method's additions).
-    pub grad_norm: f64,
-    /// The scheduled sparsity.
-    pub scheduled_sparsity: f64,
-    /// Zeros among the candidate weights after the step.
-    pub sparsity: f64,
-    /// Wall seconds of the step.
-    pub seconds: f64,
-    /// What the method logged (e.g. MGPP's slab weight) and the pruning threshold.
-    #[serde(default, skip_serializing_if = "Notes::is_empty")]
-    pub notes: Notes,
-}
+/// One step of the log (prunus-report's record, which the run report keeps).
+pub type StepRecord = prunus_report::TrainStep;
 
 /// One evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalRecord {
-    /// Steps done when it ran.
-    pub steps_done: u64,
-    /// The caller's metric (held-out perplexity for the CLI).
-    pub value: f64,
-    /// Wall seconds it took.
-    pub seconds: f64,
-}
+pub type EvalRecord = prunus_report::TrainEval;
 
 /// Where the run is, for a progress display.
 #[derive(Debug, Clone, Copy)]

@@ -153,6 +153,7 @@ fn cell(
             threads: 2,
             output: None,
             structure: None,
+            training: None,
         },
     }
 }
