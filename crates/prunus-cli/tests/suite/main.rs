@@ -4,6 +4,7 @@
 mod common;
 mod bad_input;
 mod bad_input_methods;
+mod finetune;
 mod cli;
 mod fidelity;
 mod mc_fidelity;
