@@ -19,6 +19,25 @@ fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
     }).collect();
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    if let Some(t) = &cell.training {
+        push(&["finetune", "--model", &cell.model, "--eval", &tasks.join(",")]);
+        if let Some(method) = &cell.method {
+            push(&["--method", method, "--sparsity", &cell.sparsity.to_string(), "--initial-sparsity", &t.initial_sparsity.to_string()]);
+            push(&["--prune-start", &t.prune_start.to_string(), "--prune-end", &t.prune_end.to_string(), "--prune-every", &t.prune_every.to_string()]);
+            if !cell.config.is_null() {
+                push(&["--config", &cell.config.to_string()]);
+            }
+        }
+        push(&["--steps", &t.steps.to_string(), "--batch", &t.batch.to_string(), "--accumulate", &t.accumulate.to_string(), "--window", &t.window.to_string()]);
+        push(&["--lr", &t.lr.to_string(), "--warmup", &t.warmup.to_string(), "--decay", &t.decay, "--final-lr", &t.final_lr.to_string()]);
+        if let Some(c) = t.clip {
+            push(&["--clip", &c.to_string()]);
+        }
+        push(&["--seed", &cell.calibration.seed.to_string(), "--eval-every", &t.eval_every.to_string(), "--eval-windows", &t.eval_windows.to_string()]);
+        push(&["--seq-len", &cell.eval.seq_len.to_string(), "--max-windows", &cell.eval.windows.to_string()]);
+        push(&["--report", &report.display().to_string()]);
+        return a;
+    }
     match &cell.method {
         None => push(&["eval", "--model", &cell.model, "--task", &tasks.join(",")]),
         Some(method) if cell.structured => {
@@ -105,5 +124,18 @@ mod tests {
         c.method = None;
         let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
         assert!(a.starts_with("eval --model default --task ppl:wiki-vital,mc:piqa=100 --seq-len 512 --max-windows 64"), "{a}");
+        c.structured = false;
+        c.training = Some(crate::record::TrainSpec {
+            steps: 40, batch: 2, accumulate: 2, window: 512, lr: 5e-5, warmup: 0, decay: "linear".into(), final_lr: 0.1, clip: None,
+            initial_sparsity: 0.3, prune_start: 4, prune_end: 30, prune_every: 2, eval_every: 10, eval_windows: 4,
+        });
+        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.starts_with("finetune --model default --eval ppl:wiki-vital,mc:piqa=100 --steps 40 --batch 2 --accumulate 2 --window 512"), "{a}");
+        assert!(!a.contains("--method") && !a.contains("--calib"), "a dense fine-tune: {a}");
+        c.method = Some("mgpp".into());
+        c.sparsity = 0.7;
+        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.contains("--method mgpp --sparsity 0.7 --initial-sparsity 0.3 --prune-start 4 --prune-end 30 --prune-every 2 --config"), "{a}");
+        assert!(a.contains("--seed 0 --eval-every 10 --eval-windows 4 --seq-len 512 --max-windows 64 --report /tmp/r.json"), "{a}");
     }
 }

@@ -54,7 +54,15 @@ pub struct Matrix {
     /// Expected dense values that gate the pruned cells.
     #[serde(default)]
     pub gates: Vec<Gate>,
+    /// How training cells train (training-time methods, and the dense fine-tune).
+    #[serde(default)]
+    pub training: Option<Training>,
+    /// The training-time method label the others are compared with per sparsity in the
+    /// fine-tuning section (e.g. `gmp`: MGPP's claim is about its advantage over GMP).
+    #[serde(default)]
+    pub training_baseline: Option<Spanned<String>>,
 }
+
 
 /// Calibration windows of a matrix or a method entry.
 #[derive(Debug, Deserialize)]
@@ -203,6 +211,10 @@ impl Catalog {
     fn is_structured(&self, method: &str) -> bool {
         self.methods.iter().any(|m| m.name == method && m.kind == "structured")
     }
+
+    fn is_training(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m.name == method && m.kind == "training")
+    }
 }
 
 const UNITS: [&str; 4] = ["layer", "head", "query_head", "channel"];
@@ -316,11 +328,23 @@ pub fn validate(loaded: &MatrixFile, path: &str, catalog: &Catalog) -> Result<()
     let mut labels = Vec::new();
     for entry in &m.methods {
         let label = entry.label.clone().unwrap_or_else(|| entry.name.get_ref().clone());
-        if label == "dense" || labels.contains(&label) {
+        if label == "dense" || label == "dense-finetune" || labels.contains(&label) {
             bail!("{path}:{}: method label `{label}` is used twice (or is `dense`); give each entry its own `label`", line_col(text, entry.name.span()));
         }
         labels.push(label);
         let at = line_col(text, entry.name.span());
+        if catalog.is_training(entry.name.get_ref()) {
+            if m.training.is_none() {
+                bail!("{path}:{at}: `{}` is a training-time method: the matrix needs a [training] section (steps, batch, lr, ...)", entry.name.get_ref());
+            }
+            if entry.patterns.is_some() || entry.unit.is_some() || entry.reductions.is_some() || entry.calibration.is_some() {
+                bail!("{path}:{at}: `{}` is a training-time method: it prunes globally to each of the matrix's `sparsities` under [training]; `patterns`, `unit`, `reductions` and `calibration` are for other kinds", entry.name.get_ref());
+            }
+            if m.sparsities.is_empty() {
+                bail!("{path}:{at}: training-time method `{}` needs `sparsities`", entry.name.get_ref());
+            }
+            continue;
+        }
         if catalog.is_structured(entry.name.get_ref()) {
             if entry.patterns.is_some() {
                 bail!("{path}:{at}: `{}` is a structured method: give `unit` and `reductions`, not `patterns`", entry.name.get_ref());
@@ -347,6 +371,11 @@ pub fn validate(loaded: &MatrixFile, path: &str, catalog: &Catalog) -> Result<()
     for p in &m.patterns {
         check_pattern(path, text, p)?;
     }
+    if let Some(r) = &m.training_baseline
+        && !labels.contains(r.get_ref())
+    {
+        return Err(unknown("training_baseline method label", path, text, r, labels.iter().map(String::as_str).collect()));
+    }
     if let Some(r) = &m.time_reference
         && !labels.contains(r.get_ref())
     {
@@ -355,6 +384,21 @@ pub fn validate(loaded: &MatrixFile, path: &str, catalog: &Catalog) -> Result<()
     for &s in &m.sparsities {
         if !(s > 0.0 && s < 1.0) {
             bail!("{path}: sparsities must lie in (0, 1), got {s}");
+        }
+    }
+    if let Some(t) = &m.training {
+        let spec = t.spec(m.sparsities.iter().copied().fold(0.0, f64::max));
+        if t.steps == 0 || t.batch == 0 || t.window < 2 || !(t.lr > 0.0) || t.eval_windows == 0 {
+            bail!("{path}: [training] needs steps >= 1, batch >= 1, window >= 2, lr > 0 and eval_windows >= 1");
+        }
+        if spec.accumulate == 0 || t.batch % spec.accumulate != 0 {
+            bail!("{path}: [training] accumulate = {} must divide batch = {}", spec.accumulate, t.batch);
+        }
+        if !["linear", "cosine", "constant"].contains(&t.decay.as_str()) {
+            bail!("{path}: [training] decay = {:?}: use linear, cosine or constant", t.decay);
+        }
+        if !(spec.prune_start < spec.prune_end && spec.prune_end < t.steps) {
+            bail!("{path}: [training] needs prune_start ({}) < prune_end ({}) < steps ({})", spec.prune_start, spec.prune_end, t.steps);
         }
     }
     let c = &m.calibration;
@@ -411,9 +455,27 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                 calibration: CalibSpec { samples: 0, seq_len: 0, seed: 0 },
                 eval: EvalSpec { agreement_windows: 0, ..eval.clone() },
                 structured: false,
+                training: None,
             });
         }
         for seed in &m.calibration.seeds {
+            // Training cells: windows drawn from the calibration pool with this seed.
+            let train_cell = |t: &Training, method: Option<String>, label: String, config: serde_json::Value, s: f64| CellSpec {
+                model: model.clone(),
+                method,
+                label,
+                config,
+                pattern: "unstructured".into(),
+                sparsity: s,
+                tasks: tasks.clone(),
+                calibration: CalibSpec { samples: t.steps as usize * t.batch, seq_len: t.window, seed: *seed },
+                eval: EvalSpec { agreement_windows: 0, ..eval.clone() },
+                structured: false,
+                training: Some(t.spec(s)),
+            };
+            if let Some(t) = m.training.as_ref().filter(|t| t.dense) {
+                out.push(train_cell(t, None, "dense-finetune".into(), serde_json::Value::Null, 0.0));
+            }
             for entry in &m.methods {
                 let config = entry
                     .config
@@ -421,6 +483,14 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                     .map(|t| serde_json::to_value(t).expect("TOML tables convert to JSON"))
                     .unwrap_or(serde_json::Value::Null);
                 let label = entry.label.clone().unwrap_or_else(|| entry.name.get_ref().clone());
+                if catalog.is_training(entry.name.get_ref()) {
+                    if let Some(t) = &m.training {
+                        for &s in &m.sparsities {
+                            out.push(train_cell(t, Some(entry.name.get_ref().clone()), label.clone(), config.clone(), s));
+                        }
+                    }
+                    continue;
+                }
                 let c = entry.calibration.as_ref().unwrap_or(&m.calibration);
                 let calibration = CalibSpec { samples: c.samples, seq_len: c.seq_len, seed: *seed };
                 if catalog.is_structured(entry.name.get_ref()) {
@@ -437,6 +507,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             calibration: calibration.clone(),
                             eval: eval.clone(),
                             structured: true,
+                            training: None,
                         });
                     }
                     continue;
@@ -460,6 +531,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             calibration: calibration.clone(),
                             eval: eval.clone(),
                             structured: false,
+                            training: None,
                         });
                     }
                 }
@@ -497,6 +569,10 @@ impl Shard {
         position % self.count == self.index - 1
     }
 }
+
+mod training;
+
+pub use training::Training;
 
 #[cfg(test)]
 mod tests;

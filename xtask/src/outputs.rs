@@ -99,6 +99,7 @@ pub fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64,
     let opts = crate::tables::SummaryOptions {
         title: format!("prunus benchmark `{}`", plan.loaded.name),
         time_reference: m.time_reference.as_ref().map(|r| r.get_ref().clone()),
+        training_baseline: m.training_baseline.as_ref().map(|r| r.get_ref().clone()),
         notes: summary_notes(plan),
     };
     let records = crate::tables::model_level::with_structure_rows(&records);

@@ -80,8 +80,8 @@ pub const NO_RECORD: &str = "no record";
 /// manifest lists for it (the run that wrote the tables) is taken. A cell without a record
 /// gets the key [`NO_RECORD`] (the tables then refuse to be written).
 ///
-/// Whether a method is structured (which decides how its entry expands into cells) is read
-/// from its records, or from the entry's `unit` / `reductions` when it has no record.
+/// A method's kind (which decides how its entry expands into cells) is read from its
+/// records, or from the entry's `unit` / `reductions` when it has no record.
 pub fn from_records(matrix_path: &Path, out: Option<&Path>) -> Result<Plan> {
     let path = absolute(matrix_path);
     let loaded = matrix::load(&path)?;
@@ -101,11 +101,14 @@ pub fn from_records(matrix_path: &Path, out: Option<&Path>) -> Result<Plan> {
             .iter()
             .map(|e| {
                 let name = e.name.get_ref();
-                let structured = match records.iter().find(|r| r.cell.method.as_ref() == Some(name)) {
-                    Some(r) => r.cell.structured,
-                    None => e.unit.is_some() || e.reductions.is_some(),
+                let kind = match records.iter().find(|r| r.cell.method.as_ref() == Some(name)) {
+                    Some(r) if r.cell.training.is_some() => "training",
+                    Some(r) if r.cell.structured => "structured",
+                    Some(_) => "layer-wise",
+                    None if e.unit.is_some() || e.reductions.is_some() => "structured",
+                    None => "layer-wise",
                 };
-                CatalogMethod { name: name.clone(), kind: if structured { "structured" } else { "layer-wise" }.into() }
+                CatalogMethod { name: name.clone(), kind: kind.into() }
             })
             .collect(),
         tasks: Vec::new(),

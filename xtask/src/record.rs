@@ -76,6 +76,47 @@ pub struct CellSpec {
     /// embeddings. Absent from the key of layer-wise cells.
     #[serde(default, skip_serializing_if = "is_false")]
     pub structured: bool,
+    /// A training cell (`prunus finetune`: a training-time method, or a dense fine-tune when
+    /// `method` is `None`): how it trains. `pattern` is then `unstructured` and `sparsity` the
+    /// final sparsity over all candidate linears together. Absent from the key of other cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainSpec>,
+}
+
+/// How a training cell trains: the flags of `prunus finetune` (see its `--help`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Windows per step.
+    pub batch: usize,
+    /// Micro-batches per step (gradient accumulation).
+    pub accumulate: usize,
+    /// Tokens per training window.
+    pub window: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup: u64,
+    /// `linear`, `cosine` or `constant`.
+    pub decay: String,
+    /// The final learning rate as a multiple of `lr`.
+    pub final_lr: f64,
+    /// Gradient clipping norm, if any.
+    pub clip: Option<f64>,
+    /// Sparsity of the jump at the pruning start.
+    pub initial_sparsity: f64,
+    /// Step of the first pruning.
+    pub prune_start: u64,
+    /// Step the mask freezes.
+    pub prune_end: u64,
+    /// Steps between prunings.
+    pub prune_every: u64,
+    /// Held-out perplexity logged every this many steps (0: only at the end).
+    pub eval_every: u64,
+    /// Windows of that held-out perplexity.
+    pub eval_windows: usize,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -161,6 +202,7 @@ pub(crate) fn sample_cell() -> CellSpec {
         calibration: CalibSpec { samples: 32, seq_len: 512, seed: 0 },
         eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
         structured: false,
+        training: None,
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TrainError};
-use crate::trainer::{EvalRecord, StepRecord};
+use prunus_report::{TrainEval, TrainStep};
 
 /// A blob's contents.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,9 +51,9 @@ pub struct CheckpointMeta {
     /// The method's scalar state.
     pub method_scalars: serde_json::Value,
     /// The per-step log so far.
-    pub log: Vec<StepRecord>,
+    pub log: Vec<TrainStep>,
     /// The evaluations so far.
-    pub evals: Vec<EvalRecord>,
+    pub evals: Vec<TrainEval>,
     /// Seconds of training so far (for tokens/s over a resumed run).
     pub seconds: f64,
 }

@@ -11,6 +11,8 @@
 //!   pruning time with speedups over a reference method; sections without data are left out;
 //! - [`model_level`]: structured cells' rows of the long table and their summary section;
 //! - [`curves`]: the plots' data (drawn by [`crate::plots`]);
+//! - [`training`]: training cells' fine-tuning section and loss curves (`plot_loss_<s>.svg`,
+//!   `plot_heldout_<s>.svg`);
 //! - [`settings`], [`markdown`]: labels and orders, Markdown tables and number formats.
 //!
 //! A *setting* is a pattern with its sparsity, labelled `dense`, `50%` (unstructured) or `2:4`
@@ -41,6 +43,7 @@ pub mod model_level;
 mod sections;
 mod settings;
 mod summary;
+mod training;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +59,8 @@ pub struct SummaryOptions {
     pub time_reference: Option<String>,
     /// Protocol lines, shown as a list under the title.
     pub notes: Vec<String>,
+    /// Training-time method label the others are compared with in the fine-tuning section.
+    pub training_baseline: Option<String>,
 }
 
 // File names written by `write_tables` (plots only when they have data).
@@ -106,7 +111,9 @@ pub fn write_tables(
     })?;
     written.push(path);
 
-    for (name, plot) in summary.plots() {
+    let mut plots: Vec<(String, crate::plots::LinePlot)> = summary.plots().into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+    plots.extend(training::plots(records));
+    for (name, plot) in plots {
         let path = out_dir.join(name);
         let svg = crate::plots::render_svg(&plot)?;
         crate::atomic::write_with(&path, |mut f| {
@@ -147,7 +154,9 @@ fn render_summary(summary: &Summary, opts: &SummaryOptions) -> String {
     summary.zero_shot(&mut out);
     summary.timing(&mut out, opts.time_reference.as_deref());
     out.push_str(&model_level::section(summary.records));
-    let plots = summary.plots();
+    out.push_str(&training::section(summary.records, opts.training_baseline.as_deref()));
+    let mut plots: Vec<(String, crate::plots::LinePlot)> = summary.plots().into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+    plots.extend(training::plots(summary.records));
     if !plots.is_empty() {
         out.push_str("## Plots\n\n");
         for (name, plot) in &plots {

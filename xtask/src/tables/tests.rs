@@ -112,6 +112,7 @@ fn cell(
                 agreement_windows: if method.is_some() { 8 } else { 0 },
             },
             structured: false,
+            training: None,
         },
         wall_seconds: seconds.total + 0.75,
         finished_unix: 1_700_000_000,
@@ -242,6 +243,7 @@ fn options() -> SummaryOptions {
         title: "Fixture summary".into(),
         time_reference: Some("sparsegpt".into()),
         notes: vec!["Protocol line from the matrix.".into()],
+        training_baseline: None,
     }
 }
 
@@ -436,7 +438,7 @@ fn the_summary_counts_no_zeros_in_structured_cells_and_says_what_their_seconds_a
     // A structured report's sparsity block holds the removed share, not zeros in linears.
     pip.report.sparsity = Some(serde_json::from_value(serde_json::json!({"pattern": "layer", "requested": 0.2, "realised": 0.2})).unwrap());
     let records = model_level::with_structure_rows(&[model_level::tests::record(None, None, &[("mc:arc_easy", 0.5)], 14.2), pip]);
-    let opts = SummaryOptions { title: "t".into(), time_reference: None, notes: vec![] };
+    let opts = SummaryOptions { title: "t".into(), time_reference: None, notes: vec![], training_baseline: None };
     let md = summary_markdown(&records, &opts).unwrap();
     assert!(!md.contains("Realised sparsity"), "{md}");
     assert!(md.contains("## Pruning time") && md.contains("For structured cells, score+mask is every scoring iteration"), "{md}");
