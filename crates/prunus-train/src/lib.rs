@@ -1,9 +1,16 @@
-//! prunus-train: the numerics of training, for the training-time pruning methods (MGPP, GMP,
-//! PLATON, Systematic Weight Evaluation).
+//! prunus-train: the training engine of the training-time pruning methods (MGPP, GMP, PLATON;
+//! Systematic Weight Evaluation next).
 //!
-//! What is here so far is what any training loop needs and what can be checked against a hand
-//! computation on its own:
-//!
+//! - [`train`] (`trainer.rs`): the loop. Per step: the step's batch in micro-batches (gradient
+//!   accumulation), the loss checked finite, the method's hooks (prunus-core's
+//!   `TrainingMethod`: after the backward pass, after the update, at checkpoints), clipping by
+//!   global norm, the AdamW update at the schedule's rate, the core's cubic sparsity schedule
+//!   and global mask, a [`StepRecord`] for the log, checkpoints and evaluations when due. The
+//!   model comes in as prunus-core's `TrainableModel`; the caller supplies the data, the
+//!   evaluation and the progress display through [`Io`].
+//! - [`Checkpoint`] (`checkpoint.rs`): the whole state (weights, AdamW's moments, the method's
+//!   state, the frozen mask, the log), written atomically with a sha256 per blob; a resumed run
+//!   ends bit-identical to an uninterrupted one, and another run's checkpoint is refused.
 //! - [`AdamW`]: Adam with decoupled weight decay and bias correction, over plain f32 buffers,
 //!   in the order of operations of PyTorch's single-tensor `torch.optim.AdamW` (bit for bit
 //!   on the fixture of `scripts/reference/train_reference.py`); defaults are MGPP's recipe
@@ -14,9 +21,7 @@
 //! - [`clip_global_norm`]: gradient clipping by the global L2 norm, as
 //!   `torch.nn.utils.clip_grad_norm_` does it (the norm summed in f64 here, in a fixed order).
 //!
-//! The training loop itself (batches, accumulation, the method hooks, evaluation, checkpoints)
-//! is not here yet. Everything is sequential over the buffers, so results do not depend on the
-//! thread count.
+//! Everything is sequential over the buffers, so results do not depend on the thread count.
 
 mod checkpoint;
 mod clip;
