@@ -7,7 +7,8 @@
 //! finite; the method's `after_backward`; the global gradient norm (clipped when asked); the
 //! AdamW update at the schedule's rate; the method's `after_update`; the core's pruning
 //! ([`PruneSchedule::action`]: the method's scores, one global mask, or the frozen mask
-//! re-applied); the log record; a checkpoint and an evaluation when due.
+//! re-applied); the log record; an evaluation and a checkpoint when due (in that order, so
+//! that a checkpoint holds the evaluations up to it).
 //!
 //! Determinism: the batch of step `t` is the caller's pure function of `t`, the rate a pure
 //! function of `t`, and every buffer is updated sequentially, so the same inputs give the same
@@ -190,7 +191,6 @@ pub fn train<M: TrainableModel>(
     let Io { batch, mut eval, on_step, checkpoints, .. } = io;
     let tokens_per_step = (config.batch * config.seq_len) as f64;
     let mut last_checkpoint = checkpoints.and_then(|d| Checkpoint::latest(d).ok().flatten());
-    let run_started = Instant::now();
     let mut this_run_seconds = 0.0;
     model.write_params(&st.weights)?;
     for t in st.start..config.steps {
@@ -251,6 +251,14 @@ pub fn train<M: TrainableModel>(
         let progress = Progress { done, total: config.steps, tokens_per_s: tokens_per_step / per_step, eta_s: per_step * (config.steps - done) as f64 };
         on_step(&record, &progress);
         let last = done == config.steps;
+        // Evaluation before the checkpoint, so that a resumed run's record has it.
+        if let Some(eval) = eval.as_deref_mut()
+            && (last || (config.eval_every > 0 && done % config.eval_every == 0))
+        {
+            let started = Instant::now();
+            let value = eval(model)?;
+            st.evals.push(EvalRecord { steps_done: done, value, seconds: started.elapsed().as_secs_f64() });
+        }
         if let Some(dir) = checkpoints
             && (last || (config.checkpoint_every > 0 && done % config.checkpoint_every == 0))
         {
@@ -260,15 +268,7 @@ pub fn train<M: TrainableModel>(
             let ckpt = snapshot(&st, &identity, &params, &candidates, done, method.as_deref().map(|m| m.state()).unwrap_or_default());
             last_checkpoint = Some(ckpt.write(dir)?);
         }
-        if let Some(eval) = eval.as_deref_mut()
-            && (last || (config.eval_every > 0 && done % config.eval_every == 0))
-        {
-            let started = Instant::now();
-            let value = eval(model)?;
-            st.evals.push(EvalRecord { steps_done: done, value, seconds: started.elapsed().as_secs_f64() });
-        }
     }
-    let _ = run_started;
     let total_tokens = tokens_per_step * st.log.len() as f64;
     Ok(Outcome {
         tokens_per_s: if st.seconds > 0.0 { total_tokens / st.seconds } else { 0.0 },

@@ -30,7 +30,7 @@ fn config(steps: u64, prune: Option<PruneSchedule>) -> TrainConfig {
         adamw: AdamWConfig::default(),
         clip: Some(1.0),
         prune,
-        eval_every: 0,
+        eval_every: 3,
         checkpoint_every: 3,
     }
 }
@@ -57,7 +57,9 @@ fn run(m: &mut LlamaModel, method: Option<&mut dyn TrainingMethod>, cfg: &TrainC
         inner(t)
     };
     let mut on_step = |_: &StepRecord, _: &prunus_train::Progress| {};
-    let io = Io { batch: &batch, eval: None, on_step: &mut on_step, checkpoints: dir, resume };
+    // A stand-in for held-out perplexity: a number that depends on every weight.
+    let mut eval = |m: &LlamaModel| -> prunus_core::Result<f64> { Ok(m.read_params()?.iter().flatten().map(|&x| f64::from(x) * f64::from(x)).sum()) };
+    let io = Io { batch: &batch, eval: Some(&mut eval), on_step: &mut on_step, checkpoints: dir, resume };
     train(m, method, cfg, serde_json::json!({"model": "tiny seed 7"}), 1000, io)
 }
 
@@ -134,6 +136,9 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         assert_eq!(bits(&resumed), bits(&whole), "{name}: weights differ after resuming");
         let losses = |o: &Outcome| o.log.iter().map(|r| r.loss.to_bits()).collect::<Vec<_>>();
         assert_eq!(losses(&rest), losses(&full), "{name}: the log differs");
+        let evals = |o: &Outcome| o.evals.iter().map(|e| (e.steps_done, e.value.to_bits())).collect::<Vec<_>>();
+        assert_eq!(evals(&rest), evals(&full), "{name}: the evaluations differ");
+        assert_eq!(evals(&full).iter().map(|e| e.0).collect::<Vec<_>>(), [3, 6, 9, 12]);
     }
 }
 
