@@ -46,7 +46,8 @@ pub enum Command {
     /// to remove) and --unit; their calibration defaults to 10 texts of 64 tokens
     /// (LLM-Pruner's), the dense and pruned models are timed side by side, and the report
     /// gains a `structure` section (parameter accounting, removed units per iteration with
-    /// their scores, speed).
+    /// their scores, speed). Training-time methods (kind `training`: mgpp, gmp, platon) prune
+    /// while the model trains: run them with `prunus finetune`.
     Prune(Box<PruneArgs>),
     /// Fine-tune a model, pruning while it trains with a training-time method, evaluate it
     /// and optionally save it.

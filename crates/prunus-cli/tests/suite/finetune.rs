@@ -79,6 +79,15 @@ fn a_killed_run_resumed_from_its_checkpoint_ends_bit_identical() {
     other[i] = p("other");
     fails_with(&prunus(&other.iter().map(String::as_str).collect::<Vec<_>>()), &["another run", "lr.peak"]);
     assert!(!dir.path().join("other").exists());
+    // So is another model (same shape, another seed).
+    ok(&["synth", "--shape", "smollm2-135m", "--layers", "2", "--dtype", "f32", "--seed", "1", "--out", &p("syn1")]);
+    let mut other = resume.clone();
+    let i = other.iter().position(|s| *s == p("syn")).unwrap();
+    other[i] = p("syn1");
+    let i = other.iter().position(|s| s.ends_with("killed")).unwrap();
+    other[i] = p("other");
+    fails_with(&prunus(&other.iter().map(String::as_str).collect::<Vec<_>>()), &["another run", "run.model."]);
+    assert!(!dir.path().join("other").exists());
 }
 
 #[test]
