@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""prunus and PyTorch side by side on the same CPU, in one run: evaluation, Wanda, SparseGPT.
+"""prunus and PyTorch side by side on the same CPU, in one run: evaluation, Wanda, SparseGPT,
+a training step.
 
 A benchmark, not a test: it needs torch and transformers (a throwaway venv from PyPI, e.g.
 `python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch transformers tokenizers numpy`)
@@ -23,6 +24,14 @@ directory for transformers), the same windows and the same calibration offsets.
                clock starts), and prunus's saving of the model for the mask comparison excluded
                too. One run each; the two masks are compared weight by weight.
 
+  training     one optimizer step of fine-tuning at 8 windows x 512 tokens (the windows prunus
+  step         draws from the calibration pool): forward, backward and the AdamW update (MGPP's
+               betas 0.9/0.98, eps 1e-6, lr 5e-5), the batch in 8 micro-batches of one window
+               whose gradients accumulate (prunus's default; the same split on both sides).
+               prunus: the step seconds of `prunus finetune`'s report; PyTorch: the same loop
+               with model.train(), cross-entropy and torch.optim.AdamW. 3 steps each, the median
+               of the last two (the first is warm-up); the losses of the first step are compared.
+
 Usage:
   /tmp/torchenv/bin/python benchmarks/speed/pytorch_side_by_side.py \
       [--prunus target/release/prunus] [--windows 16] [--repeats 2] [--out results/speed]
@@ -32,7 +41,7 @@ resident memory (ru_maxrss, interpreter and torch included) is its own; prunus's
 its report gives (VmHWM of the process).
 
 Writes OUT/side_by_side.json (every timing and peak, the CPU and its vector extensions,
-versions) and OUT/summary.md. Not yet here: the training step (see the speed issue's goals).
+versions) and OUT/summary.md.
 """
 
 import argparse
@@ -212,6 +221,57 @@ def torch_sparsegpt(model, calib, sparsity=0.5, blocksize=128, percdamp=0.01):
     return block_by_block(model, calib, stats, prune)
 
 
+TRAIN_BATCH = 8
+TRAIN_STEPS = 3
+
+
+def torch_train(model, windows, accumulate):
+    """TRAIN_STEPS AdamW steps on `windows` (TRAIN_BATCH per step, `accumulate` micro-batches);
+    returns the seconds and the mean loss of every step."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.0)
+    per = TRAIN_BATCH // accumulate
+    seconds, losses = [], []
+    for step in range(TRAIN_STEPS):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for k in range(accumulate):
+            first = step * TRAIN_BATCH + k * per
+            x = torch.tensor(windows[first:first + per])
+            logits = model(input_ids=x).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            (loss / accumulate).backward()
+            total += loss.item() / accumulate
+        opt.step()
+        seconds.append(time.perf_counter() - t)
+        losses.append(total)
+    return seconds, losses
+
+
+def side_by_side_train(prunus, hf, pool_ids, tmp):
+    """prunus then PyTorch: TRAIN_STEPS fine-tuning steps of TRAIN_BATCH x SEQ_LEN tokens on the
+    same windows, in micro-batches of one window; the median step time of the warm steps."""
+    accumulate = TRAIN_BATCH
+    wall, rep = run_prunus(prunus, ["finetune", "--model", hf, "--steps", str(TRAIN_STEPS), "--batch", str(TRAIN_BATCH), "--accumulate", str(accumulate), "--window", str(SEQ_LEN), "--eval", "none"], os.path.join(tmp, "finetune.json"))
+    assert len(pool_ids) == rep["calibration"]["stream_tokens"], "the calibration pool tokenizes differently"
+    windows = [pool_ids[o:o + SEQ_LEN] for o in rep["calibration"]["offsets"]]
+    child = torch_child("train", hf, tmp, {"windows": windows, "accumulate": accumulate})
+    ours = [s["seconds"] for s in rep["training"]["log"]]
+    median = lambda xs: sorted(xs)[len(xs) // 2] if len(xs) % 2 else sum(sorted(xs)[len(xs) // 2 - 1:len(xs) // 2 + 1]) / 2
+    p_step, t_step = median(ours[1:]), median(child["seconds"][1:])
+    tokens = TRAIN_BATCH * SEQ_LEN
+    loss_p, loss_t = rep["training"]["log"][0]["loss"], child["losses"][0]
+    print(f"training step: prunus {p_step:.1f} s, pytorch {t_step:.1f} s, first losses {loss_p:.6f} / {loss_t:.6f}", flush=True)
+    return {
+        "batch": TRAIN_BATCH, "seq_len": SEQ_LEN, "accumulate": accumulate, "steps": TRAIN_STEPS,
+        "prunus": {"step_seconds": ours, "median_warm_step_seconds": p_step, "tokens_per_second": tokens / p_step, "losses": [s["loss"] for s in rep["training"]["log"]], "peak_rss_bytes": rep.get("peak_rss_bytes")},
+        "pytorch": {"step_seconds": child["seconds"], "median_warm_step_seconds": t_step, "tokens_per_second": tokens / t_step, "losses": child["losses"], "peak_rss_bytes": child["peak_rss_bytes"]},
+        "ratio": t_step / p_step,
+        "first_loss_rel_diff": abs(loss_p - loss_t) / loss_p,
+    }
+
+
 def side_by_side_prune(prunus, method, hf, pool_ids, tmp):
     """prunus then PyTorch pruning the same model with `method` at 50% on prunus's calibration
     offsets; end to end from loading the model, tokenization and prunus's save excluded; the
@@ -262,6 +322,12 @@ def child_main(phase, hf, payload):
     torch.set_grad_enabled(False)
     with open(payload) as f:
         p = json.load(f)
+    if phase == "train":
+        torch.set_grad_enabled(True)
+        model, load_s = load_hf(hf)
+        seconds, losses = torch_train(model, p["windows"], p["accumulate"])
+        print(json.dumps({"seconds": seconds, "losses": losses, "load_seconds": load_s, "peak_rss_bytes": peak_rss_bytes()}))
+        return
     if phase == "eval":
         model, load_s = load_hf(hf)
         cold, ppl = torch_eval(model, p["ids"], p["windows"])
@@ -289,6 +355,7 @@ def main():
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "speed"))
+    ap.add_argument("--skip-train", action="store_true", help="leave out the training step")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--hf", help=argparse.SUPPRESS)
     ap.add_argument("--payload", help=argparse.SUPPRESS)
@@ -334,6 +401,8 @@ def main():
     pool_ids = tok.encode(pool_text, add_special_tokens=False).ids
     res["wanda"] = side_by_side_prune(args.prunus, "wanda", hf, pool_ids, tmp)
     res["sparsegpt"] = side_by_side_prune(args.prunus, "sparsegpt", hf, pool_ids, tmp)
+    if not args.skip_train:
+        res["training"] = side_by_side_train(args.prunus, hf, pool_ids, tmp)
 
     with open(os.path.join(args.out, "side_by_side.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -358,6 +427,11 @@ def main():
         md.append(f"| {label} 50%, 32 x {SEQ_LEN} calibration, load to pruned model | {w['prunus']['end_to_end_seconds']:.1f} s | "
                   f"{w['pytorch']['end_to_end_seconds']:.1f} s | {w['ratio']:.2f}x | {gib(w['prunus']['peak_rss_bytes'])} / {gib(w['pytorch']['peak_rss_bytes'])} GiB | "
                   f"masks agree on {100 * w['mask_agreement']:.3f}% of the weights |")
+    if "training" in res:
+        tr = res["training"]
+        md.append(f"| training step, {TRAIN_BATCH} x {SEQ_LEN} tokens in {tr['accumulate']} micro-batches, forward + backward + AdamW (median of the last {TRAIN_STEPS - 1} of {TRAIN_STEPS} steps) | "
+                  f"{tr['prunus']['median_warm_step_seconds']:.1f} s ({tr['prunus']['tokens_per_second']:.0f} tokens/s) | {tr['pytorch']['median_warm_step_seconds']:.1f} s ({tr['pytorch']['tokens_per_second']:.0f} tokens/s) | "
+                  f"{tr['ratio']:.2f}x | {gib(tr['prunus']['peak_rss_bytes'])} / {gib(tr['pytorch']['peak_rss_bytes'])} GiB | first-step losses {tr['first_loss_rel_diff']:.1e} apart (relative) |")
     md += [
         "",
         "Pruning excludes tokenization on both sides (prunus reads its token cache; the PyTorch side tokenizes before its clock starts) "
