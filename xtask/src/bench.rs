@@ -103,13 +103,13 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let git = git_state();
     let owned: Vec<usize> = (0..plan.cells.len()).filter(|&i| args.shard.is_none_or(|s| s.owns(i))).collect();
-    // Dense cells gate the pruned cells of their model: a shard with pruned cells of a gated
-    // model also needs that model's dense record (run here if no shard has written it yet).
+    // Dense cells gate the other cells of their model (pruned, fine-tuned): a shard with such
+    // cells of a gated model also needs that model's dense record (run here if no shard has written it yet).
     let mut todo: Vec<usize> = Vec::new();
     for &i in &owned {
         let cell = &plan.cells[i].1;
-        if cell.method.is_some() && plan.loaded.matrix.gates.iter().any(|g| g.model == cell.model) {
-            if let Some(d) = plan.cells.iter().position(|(_, c)| c.method.is_none() && c.model == cell.model)
+        if !cell.is_dense() && plan.loaded.matrix.gates.iter().any(|g| g.model == cell.model) {
+            if let Some(d) = plan.cells.iter().position(|(_, c)| c.is_dense() && c.model == cell.model)
                 && !todo.contains(&d)
                 && !owned.contains(&d)
             {
@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     todo.extend(owned.iter().copied());
-    todo.sort_by_key(|&i| (plan.cells[i].1.method.is_some(), i));
+    todo.sort_by_key(|&i| (!plan.cells[i].1.is_dense(), i));
     todo.dedup();
 
     let done: Vec<CellRecord> = todo.iter().filter_map(|&i| existing(&plan.out, &plan.cells[i].0)).collect();
@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut dense: BTreeMap<String, CellRecord> = BTreeMap::new();
     for (n, &i) in todo.iter().enumerate() {
         let (key, cell) = &plan.cells[i];
-        if cell.method.is_some()
+        if !cell.is_dense()
             && let Some(d) = dense.get(&cell.model)
         {
             let fails = gate_failures(&plan, &cell.model, d);
@@ -168,7 +168,7 @@ pub fn run(args: Args) -> Result<()> {
                 r
             }
         };
-        if cell.method.is_none() {
+        if cell.is_dense() {
             dense.insert(cell.model.clone(), record);
         }
         pb.inc(1);

@@ -133,12 +133,15 @@ fn summary_notes(plan: &Plan) -> Vec<String> {
         "Perplexity: wiki-vital eval split, seq_len {}, first {} windows. Calibration (methods that use data): {} x {} tokens from the wiki-vital calibration pool, seeds {:?}. Dense agreement: KL(dense || pruned) in nats per predicted token and top-1 agreement on the first {} eval windows.",
         m.eval.seq_len, m.eval.windows, m.calibration.samples, m.calibration.seq_len, m.calibration.seeds, m.eval.agreement_windows
     ));
-    let pruned = || plan.cells.iter().map(|(_, c)| c).filter(|c| c.method.is_some());
+    let pruned = || plan.cells.iter().map(|(_, c)| c).filter(|c| c.method.is_some() && c.training.is_none());
     if pruned().any(|c| !c.structured) {
         notes.push("Sparsity is over all linears of all decoder blocks (q, k, v, o, gate, up, down); embeddings, norms and the tied LM head stay dense. Metric seconds = scoring, masking and weight updates (Wanda's \"metric time\"); prune seconds = calibration forward + statistics + metric, end to end.".into());
     }
     if pruned().any(|c| c.structured) {
         notes.push("Structured cells remove whole units (decoder layers; attention heads, each a key/value head with its query heads; MLP channels) and leave a physically smaller model, with no recovery fine-tuning. Their target and \"removed\" count the parameters outside the token embedding and the tied output head.".into());
+    }
+    if plan.cells.iter().any(|(_, c)| c.training.is_some()) {
+        notes.push("Training cells (`prunus finetune`, and the dense fine-tune `dense-finetune`): sparsity is global over all linears of all decoder blocks; their prune seconds are their training seconds; the fine-tuning section gives their budget and schedule.".into());
     }
     for g in &m.gates {
         notes.push(format!("Gate: dense {} {} {} must be {} within {:e} relative, or the pruned cells do not run.", g.model, g.task.get_ref(), g.metric, g.expected, g.tolerance));

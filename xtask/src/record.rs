@@ -119,6 +119,14 @@ pub struct TrainSpec {
     pub eval_windows: usize,
 }
 
+impl CellSpec {
+    /// The model's dense cell (no method, no training): what gates the other cells of its
+    /// model and what they are compared with. The dense fine-tune is not.
+    pub fn is_dense(&self) -> bool {
+        self.method.is_none() && self.training.is_none()
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -228,6 +236,19 @@ mod tests {
         other.tasks[0].limit = Some(10);
         assert_ne!(cell_key(&other, "abc"), base);
         assert_eq!(base.len(), 16);
+    }
+
+    #[test]
+    fn the_dense_fine_tune_is_not_the_dense_cell() {
+        let mut c = cell();
+        assert!(!c.is_dense());
+        c.method = None;
+        assert!(c.is_dense());
+        c.training = Some(TrainSpec {
+            steps: 4, batch: 1, accumulate: 1, window: 32, lr: 1e-4, warmup: 0, decay: "linear".into(), final_lr: 0.1, clip: None,
+            initial_sparsity: 0.0, prune_start: 1, prune_end: 3, prune_every: 1, eval_every: 0, eval_windows: 1,
+        });
+        assert!(!c.is_dense());
     }
 
     #[test]

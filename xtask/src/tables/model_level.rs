@@ -71,7 +71,7 @@ pub fn section(records: &[CellRecord]) -> String {
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for &r in &structured {
         let s = structure(r).expect("filtered");
-        let dense = records.iter().find(|d| d.cell.method.is_none() && d.cell.model == r.cell.model);
+        let dense = records.iter().find(|d| d.cell.is_dense() && d.cell.model == r.cell.model);
         let ppl = r.report.evaluations.iter().find(|e| e.metric == "ppl").map(|e| e.value);
         let acc = mean_acc(r);
         let retained = acc.as_ref().and_then(|(a, tasks)| {

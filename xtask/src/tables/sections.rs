@@ -58,7 +58,9 @@ impl Summary<'_> {
             list(threads.iter().map(|t| t.to_string()).collect())
         )
         .unwrap();
-        let pruned: Vec<&CellRecord> = r.iter().filter(|c| c.cell.method.is_some()).collect();
+        // Calibration of the one-shot methods (a training cell's windows are its training data,
+        // stated in the fine-tuning section).
+        let pruned: Vec<&CellRecord> = r.iter().filter(|c| c.cell.method.is_some() && c.cell.training.is_none()).collect();
         if !pruned.is_empty() {
             let calib: BTreeSet<(usize, usize)> = pruned
                 .iter()
@@ -82,7 +84,7 @@ impl Summary<'_> {
             .collect();
         let agreement: BTreeSet<usize> = r
             .iter()
-            .filter(|c| c.cell.method.is_some())
+            .filter(|c| c.cell.method.is_some() && c.cell.training.is_none())
             .map(|c| c.cell.eval.agreement_windows)
             .collect();
         let mut eval = list(

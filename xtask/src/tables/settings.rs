@@ -50,7 +50,7 @@ pub(super) fn cmp_setting(a: (&str, f64), b: (&str, f64)) -> Ordering {
 
 /// Row label of a cell's method: its matrix label, `dense` for the dense model.
 pub(super) fn method_label(r: &CellRecord) -> &str {
-    if r.cell.method.is_none() {
+    if r.cell.is_dense() {
         "dense"
     } else {
         &r.cell.label
@@ -86,7 +86,7 @@ impl Orders {
     /// The orders of `records`.
     pub(super) fn new(records: &[CellRecord]) -> Self {
         let mut o = Orders::default();
-        if records.iter().any(|r| r.cell.method.is_none()) {
+        if records.iter().any(|r| r.cell.is_dense()) {
             o.methods.push("dense".into());
         }
         let mut settings: Vec<(&str, f64)> = Vec::new();

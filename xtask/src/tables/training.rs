@@ -194,7 +194,7 @@ pub fn plots(records: &[CellRecord]) -> Vec<(String, LinePlot)> {
         if !heldout.is_empty() {
             let references = records
                 .iter()
-                .filter(|r| r.cell.method.is_none() && r.cell.training.is_none())
+                .filter(|r| r.cell.is_dense())
                 .filter_map(final_ppl)
                 .map(|y| Reference { label: "dense, not fine-tuned (all windows)".into(), y })
                 .take(1)
