@@ -100,13 +100,16 @@ fn plan(a: &FinetuneArgs) -> Result<Plan> {
     Ok(Plan { method, config, specs })
 }
 
-/// Checks --checkpoints before any work: not the model, a directory if it exists, and
-/// holding a checkpoint exactly when resuming.
-fn check_checkpoints(dir: &Path, model: &Path, resume: bool) -> Result<PathBuf> {
+/// Checks --checkpoints before any work: not the model, apart from --out, a directory if it
+/// exists, and holding a checkpoint exactly when resuming.
+fn check_checkpoints(dir: &Path, model: &Path, out: Option<&Path>, resume: bool) -> Result<PathBuf> {
     let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let model = std::fs::canonicalize(model).unwrap_or_else(|_| model.to_path_buf());
     if abs == model || abs.starts_with(&model) {
         bail!("--checkpoints {} is the input model or inside it; choose another directory", dir.display());
+    }
+    if out.is_some_and(|o| abs == o || abs.starts_with(o) || o.starts_with(&abs)) {
+        bail!("--checkpoints {} and --out overlap; the model is written to --out whole at the end, so keep them apart", dir.display());
     }
     if abs.exists() && !abs.is_dir() {
         bail!("--checkpoints {} is not a directory", dir.display());
@@ -138,7 +141,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let model_path = session::resolve(&a.model)?;
     let out = a.out.as_deref().map(|o| outputs::check_out_dir(o, &model_path.path)).transpose()?;
     let report_path = a.opts.report.as_deref().map(|r| outputs::check_report(r, &model_path.path, out.as_deref())).transpose()?;
-    let checkpoints = a.checkpoints.as_deref().map(|d| check_checkpoints(d, &model_path.path, a.resume)).transpose()?;
+    let checkpoints = a.checkpoints.as_deref().map(|d| check_checkpoints(d, &model_path.path, out.as_deref(), a.resume)).transpose()?;
 
     let mut session = session::load_resolved(&a.model, model_path)?;
     eval::check_budget(&session, &a.opts, &specs, a.eval_every > 0)?;

@@ -57,12 +57,15 @@ pub fn section(records: &[CellRecord], baseline: Option<&str>) -> String {
     let c = &first.config;
     writeln!(
         out,
-        "Every cell fine-tunes for {} steps of {} windows x {} tokens from the wiki-vital calibration pool (seed {}), AdamW {}, learning rate {} ({} decay to {}x); the pruning schedule is the same for every method (cubic from step {} to {}, every {} steps). Held-out perplexity: {}.\n",
+        "Every cell fine-tunes for {} steps of {} windows x {} tokens from the wiki-vital calibration pool (seed {}), AdamW (betas {}/{}, eps {}, weight decay {}), learning rate {} ({} decay to {}x); the pruning schedule is the same for every method (cubic from step {} to {}, every {} steps). Held-out perplexity: {}.\n",
         c["steps"],
         c["batch"],
         c["seq_len"],
         cells[0].cell.calibration.seed,
-        c["adamw"],
+        c["adamw"]["beta1"],
+        c["adamw"]["beta2"],
+        c["adamw"]["eps"],
+        c["adamw"]["weight_decay"],
         c["lr"]["peak"],
         c["lr"]["decay"].as_str().unwrap_or("?"),
         c["lr"]["final_multiplier"],

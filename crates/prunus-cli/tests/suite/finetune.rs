@@ -107,6 +107,7 @@ fn bad_input_gets_one_line_and_writes_nothing() {
         (&["--batch", "2", "--accumulate", "3"], &["accumulate = 3"]),
         (&["--decay", "step"], &["--decay step"]),
         (&["--resume"], &["--checkpoints DIR"]),
+        (&["--checkpoints", out.as_str()], &["--checkpoints", "--out overlap"]),
         (&["--method", "mgpp", "--sparsity", "0.5", "--config", "{\"sigma0\": 1.0}"], &["sigma0 < sigma1"]),
     ];
     for (extra, needles) in cases {
