@@ -54,7 +54,8 @@ pub fn section(records: &[CellRecord], baseline: Option<&str>) -> String {
     }
     let mut out = String::from("## Fine-tuning\n\n");
     let first = training(cells[0]).expect("a training cell");
-    let c = &first.config;
+    // The schedule of the first pruning cell (the dense fine-tune has none).
+    let c = &cells.iter().filter_map(|r| training(r)).find(|t| !t.config["prune"].is_null()).unwrap_or(first).config;
     writeln!(
         out,
         "Every cell fine-tunes for {} steps of {} windows x {} tokens from the wiki-vital calibration pool (seed {}), AdamW (betas {}/{}, eps {}, weight decay {}), learning rate {} ({} decay to {}x); the pruning schedule is the same for every method (cubic from step {} to {}, every {} steps). Held-out perplexity: {}.\n",
@@ -93,7 +94,7 @@ pub fn section(records: &[CellRecord], baseline: Option<&str>) -> String {
         })
         .collect();
     Table {
-        header: ["method", "sparsity", "realised", "train loss (last 5 steps)", "held-out ppl (last log)", "final ppl", "train tokens/s", "train s"].map(String::from).to_vec(),
+        header: ["method", "sparsity %", "realised %", "train loss (last 5 steps)", "held-out ppl (last log)", "final ppl", "train tokens/s", "train s"].map(String::from).to_vec(),
         left: 1,
         rows,
     }
@@ -115,7 +116,7 @@ fn against_baseline(cells: &[&CellRecord], baseline: &str, out: &mut String) {
         return;
     }
     let others: Vec<&str> = labels.iter().copied().filter(|l| *l != baseline).collect();
-    let mut header = vec!["sparsity".to_string()];
+    let mut header = vec!["sparsity %".to_string()];
     header.extend(labels.iter().map(|m| format!("{m} ppl")));
     header.extend(others.iter().map(|m| format!("{baseline} / {m}")));
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); others.len()];
