@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use prunus_core::registry;
-use prunus_core::training::{PruneSchedule, TrainableModel};
+use prunus_core::training::{PruneSchedule, TrainableModel, candidate_zeros};
 use prunus_core::{Built, TrainingMethod};
 use prunus_data::corpus::{CALIBRATION_SAMPLER, calibration_windows};
 use prunus_eval::report::{Seconds, SparsityInfo, TrainingInfo};
@@ -194,7 +194,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     }
     seconds.total = started.elapsed().as_secs_f64();
 
-    let (pruned, numel) = candidate_zeros(&session.model)?;
+    let params = session.model.params();
+    let candidates: Vec<usize> = params.iter().enumerate().filter(|(_, p)| p.prunable).map(|(i, _)| i).collect();
+    let (pruned, numel) = candidate_zeros(&session.model.read_params()?, &candidates);
     let mut rep = report::base("finetune", &session.info, evaluations, seconds);
     rep.calibration = Some(calibration);
     rep.output = out.as_ref().map(|p| p.display().to_string());
@@ -230,18 +232,4 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         session.info.label, config.steps, config.batch, config.seq_len, pruned as f64 / numel.max(1) as f64, outcome.tokens_per_s, outcome.train_seconds
     );
     outputs::write_report(report_path.as_deref(), &rep)
-}
-
-/// Zeros among the candidate (prunable) weights, and their number.
-fn candidate_zeros(model: &LlamaModel) -> Result<(usize, usize)> {
-    let params = model.params();
-    let values = model.read_params()?;
-    let (mut zeros, mut numel) = (0, 0);
-    for (p, v) in params.iter().zip(&values) {
-        if p.prunable {
-            zeros += v.iter().filter(|x| **x == 0.0).count();
-            numel += v.len();
-        }
-    }
-    Ok((zeros, numel))
 }

@@ -5,13 +5,18 @@
 
 use crate::error::{Result, TrainError};
 
+/// The L2 norm of all `grads` together, its squares summed in f64 in buffer order.
+pub fn global_norm(grads: &[&mut [f32]]) -> f64 {
+    grads.iter().flat_map(|g| g.iter()).map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()
+}
+
 /// Clips `grads` to a global L2 norm of `max_norm` (> 0); returns the norm before clipping
 /// (what a training log records).
 pub fn clip_global_norm(grads: &mut [&mut [f32]], max_norm: f64) -> Result<f64> {
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(TrainError::Hyperparameter { name: "gradient clipping norm", value: max_norm.to_string(), reason: "must be positive and finite" });
     }
-    let norm = grads.iter().flat_map(|g| g.iter()).map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    let norm = global_norm(grads);
     let coef = max_norm / (norm + 1e-6);
     if coef < 1.0 {
         let coef = coef as f32;

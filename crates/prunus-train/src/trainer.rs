@@ -18,11 +18,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use prunus_core::training::{MaskStats, MethodState, PruneAction, PruneSchedule, RunInfo, StepInfo, TrainableModel, TrainingMethod, apply_mask, global_mask};
+use prunus_core::training::{MaskStats, candidate_zeros, MethodState, PruneAction, PruneSchedule, RunInfo, StepInfo, TrainableModel, TrainingMethod, apply_mask, global_mask};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Blob, Checkpoint, CheckpointMeta};
-use crate::clip::clip_global_norm;
+use crate::clip::{clip_global_norm, global_norm};
 use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::Schedule;
@@ -211,7 +211,7 @@ pub fn train<M: TrainableModel>(
         let mut grad_refs: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
         let grad_norm = match config.clip {
             Some(c) => clip_global_norm(&mut grad_refs, c)?,
-            None => grad_refs.iter().flat_map(|g| g.iter()).map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt(),
+            None => global_norm(&grad_refs),
         };
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite { what: "gradient norm", step: t, value: grad_norm, checkpoint: last_checkpoint });
@@ -350,11 +350,7 @@ fn prune_step(
 }
 
 fn zeros_share(weights: &[Vec<f32>], candidates: &[usize]) -> f64 {
-    let (mut zeros, mut total) = (0usize, 0usize);
-    for &i in candidates {
-        zeros += weights[i].iter().filter(|w| **w == 0.0).count();
-        total += weights[i].len();
-    }
+    let (zeros, total) = candidate_zeros(weights, candidates);
     if total == 0 { 0.0 } else { zeros as f64 / total as f64 }
 }
 

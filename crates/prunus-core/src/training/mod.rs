@@ -27,4 +27,4 @@ mod sparsify;
 pub use method::{MethodState, RunInfo, StepInfo, TrainingMethod};
 pub use model::{ParamInfo, TrainableModel};
 pub use schedule::{PruneAction, PruneSchedule};
-pub use sparsify::{MaskStats, apply_mask, global_mask};
+pub use sparsify::{MaskStats, apply_mask, candidate_zeros, global_mask};

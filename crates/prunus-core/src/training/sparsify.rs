@@ -59,6 +59,12 @@ pub fn global_mask(names: &[&str], scores: &[Vec<f32>], s: f64) -> Result<(Vec<V
     Ok((masks, MaskStats { target: s, threshold: Some(threshold), pruned, total }))
 }
 
+/// Zeros among the candidate parameters' weights (`candidates` index `weights`), and their
+/// number: the realised sparsity a training run reports.
+pub fn candidate_zeros(weights: &[Vec<f32>], candidates: &[usize]) -> (usize, usize) {
+    candidates.iter().fold((0, 0), |(z, n), &i| (z + weights[i].iter().filter(|w| **w == 0.0).count(), n + weights[i].len()))
+}
+
 /// Zeroes the weights a keep-mask drops.
 pub fn apply_mask(weights: &mut [f32], keep: &[bool]) {
     debug_assert_eq!(weights.len(), keep.len());
