@@ -140,6 +140,15 @@ pub enum Error {
         source: zip::result::ZipError,
     },
 
+    /// The gzipped tar of a source distribution could not be read.
+    #[error("cannot read the source archive {path}: {reason}")]
+    Tar {
+        /// The archive.
+        path: PathBuf,
+        /// What the reader said.
+        reason: String,
+    },
+
     /// A file system operation failed.
     #[error("{op} {path}: {source}")]
     Io {

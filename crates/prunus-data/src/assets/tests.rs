@@ -63,6 +63,7 @@ fn fixture(members: &[(&str, &[u8])]) -> (tempfile::TempDir, AssetSpec, Stub) {
         name: "tiny".into(),
         package: "tiny".into(),
         version: "1.0".into(),
+        kind: DistKind::Wheel,
         wheel_file: "tiny-1.0-py3-none-any.whl".into(),
         wheel_sha256: sha256_file(&zip).unwrap(),
         wheel_size: None,
@@ -396,4 +397,73 @@ fn pinned_specs_are_consistent() {
         )));
         assert!(s.members.iter().any(|m| m.required) || !s.prefixes.is_empty());
     }
+}
+
+/// Builds a tiny sdist (gzipped tar); `raw_names` are written into the headers unchecked.
+fn tiny_sdist(dir: &Path, members: &[(&str, &[u8])]) -> PathBuf {
+    let path = dir.join("tiny-1.0.tar.gz");
+    let gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    let mut dir_header = tar::Header::new_gnu();
+    dir_header.set_entry_type(tar::EntryType::Directory);
+    dir_header.set_size(0);
+    dir_header.set_mode(0o755);
+    dir_header.set_cksum();
+    b.append_data(&mut dir_header, "tiny-1.0/", std::io::empty()).unwrap();
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        // Written into the header directly, so that a hostile `../` name reaches the reader.
+        let bytes = name.as_bytes();
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+    path
+}
+
+fn sdist_spec(archive: &Path) -> AssetSpec {
+    AssetSpec {
+        name: "tiny-sdist".into(),
+        package: "tiny".into(),
+        version: "1.0".into(),
+        kind: DistKind::Sdist,
+        wheel_file: "tiny-1.0.tar.gz".into(),
+        wheel_sha256: sha256_file(archive).unwrap(),
+        wheel_size: None,
+        members: vec![MemberSpec::pinned("tiny-1.0/data.txt", &sha(DATA), DATA.len() as u64)],
+        prefixes: vec!["tiny-1.0/texts/".into()],
+        files_sha256: None,
+    }
+}
+
+#[test]
+fn an_sdist_is_extracted_from_its_gzipped_tar() {
+    let root = tempfile::tempdir().unwrap();
+    let archive = tiny_sdist(root.path(), &[("tiny-1.0/data.txt", DATA), ("tiny-1.0/texts/a.txt", b"a"), ("tiny-1.0/texts/b.txt", b"bb"), ("tiny-1.0/setup.py", b"skip")]);
+    let spec = sdist_spec(&archive);
+    let stub = Stub { zip: archive, calls: Cell::new(0) };
+    let dir = ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(dir.join("tiny-1.0/data.txt")).unwrap(), DATA);
+    assert_eq!(std::fs::read(dir.join("tiny-1.0/texts/b.txt")).unwrap(), b"bb");
+    assert!(!dir.join("tiny-1.0/setup.py").exists());
+    let m: Manifest = serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+    let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["tiny-1.0/data.txt", "tiny-1.0/texts/a.txt", "tiny-1.0/texts/b.txt"]);
+    verify_in(root.path(), &spec).unwrap();
+}
+
+#[test]
+fn an_sdist_member_escaping_the_directory_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let archive = tiny_sdist(root.path(), &[("tiny-1.0/data.txt", DATA), ("tiny-1.0/texts/../../evil.txt", b"x")]);
+    let spec = sdist_spec(&archive);
+    let stub = Stub { zip: archive, calls: Cell::new(0) };
+    let e = ensure_in(root.path(), &spec, &stub, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("evil.txt"), "{e}");
+    assert!(!root.path().join("assets/evil.txt").exists());
+    assert!(!root.path().join("evil.txt").exists());
+    assert!(!asset_dir(root.path(), "tiny-sdist").exists());
 }
