@@ -6,6 +6,8 @@
 //! and divided by `accumulate` (the gradient of the batch's mean loss); the loss is checked
 //! finite; the method's `after_backward`; the global gradient norm (clipped when asked); the
 //! AdamW update at the schedule's rate; the method's `after_update`; the core's pruning
+//! at a checkpoint boundary (every `checkpoint_every` steps and the last, whether or not
+//! checkpoints are written), the method's `at_checkpoint`; the core's pruning
 //! ([`PruneSchedule::action`]: the method's scores, one global mask, or the frozen mask
 //! re-applied); the log record; an evaluation and a checkpoint when due (in that order, so
 //! that a checkpoint holds the evaluations up to it).
@@ -49,8 +51,9 @@ pub struct TrainConfig {
     pub prune: Option<PruneSchedule>,
     /// Evaluate every this many steps (0: only after the last).
     pub eval_every: u64,
-    /// Write a checkpoint every this many steps (0: none; with a checkpoint directory, the last
-    /// step always writes one).
+    /// Checkpoint boundaries every this many steps, and at the last step (0: only there): a
+    /// checkpoint is written at each when the run has a checkpoint directory, and the method's
+    /// `at_checkpoint` runs at each either way.
     pub checkpoint_every: u64,
 }
 
@@ -225,6 +228,12 @@ pub fn train<M: TrainableModel>(
             m.after_update(&step, &mut st.weights, &grads)?;
         }
         drop(grads);
+        let done = t + 1;
+        let last = done == config.steps;
+        let boundary = last || (config.checkpoint_every > 0 && done % config.checkpoint_every == 0);
+        if boundary && let Some(m) = method.as_deref_mut() {
+            m.at_checkpoint(&step, &st.weights)?;
+        }
         let mut notes = method.as_deref().map(|m| m.log()).unwrap_or_default();
         if let Some(schedule) = &config.prune {
             if let Some(stats) = prune_step(schedule, t, &step, &params, &candidates, method.as_deref(), &mut st)? {
@@ -246,11 +255,9 @@ pub fn train<M: TrainableModel>(
             notes,
         };
         st.log.push(record.clone());
-        let done = t + 1;
         let per_step = this_run_seconds / (done - st.start) as f64;
         let progress = Progress { done, total: config.steps, tokens_per_s: tokens_per_step / per_step, eta_s: per_step * (config.steps - done) as f64 };
         on_step(&record, &progress);
-        let last = done == config.steps;
         // Evaluation before the checkpoint, so that a resumed run's record has it.
         if let Some(eval) = eval.as_deref_mut()
             && (last || (config.eval_every > 0 && done % config.eval_every == 0))
@@ -260,11 +267,8 @@ pub fn train<M: TrainableModel>(
             st.evals.push(EvalRecord { steps_done: done, value, seconds: started.elapsed().as_secs_f64() });
         }
         if let Some(dir) = checkpoints
-            && (last || (config.checkpoint_every > 0 && done % config.checkpoint_every == 0))
+            && boundary
         {
-            if let Some(m) = method.as_deref_mut() {
-                m.at_checkpoint(&step, &st.weights)?;
-            }
             let ckpt = snapshot(&st, &identity, &params, &candidates, done, method.as_deref().map(|m| m.state()).unwrap_or_default());
             last_checkpoint = Some(ckpt.write(dir)?);
         }

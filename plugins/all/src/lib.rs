@@ -12,6 +12,7 @@ use prunus_platon as _;
 use prunus_sparsegpt as _;
 use prunus_struct_magnitude as _;
 use prunus_struct_random as _;
+use prunus_swe as _;
 use prunus_swiftprune as _;
 use prunus_taylor as _;
 use prunus_wanda as _;

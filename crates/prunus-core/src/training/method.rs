@@ -8,13 +8,15 @@
 //! 3. clipping by global norm (if asked), then the optimizer update;
 //! 4. [`TrainingMethod::after_update`]: the method sees the updated weights and the gradients
 //!    the update used (PLATON's importance averages); it may change weights;
-//! 5. the core's pruning on the [`PruneSchedule`](super::PruneSchedule): when the schedule
+//! 5. at every checkpoint boundary (every `checkpoint_every` steps and the last step, whether
+//!    or not checkpoints are written to disk), [`TrainingMethod::at_checkpoint`]: a method may
+//!    record the weights' history (Systematic Weight Evaluation);
+//! 6. the core's pruning on the [`PruneSchedule`](super::PruneSchedule): when the schedule
 //!    prunes at `t`, [`TrainingMethod::scores`] gives every candidate weight's importance and
 //!    the core zeroes the lowest over all candidates together; after the schedule's end the
 //!    frozen mask is re-applied every step;
-//! 6. at every checkpoint, [`TrainingMethod::at_checkpoint`] (a method may record the weights'
-//!    history) and [`TrainingMethod::state`], saved with the run so that a resumed run is
-//!    bit-identical to an uninterrupted one.
+//! 7. when a checkpoint is written, [`TrainingMethod::state`], saved with the run so that a
+//!    resumed run is bit-identical to an uninterrupted one.
 //!
 //! Weights and gradients come as one buffer per parameter, in the model's
 //! [`params`](super::TrainableModel::params) order; [`RunInfo::candidates`] says which are
@@ -86,7 +88,8 @@ pub trait TrainingMethod: Send + Sync {
         Ok(weights[param].iter().map(|w| w.abs()).collect())
     }
 
-    /// At a checkpoint after step `step.step` (before [`state`](Self::state) is saved).
+    /// At a checkpoint boundary after step `step.step`'s update, before the core prunes (and
+    /// before [`state`](Self::state) is saved when a checkpoint is written).
     fn at_checkpoint(&mut self, _step: &StepInfo, _weights: &[Vec<f32>]) -> Result<()> {
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The training-time method kind: methods that prune while the model trains (MGPP, GMP,
-//! PLATON; Systematic Weight Evaluation next).
+//! PLATON, Systematic Weight Evaluation).
 //!
 //! The training loop itself lives in prunus-train; what is here is what a method and a model
 //! family need to know of it, and the part of pruning the core owns for every kind, deciding
@@ -14,16 +14,19 @@
 //! - [`PruneSchedule`] (`schedule.rs`): Zhu & Gupta's cubic sparsity schedule with MGPP's
 //!   initial jump, pruning interval and frozen final mask, as the PTMGP code computes it;
 //! - [`global_mask`] (`sparsify.rs`): one mask over all candidate tensors together from the
-//!   method's scores, by the PTMGP code's threshold rule.
+//!   method's scores, by the PTMGP code's threshold rule;
+//! - [`FixedMask`] (`fixed.rs`): retraining a pruned model with its zeros kept.
 //!
 //! Everything is plain data (f32 slices, shapes, names): no tensors of any framework cross
 //! these traits.
 
+mod fixed;
 mod method;
 mod model;
 mod schedule;
 mod sparsify;
 
+pub use fixed::FixedMask;
 pub use method::{MethodState, RunInfo, StepInfo, TrainingMethod};
 pub use model::{ParamInfo, TrainableModel};
 pub use schedule::{PruneAction, PruneSchedule};

@@ -10,6 +10,9 @@
 //!   only at steps with `t % interval == 0` (between them pruned weights may grow back);
 //! - `t == t_end`: prune to `s_f` and freeze that mask;
 //! - `t > t_end`: re-apply the frozen mask after every step.
+//!
+//! `t0 == t_end` with `s_i == s_f` is one-shot pruning at that step (Systematic Weight
+//! Evaluation's, at the end of training), then the frozen mask.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +28,7 @@ pub struct PruneSchedule {
     pub final_sparsity: f64,
     /// `t0`: the step of the first pruning.
     pub start: u64,
-    /// `t_end`: the step the mask freezes, after `start` and before the run's last step + 1.
+    /// `t_end`: the step the mask freezes, not before `start` and before the run's last step + 1.
     pub end: u64,
     /// Prune every `interval` steps between `start` and `end` (at least 1).
     pub interval: u64,
@@ -57,8 +60,14 @@ impl PruneSchedule {
                 self.initial_sparsity, self.final_sparsity
             ));
         }
-        if self.start >= self.end {
-            return bad(format!("the pruning start (step {}) must come before its end (step {})", self.start, self.end));
+        if self.start > self.end {
+            return bad(format!("the pruning start (step {}) must not come after its end (step {})", self.start, self.end));
+        }
+        if self.start == self.end && self.initial_sparsity != self.final_sparsity {
+            return bad(format!(
+                "a one-shot schedule (start = end = step {}) prunes to its final sparsity at once: the initial sparsity {} must equal the final {}",
+                self.start, self.initial_sparsity, self.final_sparsity
+            ));
         }
         if self.end >= total_steps {
             return bad(format!(
@@ -126,6 +135,17 @@ mod tests {
     }
 
     #[test]
+    fn one_shot_prunes_once_then_keeps_the_mask() {
+        let s = PruneSchedule { initial_sparsity: 0.6, final_sparsity: 0.6, start: 9, end: 9, interval: 1 };
+        s.check(12).unwrap();
+        assert_eq!(s.action(8), PruneAction::None);
+        assert_eq!(s.action(9), PruneAction::PruneAndFreeze(0.6));
+        assert_eq!(s.action(10), PruneAction::ApplyFrozen);
+        let e = PruneSchedule { initial_sparsity: 0.3, ..s }.check(12).unwrap_err().to_string();
+        assert!(e.contains("one-shot schedule"), "{e}");
+    }
+
+    #[test]
     fn zero_sparsity_prunes_nothing() {
         let s = PruneSchedule { initial_sparsity: 0.0, ..schedule() };
         assert_eq!(s.action(10), PruneAction::None);
@@ -137,7 +157,7 @@ mod tests {
         let msg = |s: PruneSchedule, total| s.check(total).unwrap_err().to_string();
         assert!(msg(PruneSchedule { final_sparsity: 1.0, ..schedule() }, 100).contains("outside [0, 1)"));
         assert!(msg(PruneSchedule { initial_sparsity: 0.95, ..schedule() }, 100).contains("initial sparsity"));
-        assert!(msg(PruneSchedule { start: 50, ..schedule() }, 100).contains("must come before its end"));
+        assert!(msg(PruneSchedule { start: 51, ..schedule() }, 100).contains("must not come after its end"));
         assert!(msg(schedule(), 50).contains("must be a step of the run"));
         assert!(msg(PruneSchedule { interval: 0, ..schedule() }, 100).contains("interval"));
         schedule().check(51).unwrap();
