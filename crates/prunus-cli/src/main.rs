@@ -24,6 +24,7 @@ mod outputs;
 mod plan;
 mod prune;
 mod report;
+mod scratch;
 mod session;
 
 /// mimalloc rather than the system allocator (feature `mimalloc`, on by default): glibc's
@@ -49,6 +50,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => prune::run(*a),
         Command::Finetune(a) => finetune::run(*a),
+        Command::Train(a) => scratch::train::run(*a),
+        Command::Sweep(a) => scratch::sweep::run(*a),
         Command::Assets { verify } => commands::assets(verify),
         Command::Inspect { model, json } => commands::inspect(&model, json),
         Command::Synth(a) => commands::synth(a),

@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use prunus_core::training::MethodState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -196,6 +197,28 @@ impl Checkpoint {
     pub fn take(&mut self, path: &Path, name: &str) -> Result<Blob> {
         let i = self.blobs.iter().position(|(n, _)| n == name).ok_or_else(|| ckpt_err(path, format!("it has no blob {name}")))?;
         Ok(self.blobs.remove(i).1)
+    }
+
+    /// Removes and returns the f32 blob `name`, which must have `len` values.
+    pub fn take_f32(&mut self, path: &Path, name: &str, len: usize) -> Result<Vec<f32>> {
+        match self.take(path, name)? {
+            Blob::F32(v) if v.len() == len => Ok(v),
+            _ => Err(TrainError::Checkpoint { path: path.into(), reason: format!("blob {name} has the wrong kind or length") }),
+        }
+    }
+
+    /// Removes and returns the training-time method's saved state (scalars and buffers).
+    pub fn take_method_state(&mut self, path: &Path) -> Result<MethodState> {
+        let scalars = self.meta.method_scalars.get("scalars").cloned().unwrap_or_default();
+        let names: Vec<String> = serde_json::from_value(self.meta.method_scalars.get("buffers").cloned().unwrap_or_default()).unwrap_or_default();
+        let mut buffers = Vec::new();
+        for name in names {
+            match self.take(path, &format!("method/{name}"))? {
+                Blob::F32(b) => buffers.push((name, b)),
+                Blob::Bits(_) => return Err(TrainError::Checkpoint { path: path.into(), reason: format!("method buffer {name} is not f32") }),
+            }
+        }
+        Ok(MethodState { scalars, buffers })
     }
 }
 

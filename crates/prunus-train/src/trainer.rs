@@ -400,17 +400,11 @@ fn resume<'m>(
 ) -> Result<State> {
     let mut ck = Checkpoint::read(path)?;
     ck.check_identity(path, identity)?;
-    let f32_blob = |ck: &mut Checkpoint, name: String, len: usize| -> Result<Vec<f32>> {
-        match ck.take(path, &name)? {
-            Blob::F32(v) if v.len() == len => Ok(v),
-            _ => Err(TrainError::Checkpoint { path: path.into(), reason: format!("blob {name} has the wrong kind or length") }),
-        }
-    };
     let (mut weights, mut m, mut v) = (vec![], vec![], vec![]);
     for p in params {
-        weights.push(f32_blob(&mut ck, format!("w/{}", p.name), p.numel())?);
-        m.push(f32_blob(&mut ck, format!("m/{}", p.name), p.numel())?);
-        v.push(f32_blob(&mut ck, format!("v/{}", p.name), p.numel())?);
+        weights.push(ck.take_f32(path, &format!("w/{}", p.name), p.numel())?);
+        m.push(ck.take_f32(path, &format!("m/{}", p.name), p.numel())?);
+        v.push(ck.take_f32(path, &format!("v/{}", p.name), p.numel())?);
     }
     let done = ck.meta.steps_done;
     let frozen = match config.prune {
@@ -426,16 +420,7 @@ fn resume<'m>(
         _ => None,
     };
     if let Some(method) = method {
-        let scalars = ck.meta.method_scalars.get("scalars").cloned().unwrap_or_default();
-        let names: Vec<String> = serde_json::from_value(ck.meta.method_scalars.get("buffers").cloned().unwrap_or_default()).unwrap_or_default();
-        let mut buffers = Vec::new();
-        for name in names {
-            match ck.take(path, &format!("method/{name}"))? {
-                Blob::F32(b) => buffers.push((name, b)),
-                Blob::Bits(_) => return Err(TrainError::Checkpoint { path: path.into(), reason: format!("method buffer {name} is not f32") }),
-            }
-        }
-        method.restore(MethodState { scalars, buffers })?;
+        method.restore(ck.take_method_state(path)?)?;
     }
     let adam = AdamW::from_state(config.adamw, ck.meta.optimizer_steps, m, v)?;
     Ok(State { weights, adam, frozen, log: ck.meta.log, evals: ck.meta.evals, seconds: ck.meta.seconds, start: done })

@@ -120,6 +120,12 @@ impl Swe {
         self.config.k.unwrap_or(self.config.keep)
     }
 
+    /// The numbers (from 1) of the checkpoints the average takes, oldest first (empty when
+    /// fewer than `k` are kept).
+    pub fn checkpoint_numbers(&self) -> Vec<u64> {
+        self.window().map(|w| w.iter().map(|&(r, _)| self.ring[r].0).collect()).unwrap_or_default()
+    }
+
     /// Bytes the ring holds now.
     pub fn history_bytes(&self) -> usize {
         self.ring.iter().flat_map(|(_, b)| b).map(|b| b.len() * 4).sum()
