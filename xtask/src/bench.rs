@@ -80,6 +80,12 @@ fn gate_failures(plan: &Plan, model: &str, dense: &CellRecord) -> Vec<String> {
 }
 /// Runs the matrix (or the shard), then writes the tables and compares them.
 pub fn run(args: Args) -> Result<()> {
+    if crate::swe::is_scratch(&args.matrix)? {
+        if args.shard.is_some() {
+            bail!("{}: a from-scratch matrix is one training run and one sweep; it has no shards", args.matrix.display());
+        }
+        return crate::swe::run(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), args.fresh, args.results.update, args.results.compare_with.as_deref(), args.dry_run);
+    }
     let plan = plan::for_bench(&args.matrix, args.out.as_deref(), args.prunus.as_deref(), true)?;
     let prunus = plan.prunus.clone().expect("the bench's plan has a prunus binary");
     if args.dry_run {

@@ -33,6 +33,7 @@ mod prunus;
 mod record;
 mod report;
 mod streaming;
+mod swe;
 mod tables;
 mod test;
 mod workspace;
