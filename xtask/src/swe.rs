@@ -49,6 +49,10 @@ struct Scratch {
     /// The loss increase over dense (in nats per character) still counted as "costs little".
     #[serde(default = "default_flat_nats")]
     flat_nats: f64,
+    /// Two rules compared sparsity by sparsity in the summary (e.g. the history against the
+    /// final weights under the same rule).
+    #[serde(default)]
+    compare_rules: Option<[String; 2]>,
 }
 
 fn default_tolerance() -> f64 {
@@ -216,7 +220,6 @@ fn verdict(rows: &[Row], rule: &str, retrained: bool, dense: f64, flat_until: f6
     }
     let worst_low = low.iter().map(|r| r.loss - dense).fold(f64::MIN, f64::max);
     let best = low.iter().map(|r| r.loss - dense).fold(f64::MAX, f64::min);
-    let at = |t: f64| pts.iter().find(|r| (r.target - t).abs() < 1e-9).map(|r| r.loss);
     let first = pts.first().map(|r| (r.target, r.loss))?;
     let edge = low.last().map(|r| (r.target, r.loss))?;
     let last = pts.last().map(|r| (r.target, r.loss))?;
@@ -226,7 +229,6 @@ fn verdict(rows: &[Row], rule: &str, retrained: bool, dense: f64, flat_until: f6
     let sharp = slope_high >= 3.0 * slope_low.max(0.0) && slope_high > 0.0;
     let lower = best < 0.0;
     let holds = flat && sharp;
-    let _ = at;
     Some((
         format!(
             "**{}**: up to {:.0}% the loss rises by at most {:+.4} nats/char over dense ({}), {}; from {:.0}% to {:.0}% it rises {:.3} nats/char per unit of sparsity against {:.3} below ({}). The claim {}.",
@@ -353,21 +355,35 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
             }
         }
     }
-    let swe_vs_mag: Vec<String> = [false, true]
-        .iter()
-        .filter_map(|&re| {
-            let diffs: Vec<f64> = targets.iter().filter_map(|&x| {
-                let a = rows.iter().find(|r| r.rule == "swe" && r.retrained == re && r.target == x)?;
-                let b = rows.iter().find(|r| r.rule == "tensor-magnitude" && r.retrained == re && r.target == x)?;
-                Some(a.loss - b.loss)
-            }).collect();
-            if diffs.is_empty() { return None; }
-            let better = diffs.iter().filter(|d| **d < 0.0).count();
-            Some(format!("- {}: swe's loss minus final-weight magnitude's (same per-tensor rule) is {} (lower at {better} of {} sparsities).", if re { "after retraining" } else { "right after pruning" }, diffs.iter().map(|d| format!("{d:+.4}")).collect::<Vec<_>>().join(", "), diffs.len()))
-        })
-        .collect();
+    let pair: Vec<String> = match &m.scratch.compare_rules {
+        None => vec![],
+        Some([a, b]) => [false, true]
+            .iter()
+            .filter_map(|&re| {
+                let diffs: Vec<f64> = targets
+                    .iter()
+                    .filter_map(|&x| {
+                        let la = rows.iter().find(|r| &r.rule == a && r.retrained == re && r.target == x)?;
+                        let lb = rows.iter().find(|r| &r.rule == b && r.retrained == re && r.target == x)?;
+                        Some(la.loss - lb.loss)
+                    })
+                    .collect();
+                if diffs.is_empty() {
+                    return None;
+                }
+                let lower = diffs.iter().filter(|d| **d < 0.0).count();
+                Some(format!(
+                    "- {}: {a}'s loss minus {b}'s is {} (lower at {lower} of {} sparsities).",
+                    if re { "after retraining" } else { "right after pruning" },
+                    diffs.iter().map(|d| format!("{d:+.4}")).collect::<Vec<_>>().join(", "),
+                    diffs.len()
+                ))
+            })
+            .collect(),
+    };
+    let pair_title = m.scratch.compare_rules.as_ref().map_or(String::new(), |[a, b]| format!("## {a} against {b}\n\n"));
     let summary = format!(
-        "# prunus benchmark `{name}`\n\n{}\n\n## The trained model\n\n- {} parameters ({} in the block linears): {} layers, hidden {}, {} heads, MLP {}, vocabulary {} (characters); tied embedding.\n- Data: {}.\n- Training: {steps} steps x {} windows x {} characters ({tokens} characters, {:.2} passes over the {} training characters), AdamW (peak lr {}, cosine to a tenth, warm-up {}), seed {}; {:.0} characters/s, {:.0} s of training on this machine ({cpu}).\n- Final validation loss {:.4} nats/char (perplexity {:.3}); {convergence}. The curve: `training_curve.svg`.\n- Weight history: the newest {} of {} checkpoints (every {} steps) kept in the swe ring, {:.1} MB (checkpoint numbers averaged: {}).\n\n## Validation loss (nats per character) after pruning\n\nDense: **{dense:.4}**. Rows `+ retrain` are after {} steps of retraining with the mask fixed (lr {}). Every point starts from the trained weights. Protocol: {}.\n\n{loss_table}\n## Perplexity (per character)\n\n{ppl_table}\n## Realised sparsity of the block linears\n\n{realised_table}\n## The claim: flat to about {:.0}%, then sharply worse\n\nCriteria (fixed before the run, in the matrix): \"costs little\" is a loss at most {} nats/char above dense at every sparsity up to {:.0}%; \"sharply worse\" is a mean slope from there to the last sparsity at least 3 times the slope below.\n\n{}\n\nDoes the history help? Systematic Weight Evaluation against the final weights' magnitude under the same per-tensor rule:\n\n{}\n\nThe plot: `loss_vs_sparsity.svg`. The whole sweep (per-tensor sparsities, thresholds, seconds): `sweep.json`.\n",
+        "# prunus benchmark `{name}`\n\n{}\n\n## The trained model\n\n- {} parameters ({} in the block linears): {} layers, hidden {}, {} heads, MLP {}, vocabulary {} (characters); tied embedding.\n- Data: {}.\n- Training: {steps} steps x {} windows x {} characters ({tokens} characters, {:.2} passes over the {} training characters), AdamW (peak lr {}, cosine to a tenth, warm-up {}), seed {}; {:.0} characters/s, {:.0} s of training on this machine ({cpu}).\n- Final validation loss {:.4} nats/char (perplexity {:.3}); {convergence}. The curve: `training_curve.svg`.\n- Weight history: the newest {} of {} checkpoints (every {} steps) kept in the swe ring, {:.1} MB (checkpoint numbers averaged: {}).\n\n## Validation loss (nats per character) after pruning\n\nDense: **{dense:.4}**. Rows `+ retrain` are after {} steps of retraining with the mask fixed (lr {}). Every point starts from the trained weights. Protocol: {}.\n\n{loss_table}\n## Perplexity (per character)\n\n{ppl_table}\n## Realised sparsity of the block linears\n\n{realised_table}\n## The claim: flat to about {:.0}%, then sharply worse\n\nCriteria (fixed before the run, in the matrix): \"costs little\" is a loss at most {} nats/char above dense at every sparsity up to {:.0}%; \"sharply worse\" is a mean slope from there to the last sparsity at least 3 times the slope below.\n\n{}\n\n{pair_title}{}\n\nThe plot: `loss_vs_sparsity.svg`. The whole sweep (per-tensor sparsities, thresholds, seconds): `sweep.json`.\n",
         m.description.trim(),
         t["params"], t["prunable"], t["model"]["num_hidden_layers"], t["model"]["hidden_size"], t["model"]["num_attention_heads"], t["model"]["intermediate_size"], t["model"]["vocab_size"],
         t["data"]["protocol"].as_str().unwrap_or(""),
@@ -381,7 +397,7 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
         sweep["retrain"]["steps"], sweep["retrain"]["lr"], t["eval_protocol"].as_str().unwrap_or(""),
         m.scratch.flat_until * 100.0, m.scratch.flat_nats, m.scratch.flat_until * 100.0,
         verdicts.join("\n"),
-        swe_vs_mag.join("\n"),
+        pair.join("\n"),
     );
     let path = out.join("summary.md");
     atomic::write(&path, summary.as_bytes())?;
@@ -447,4 +463,36 @@ fn finish(out: &Path, committed: &Path, written: &[PathBuf], sweep: &Value, tole
         bail!("{} losses differ from the committed results beyond the tolerance (listed above); `--update` makes this run the committed results", differing.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_entries_become_flags() {
+        let t: BTreeMap<String, toml::Value> = toml::from_str("steps = 30\nlr = 3e-3\nsparsities = [0.1, 0.5]\nrules = \"swe,wanda\"\ncheckpoint_every = 5").unwrap();
+        assert_eq!(flags(&t).unwrap(), ["--checkpoint-every", "5", "--lr", "0.003", "--rules", "swe,wanda", "--sparsities", "0.1,0.5", "--steps", "30"]);
+        let t: BTreeMap<String, toml::Value> = toml::from_str("resume = true").unwrap();
+        assert!(flags(&t).unwrap_err().to_string().contains("booleans"));
+    }
+
+    fn curve(losses: &[f64]) -> Vec<Row> {
+        losses.iter().enumerate().map(|(i, &loss)| Row { rule: "swe".into(), retrained: false, target: (i + 1) as f64 / 10.0, realised: (i + 1) as f64 / 10.0, threshold: None, loss }).collect()
+    }
+
+    #[test]
+    fn the_verdict_follows_the_criteria() {
+        // Flat (within 0.05) to 60%, then steep: holds; below dense at 20% is said.
+        let rows = curve(&[1.50, 1.49, 1.50, 1.51, 1.52, 1.54, 1.70, 2.00, 2.60]);
+        let (text, holds) = verdict(&rows, "swe", false, 1.495, 0.6, 0.05).unwrap();
+        assert!(holds, "{text}");
+        assert!(text.contains("below dense"), "{text}");
+        // A steady rise: not flat, not sharply worse.
+        let rows = curve(&[1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1, 2.2, 2.3]);
+        let (text, holds) = verdict(&rows, "swe", false, 1.45, 0.6, 0.05).unwrap();
+        assert!(!holds, "{text}");
+        assert!(text.contains("not flat") && text.contains("not 3x steeper"), "{text}");
+        assert!(verdict(&rows, "wanda", false, 1.45, 0.6, 0.05).is_none());
+    }
 }

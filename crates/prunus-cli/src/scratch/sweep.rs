@@ -29,8 +29,34 @@ use serde::{Deserialize, Serialize};
 use super::train::TrainReport;
 use super::{corpus, validation_loss, window_batch, windows_tensor};
 
-/// Every rule, in the report's order.
-pub const RULES: [&str; 6] = ["swe", "swe-sqrt", "swe-current", "tensor-magnitude", "global-magnitude", "wanda"];
+/// How a rule scores the trained weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// The swe plugin restored from the run's history, with this weighting and comparison.
+    Swe(Weighting, Compare),
+    /// `|W| / std(|W|)` of the final weights, per tensor.
+    TensorMagnitude,
+    /// `|W|` of the final weights, one threshold over all block linears.
+    GlobalMagnitude,
+    /// A layer-wise method from the registry, through the core's pipeline (per output row).
+    Layerwise,
+}
+
+/// Every rule by name, in the default order.
+const RULES: [(&str, Rule); 6] = [
+    ("swe", Rule::Swe(Weighting::Linear, Compare::Averaged)),
+    ("swe-sqrt", Rule::Swe(Weighting::Sqrt, Compare::Averaged)),
+    ("swe-current", Rule::Swe(Weighting::Linear, Compare::Current)),
+    ("tensor-magnitude", Rule::TensorMagnitude),
+    ("global-magnitude", Rule::GlobalMagnitude),
+    ("wanda", Rule::Layerwise),
+];
+
+fn rule(name: &str) -> Result<Rule> {
+    RULES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r).ok_or_else(|| {
+        anyhow::anyhow!("--rules: unknown rule `{name}`; the rules are {}", RULES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+    })
+}
 
 /// `prunus sweep`.
 #[derive(Args, Debug, Clone)]
@@ -126,11 +152,7 @@ enum Point {
 }
 
 fn check(a: &SweepArgs) -> Result<()> {
-    for r in &a.rules {
-        if !RULES.contains(&r.as_str()) {
-            bail!("--rules: unknown rule `{r}`; the rules are {}", RULES.join(", "));
-        }
-    }
+    let rules = a.rules.iter().map(|r| rule(r)).collect::<Result<Vec<_>>>()?;
     for &s in &a.sparsities {
         if !(s > 0.0 && s < 1.0) {
             bail!("--sparsities: {s} is outside (0, 1)");
@@ -141,7 +163,7 @@ fn check(a: &SweepArgs) -> Result<()> {
             bail!("--rates: {r} must be a positive number (a multiple of each tensor's std(|W|))");
         }
     }
-    if !a.rates.is_empty() && a.rules.iter().any(|r| r == "global-magnitude" || r == "wanda") {
+    if !a.rates.is_empty() && rules.iter().any(|r| matches!(r, Rule::GlobalMagnitude | Rule::Layerwise)) {
         bail!("--rates apply to the per-tensor rules (swe, swe-sqrt, swe-current, tensor-magnitude); leave global-magnitude and wanda out or give --sparsities");
     }
     if a.k == Some(0) {
@@ -179,7 +201,8 @@ pub fn run(a: SweepArgs) -> Result<()> {
     check(&a)?;
     let (mut report, dense, state, params) = read_run(&a.run)?;
     let candidates: Vec<usize> = params.iter().enumerate().filter(|(_, p)| p.prunable).map(|(i, _)| i).collect();
-    let swe_rules = a.rules.iter().any(|r| r.starts_with("swe"));
+    let rules: Vec<(String, Rule)> = a.rules.iter().map(|r| Ok((r.clone(), rule(r)?))).collect::<Result<_>>()?;
+    let swe_rules = rules.iter().any(|(_, r)| matches!(r, Rule::Swe(..)));
     let keep = state.scalars.get("numbers").and_then(|n| n.as_array()).map_or(0, Vec::len);
     if swe_rules && keep == 0 {
         bail!("--run {}: the run recorded no weight history (trained with --method none?); the swe rules need one", a.run.display());
@@ -205,20 +228,15 @@ pub fn run(a: SweepArgs) -> Result<()> {
     let points: Vec<Point> = if a.rates.is_empty() { a.sparsities.iter().map(|&s| Point::Sparsity(s)).collect() } else { a.rates.iter().map(|&r| Point::Rate(r)).collect() };
     let calib = calibration_windows(&corpus.train, a.calib_samples, window, a.seed)?;
     let calib_tensor = windows_tensor(calib.ids.clone(), a.calib_samples, window)?;
-    let total = (a.rules.len() * points.len()) as u64;
+    let total = (rules.len() * points.len()) as u64;
     let pb = ProgressBar::new(total);
     pb.set_style(ProgressStyle::with_template("sweep [{bar:28}] {pos}/{len} {msg} ({elapsed}, eta {eta})").expect("template").progress_chars("=> "));
     pb.enable_steady_tick(Duration::from_millis(500));
     let mut rows = Vec::new();
     let mut history = Vec::new();
-    for rule in &a.rules {
-        let swe = if rule.starts_with("swe") {
-            let config = prunus_swe::Config {
-                keep,
-                k: Some(k),
-                weighting: if rule == "swe-sqrt" { Weighting::Sqrt } else { Weighting::Linear },
-                compare: if rule == "swe-current" { Compare::Current } else { Compare::Averaged },
-            };
+    for (name, rule) in &rules {
+        let swe = if let Rule::Swe(weighting, compare) = *rule {
+            let config = prunus_swe::Config { keep, k: Some(k), weighting, compare };
             let mut m = Swe::new(config)?;
             m.begin(&RunInfo { params: &params, candidates: &candidates, total_steps: report.train.steps, n_examples: 0, schedule: None })?;
             m.restore(state.clone())?;
@@ -228,21 +246,21 @@ pub fn run(a: SweepArgs) -> Result<()> {
             None
         };
         for point in &points {
-            pb.set_message(format!("{rule} at {}", match point { Point::Sparsity(s) => format!("sparsity {s}"), Point::Rate(r) => format!("rate {r}") }));
+            pb.set_message(format!("{name} at {}", match point { Point::Sparsity(s) => format!("sparsity {s}"), Point::Rate(r) => format!("rate {r}") }));
             let t = Instant::now();
             model.write_params(&dense)?;
-            let threshold = if rule == "wanda" {
+            let threshold = if *rule == Rule::Layerwise {
                 let Point::Sparsity(s) = point else { unreachable!("checked") };
-                let method = registry::find("wanda")?.build_layerwise(&serde_json::Value::Null)?;
+                let method = registry::find(name)?.build_layerwise(&serde_json::Value::Null)?;
                 prune_layerwise(&mut model, &method, &Pattern::unstructured(*s)?, Some(&calib_tensor), &PipelineOptions::default(), &mut |_| {})?;
                 None
             } else {
                 let step = StepInfo { step: report.train.steps, lr: 0.0 };
                 let scores = candidates
                     .iter()
-                    .map(|&i| match (rule.as_str(), &swe) {
+                    .map(|&i| match (rule, &swe) {
                         (_, Some(m)) => m.scores(&step, &dense, i),
-                        ("tensor-magnitude", _) => {
+                        (Rule::TensorMagnitude, _) => {
                             let sd = prunus_swe::std(dense[i].iter().map(|w| w.abs() as f64)).max(f64::MIN_POSITIVE);
                             Ok(dense[i].iter().map(|w| (w.abs() as f64 / sd) as f32).collect())
                         }
@@ -277,7 +295,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
                 None
             };
             rows.push(SweepRow {
-                rule: rule.clone(),
+                rule: name.clone(),
                 target: match point { Point::Sparsity(s) => Some(*s), Point::Rate(_) => None },
                 rate_asked: match point { Point::Rate(r) => Some(*r), Point::Sparsity(_) => None },
                 threshold,
