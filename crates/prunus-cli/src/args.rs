@@ -46,17 +46,19 @@ pub enum Command {
     /// to remove) and --unit; their calibration defaults to 10 texts of 64 tokens
     /// (LLM-Pruner's), the dense and pruned models are timed side by side, and the report
     /// gains a `structure` section (parameter accounting, removed units per iteration with
-    /// their scores, speed). Training-time methods (kind `training`: mgpp, gmp, platon) prune
+    /// their scores, speed). Training-time methods (kind `training`: mgpp, gmp, platon, swe) prune
     /// while the model trains: run them with `prunus finetune`.
     Prune(Box<PruneArgs>),
     /// Fine-tune a model, pruning while it trains with a training-time method, evaluate it
     /// and optionally save it.
     ///
-    /// Training-time methods (kind `training` in `prunus list`: mgpp, gmp, platon) prune on
+    /// Training-time methods (kind `training` in `prunus list`: mgpp, gmp, platon, swe) prune on
     /// a schedule during fine-tuning: dense until --prune-start, a jump to
     /// --initial-sparsity there, then Zhu & Gupta's cubic ramp to --sparsity every
-    /// --prune-every steps, the mask frozen at --prune-end and kept to the last step. Without
-    /// --method the run is a dense fine-tune with the same data and optimizer. The model trains
+    /// --prune-every steps, the mask frozen at --prune-end and kept to the last step
+    /// (--prune-start = --prune-end with --initial-sparsity = --sparsity prunes once there:
+    /// swe's pruning at the end of a run, from the history it recorded at every checkpoint
+    /// boundary, --checkpoint-every). Without --method the run is a dense fine-tune with the same data and optimizer. The model trains
     /// on windows drawn (CPython-compatible sampler, --seed) from the wiki-vital calibration
     /// pool, never from the evaluation split, with AdamW (MGPP's recipe by default: betas
     /// 0.9/0.98, eps 1e-6, no weight decay, learning rate 5e-5 decaying linearly to a tenth).
@@ -146,8 +148,8 @@ pub struct FinetuneArgs {
     /// Step of the first pruning (0-based) [default: a tenth of --steps]
     #[arg(long, allow_negative_numbers = true, value_name = "STEP")]
     pub prune_start: Option<u64>,
-    /// Step the mask freezes, after --prune-start and before --steps [default: three quarters
-    /// of --steps]
+    /// Step the mask freezes, not before --prune-start and before --steps [default: three
+    /// quarters of --steps]
     #[arg(long, allow_negative_numbers = true, value_name = "STEP")]
     pub prune_end: Option<u64>,
     /// Prune every N steps between the start and the end [default: a tenth of that span, at
@@ -201,7 +203,8 @@ pub struct FinetuneArgs {
     /// Write checkpoints here (the whole training state, atomically; the newest is kept).
     #[arg(long, value_name = "DIR")]
     pub checkpoints: Option<PathBuf>,
-    /// Write a checkpoint every N steps (and after the last) [default: a tenth of --steps]
+    /// A checkpoint boundary every N steps (and after the last): a checkpoint is written there
+    /// with --checkpoints, and swe records the weights' history there [default: a tenth of --steps]
     #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub checkpoint_every: Option<u64>,
     /// Continue from the newest checkpoint in --checkpoints (same model and options).

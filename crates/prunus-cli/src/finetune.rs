@@ -45,7 +45,7 @@ fn plan(a: &FinetuneArgs) -> Result<Plan> {
                 None => serde_json::Value::Null,
             };
             if registration.kind() != "training" {
-                bail!("`{name}` is a {} method: `prunus finetune` runs training-time methods (mgpp, gmp, platon); prune with `prunus prune --method {name}`", registration.kind());
+                bail!("`{name}` is a {} method: `prunus finetune` runs training-time methods (mgpp, gmp, platon, swe); prune with `prunus prune --method {name}`", registration.kind());
             }
             Some((registration, registration.build_training(&config)?))
         }
@@ -53,7 +53,7 @@ fn plan(a: &FinetuneArgs) -> Result<Plan> {
     };
     let schedule_flags = a.initial_sparsity.is_some() || a.prune_start.is_some() || a.prune_end.is_some() || a.prune_every.is_some();
     let prune = match (&method, a.sparsity) {
-        (None, Some(_)) => bail!("--sparsity needs a training-time method (--method mgpp, gmp or platon); without one the run is a dense fine-tune"),
+        (None, Some(_)) => bail!("--sparsity needs a training-time method (--method mgpp, gmp, platon or swe); without one the run is a dense fine-tune"),
         (None, None) if schedule_flags => bail!("--initial-sparsity, --prune-start, --prune-end and --prune-every need --method"),
         (None, None) => None,
         (Some((r, _)), None) => bail!("`{}` prunes to a final sparsity: give --sparsity S (e.g. 0.5)", r.name),

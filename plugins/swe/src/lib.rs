@@ -61,7 +61,7 @@ pub struct Config {
     /// Checkpoints kept in the ring (the history's memory is `keep` times the candidates).
     #[serde(default = "default_keep")]
     pub keep: usize,
-    /// Checkpoints averaged, the newest `k` of those kept (default: all kept).
+    /// Checkpoints averaged, the newest `k` of those kept (default: every one kept, at most `keep`).
     #[serde(default)]
     pub k: Option<usize>,
     /// The weights of the window's checkpoints.
@@ -115,9 +115,9 @@ impl Method for Swe {
 }
 
 impl Swe {
-    /// Checkpoints in the average.
+    /// Checkpoints in the average: `k`, or every one kept.
     fn k(&self) -> usize {
-        self.config.k.unwrap_or(self.config.keep)
+        self.config.k.unwrap_or(self.ring.len())
     }
 
     /// The numbers (from 1) of the checkpoints the average takes, oldest first (empty when

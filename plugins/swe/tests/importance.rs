@@ -138,7 +138,10 @@ fn bad_input_is_one_line() {
     let none = recorded(Config::default(), &[]);
     let e = none.scores(&STEP, &[vec![1.0, 1.0], W3.to_vec()], 1).unwrap_err().to_string();
     assert!(e.contains("no weight history"), "{e}");
-    let two = recorded(Config { keep: 3, ..Config::default() }, &[W1, W2]);
+    let two = recorded(Config { keep: 3, k: Some(3), ..Config::default() }, &[W1, W2]);
+    // Without k, the average takes every checkpoint there is.
+    let all = recorded(Config { keep: 3, ..Config::default() }, &[W1, W2]);
+    assert!(all.scores(&STEP, &[vec![1.0, 1.0], W3.to_vec()], 1).is_ok());
     let e = two.scores(&STEP, &[vec![1.0, 1.0], W3.to_vec()], 1).unwrap_err().to_string();
     assert!(e.contains("k = 3 is larger than the 2 checkpoints kept"), "{e}");
     let mut other = Swe::new(Config::default()).unwrap();

@@ -122,3 +122,34 @@ fn bad_input_gets_one_line_and_writes_nothing() {
     fails_with(&run, &["of step 1 is", "training stopped", "step-00000001"]);
     assert!(dir.path().join("ck").join("step-00000001").exists() && !dir.path().join("out").exists());
 }
+
+#[test]
+fn swe_prunes_a_fine_tune_once_from_its_history() {
+    // Systematic Weight Evaluation on a fine-tuning run: the history recorded at every
+    // checkpoint boundary, one pruning at the last step (a one-shot schedule).
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    ok(&["synth", "--shape", "smollm2-135m", "--layers", "2", "--dtype", "f32", "--out", &p("syn")]);
+    let syn = p("syn");
+    let run = |initial: &str, extra: &[&str]| {
+        let mut args = vec!["finetune", "--model", &syn, "--method", "swe", "--sparsity", "0.6", "--initial-sparsity", initial, "--prune-start", "3", "--prune-end", "3", "--steps", "4", "--batch", "1", "--window", "32", "--checkpoint-every", "1", "--eval", "none", "--lr", "1e-3"];
+        args.extend(extra);
+        prunus(&args)
+    };
+    let report_path = p("r.json");
+    let out = run("0.6", &["--config", r#"{"keep":3}"#, "--report", &report_path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(&dir.path().join("r.json"));
+    let realised = r["sparsity"]["realised"].as_f64().unwrap();
+    assert!((realised - 0.6).abs() < 1e-3, "{realised}");
+    let log = r["training"]["log"].as_array().unwrap();
+    assert_eq!(log[2]["sparsity"].as_f64().unwrap(), 0.0, "dense before the last step");
+    assert_eq!(log[3]["notes"]["history_checkpoints"], 3);
+    assert!(log[3]["notes"]["mask_threshold"].as_f64().unwrap() > 0.0);
+    // k beyond the ring is refused before anything runs.
+    let never = p("never");
+    fails_with(&run("0.6", &["--config", r#"{"keep":2,"k":3}"#, "--out", &never]), &["k = 3 must be between 1 and keep = 2"]);
+    assert!(!dir.path().join("never").exists());
+    // A one-shot schedule must prune to its final sparsity at once.
+    fails_with(&run("0.3", &[]), &["one-shot schedule"]);
+}
