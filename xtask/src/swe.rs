@@ -231,7 +231,7 @@ fn verdict(rows: &[Row], rule: &str, retrained: bool, dense: f64, flat_until: f6
     let holds = flat && sharp;
     Some((
         format!(
-            "**{}**: up to {:.0}% the loss rises by at most {:+.4} nats/char over dense ({}), {}; from {:.0}% to {:.0}% it rises {:.3} nats/char per unit of sparsity against {:.3} below ({}). The claim {}.",
+            "**{}**: up to {:.0}% the loss is at most {:+.4} nats/char above dense ({}), {}; from {:.0}% to {:.0}% it rises {:.3} nats/char per unit of sparsity against {:.3} below ({}). The claim {}.",
             label(rule, retrained),
             flat_until * 100.0,
             worst_low,
@@ -252,6 +252,10 @@ fn verdict(rows: &[Row], rule: &str, retrained: bool, dense: f64, flat_until: f6
 fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, sweep: &Value, train: &Value, prunus: &Path, seconds: f64) -> Result<Vec<PathBuf>> {
     let rows = rows(sweep)?;
     let dense = sweep["dense_validation_loss"].as_f64().context("sweep.json has no dense loss")?;
+    // Retrained rows are compared with the dense model retrained the same way (the retraining
+    // also trains further).
+    let dense_retrained = sweep["dense_retrained_loss"].as_f64();
+    let reference = |retrained: bool| if retrained { dense_retrained.unwrap_or(dense) } else { dense };
     let mut written = Vec::new();
 
     // The long table: CSV and Parquet.
@@ -265,7 +269,7 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
             Column::new("threshold".into(), rows.iter().map(|r| r.threshold).collect::<Vec<_>>()),
             Column::new("validation_loss".into(), rows.iter().map(|r| r.loss).collect::<Vec<_>>()),
             Column::new("validation_ppl".into(), rows.iter().map(|r| r.loss.exp()).collect::<Vec<_>>()),
-            Column::new("loss_minus_dense".into(), rows.iter().map(|r| r.loss - dense).collect::<Vec<_>>()),
+            Column::new("loss_minus_dense".into(), rows.iter().map(|r| r.loss - reference(r.retrained)).collect::<Vec<_>>()),
         ],
     )?;
     let path = out.join(format!("{name}.parquet"));
@@ -312,7 +316,9 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
         log_y: false,
         legend_upper: true,
         series,
-        references: vec![Reference { label: format!("dense {dense:.4}"), y: dense }],
+        references: std::iter::once(Reference { label: format!("dense {dense:.4}"), y: dense })
+            .chain(dense_retrained.map(|y| Reference { label: format!("dense + retrain {y:.4}"), y }))
+            .collect(),
     };
     let path = out.join("loss_vs_sparsity.svg");
     atomic::write(&path, render_svg(&plot)?.as_bytes())?;
@@ -350,7 +356,7 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
     let rules: Vec<String> = order.iter().map(|(r, _)| r.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     for rule in &rules {
         for re in [false, true] {
-            if let Some((line, _)) = verdict(&rows, rule, re, dense, m.scratch.flat_until, m.scratch.flat_nats) {
+            if let Some((line, _)) = verdict(&rows, rule, re, reference(re), m.scratch.flat_until, m.scratch.flat_nats) {
                 verdicts.push(format!("- {line}"));
             }
         }
@@ -383,7 +389,7 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
     };
     let pair_title = m.scratch.compare_rules.as_ref().map_or(String::new(), |[a, b]| format!("## {a} against {b}\n\n"));
     let summary = format!(
-        "# prunus benchmark `{name}`\n\n{}\n\n## The trained model\n\n- {} parameters ({} in the block linears): {} layers, hidden {}, {} heads, MLP {}, vocabulary {} (characters); tied embedding.\n- Data: {}.\n- Training: {steps} steps x {} windows x {} characters ({tokens} characters, {:.2} passes over the {} training characters), AdamW (peak lr {}, cosine to a tenth, warm-up {}), seed {}; {:.0} characters/s, {:.0} s of training on this machine ({cpu}).\n- Final validation loss {:.4} nats/char (perplexity {:.3}); {convergence}. The curve: `training_curve.svg`.\n- Weight history: the newest {} of {} checkpoints (every {} steps) kept in the swe ring, {:.1} MB (checkpoint numbers averaged: {}).\n\n## Validation loss (nats per character) after pruning\n\nDense: **{dense:.4}**. Rows `+ retrain` are after {} steps of retraining with the mask fixed (lr {}). Every point starts from the trained weights. Protocol: {}.\n\n{loss_table}\n## Perplexity (per character)\n\n{ppl_table}\n## Realised sparsity of the block linears\n\n{realised_table}\n## The claim: flat to about {:.0}%, then sharply worse\n\nCriteria (fixed before the run, in the matrix): \"costs little\" is a loss at most {} nats/char above dense at every sparsity up to {:.0}%; \"sharply worse\" is a mean slope from there to the last sparsity at least 3 times the slope below.\n\n{}\n\n{pair_title}{}\n\nThe plot: `loss_vs_sparsity.svg`. The whole sweep (per-tensor sparsities, thresholds, seconds): `sweep.json`.\n",
+        "# prunus benchmark `{name}`\n\n{}\n\n## The trained model\n\n- {} parameters ({} in the block linears): {} layers, hidden {}, {} heads, MLP {}, vocabulary {} (characters); tied embedding.\n- Data: {}.\n- Training: {steps} steps x {} windows x {} characters ({tokens} characters, {:.2} passes over the {} training characters), AdamW (peak lr {}, cosine to a tenth, warm-up {}), seed {}; {:.0} characters/s, {:.0} s of training on this machine ({cpu}).\n- Final validation loss {:.4} nats/char (perplexity {:.3}); {convergence}. The curve: `training_curve.svg`.\n- Weight history: the newest {} of {} checkpoints (every {} steps) kept in the swe ring, {:.1} MB (checkpoint numbers averaged: {}).\n\n## Validation loss (nats per character) after pruning\n\nDense: **{dense:.4}**{}. Rows `+ retrain` are after {} steps of retraining with the mask fixed (lr {}, cosine to a tenth); they are compared with the dense model trained the same further steps. Every point starts from the trained weights. Protocol: {}.\n\n{loss_table}\n## Perplexity (per character)\n\n{ppl_table}\n## Realised sparsity of the block linears\n\n{realised_table}\n## The claim: flat to about {:.0}%, then sharply worse\n\nCriteria (fixed before the run, in the matrix): \"costs little\" is a loss at most {} nats/char above dense at every sparsity up to {:.0}%; \"sharply worse\" is a mean slope from there to the last sparsity at least 3 times the slope below.\n\n{}\n\n{pair_title}{}\n\nThe plot: `loss_vs_sparsity.svg`. The whole sweep (per-tensor sparsities, thresholds, seconds): `sweep.json`.\n",
         m.description.trim(),
         t["params"], t["prunable"], t["model"]["num_hidden_layers"], t["model"]["hidden_size"], t["model"]["num_attention_heads"], t["model"]["intermediate_size"], t["model"]["vocab_size"],
         t["data"]["protocol"].as_str().unwrap_or(""),
@@ -394,6 +400,7 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
         sweep["history"].as_array().map_or(0, Vec::len), steps / t["train"]["checkpoint_every"].as_u64().unwrap_or(1).max(1), t["train"]["checkpoint_every"],
         t["history_bytes"].as_f64().unwrap_or(0.0) / 1e6,
         sweep["history"],
+        dense_retrained.map_or(String::new(), |l| format!("; after the same retraining, unpruned: **{l:.4}**")),
         sweep["retrain"]["steps"], sweep["retrain"]["lr"], t["eval_protocol"].as_str().unwrap_or(""),
         m.scratch.flat_until * 100.0, m.scratch.flat_nats, m.scratch.flat_until * 100.0,
         verdicts.join("\n"),
@@ -426,11 +433,12 @@ fn finish(out: &Path, committed: &Path, written: &[PathBuf], sweep: &Value, tole
         Some(c) => {
             let (run_rows, old_rows) = (rows(sweep)?, rows(&c)?);
             let mut compared = 0;
-            let dense = (sweep["dense_validation_loss"].as_f64(), c["dense_validation_loss"].as_f64());
-            if let (Some(a), Some(b)) = dense {
-                compared += 1;
-                if (a - b).abs() > tolerance * b.abs() {
-                    differing.push(format!("dense: {a} here, {b} committed"));
+            for key in ["dense_validation_loss", "dense_retrained_loss"] {
+                if let (Some(a), Some(b)) = (sweep[key].as_f64(), c[key].as_f64()) {
+                    compared += 1;
+                    if (a - b).abs() > tolerance * b.abs() {
+                        differing.push(format!("{key}: {a} here, {b} committed"));
+                    }
                 }
             }
             for r in &run_rows {

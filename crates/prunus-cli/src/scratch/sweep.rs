@@ -136,6 +136,9 @@ pub struct SweepReport {
     pub k: usize,
     /// The dense model's validation loss.
     pub dense_validation_loss: f64,
+    /// The dense model's after the same retraining (nothing masked): what the retrained rows
+    /// compare with, since the retraining also trains the model further.
+    pub dense_retrained_loss: Option<f64>,
     /// Retraining: steps, batch, window, peak learning rate.
     pub retrain: serde_json::Value,
     /// Wanda's calibration: windows, seed, sampler.
@@ -225,6 +228,12 @@ pub fn run(a: SweepArgs) -> Result<()> {
         bail!("the run's model gives validation loss {dense_loss} here but {} in its report", report.final_validation_loss);
     }
 
+    let dense_retrained_loss = if a.retrain_steps > 0 {
+        retrain(&mut model, &dense, &[], &report.train, &corpus.train, a.retrain_steps, a.retrain_lr, a.seed)?;
+        Some(val(&model)?)
+    } else {
+        None
+    };
     let points: Vec<Point> = if a.rates.is_empty() { a.sparsities.iter().map(|&s| Point::Sparsity(s)).collect() } else { a.rates.iter().map(|&r| Point::Rate(r)).collect() };
     let calib = calibration_windows(&corpus.train, a.calib_samples, window, a.seed)?;
     let calib_tensor = windows_tensor(calib.ids.clone(), a.calib_samples, window)?;
@@ -310,7 +319,8 @@ pub fn run(a: SweepArgs) -> Result<()> {
         }
     }
     pb.finish_and_clear();
-    println!("dense: validation loss {dense_loss:.4} nats/char ({} parameters, {} steps)", report.params, report.train.steps);
+    let after = dense_retrained_loss.map_or(String::new(), |l| format!(", {l:.4} after the same retraining"));
+    println!("dense: validation loss {dense_loss:.4} nats/char{after} ({} parameters, {} steps)", report.params, report.train.steps);
     println!("{:<17} {:>7} {:>9} {:>9} {:>9}", "rule", "target", "realised", "loss", "retrained");
     for r in &rows {
         let target = r.target.map_or_else(|| format!("r={}", r.rate_asked.unwrap_or(f64::NAN)), |s| format!("{s:.2}"));
@@ -324,6 +334,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         history,
         k,
         dense_validation_loss: dense_loss,
+        dense_retrained_loss,
         retrain: serde_json::json!({"steps": a.retrain_steps, "batch": report.train.batch, "window": window, "lr": a.retrain_lr, "decay": "cosine to 0.1", "windows": "SplitMix64 offsets from the training works, seed + 1"}),
         calibration: serde_json::json!({"samples": a.calib_samples, "seq_len": window, "seed": a.seed, "sampler": "CPython random.seed/randint over the training works", "offsets": calib.offsets}),
         rows,
@@ -337,7 +348,8 @@ pub fn run(a: SweepArgs) -> Result<()> {
     Ok(())
 }
 
-/// Retrains `model` (holding `pruned`) for `steps` steps with its zeros kept.
+/// Retrains `model` (holding `pruned`) for `steps` steps with the zeros of the `candidates`
+/// kept (none: the dense model trained further the same way).
 #[allow(clippy::too_many_arguments)]
 fn retrain(model: &mut LlamaModel, pruned: &[Vec<f32>], candidates: &[usize], run: &TrainConfig, train: &[u32], steps: u64, lr: f64, seed: u64) -> Result<()> {
     let mut fixed = FixedMask::of_zeros(pruned, candidates);

@@ -65,6 +65,9 @@ fn training_and_sweeping_are_bit_identical_across_thread_counts() {
     for key in ["validation_loss", "retrained_loss", "realised", "threshold"] {
         assert_eq!(bits(&sa, key), bits(&sb, key), "{key}");
     }
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap().to_bits();
+    assert_eq!(f(&sa, "dense_retrained_loss"), f(&sb, "dense_retrained_loss"));
+    assert_eq!(f(&sa, "dense_validation_loss"), ta["final_validation_loss"].as_f64().unwrap().to_bits(), "the sweep's dense loss is the run's");
     let rows = sa["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 12, "6 rules x 2 sparsities");
     assert_eq!(sa["history"], serde_json::json!([2, 3, 4]));
