@@ -401,7 +401,7 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
         t["history_bytes"].as_f64().unwrap_or(0.0) / 1e6,
         sweep["history"],
         dense_retrained.map_or(String::new(), |l| format!("; after the same retraining, unpruned: **{l:.4}**")),
-        sweep["retrain"]["steps"], sweep["retrain"]["lr"], t["eval_protocol"].as_str().unwrap_or(""),
+        sweep["retrain"]["steps"], sweep["retrain"]["lr"], sweep["eval_protocol"].as_str().or(t["eval_protocol"].as_str()).unwrap_or(""),
         m.scratch.flat_until * 100.0, m.scratch.flat_nats, m.scratch.flat_until * 100.0,
         verdicts.join("\n"),
         pair.join("\n"),

@@ -87,6 +87,10 @@ pub struct SweepArgs {
     /// Wanda's calibration windows (from the training works, of the run's window length).
     #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
     pub calib_samples: usize,
+    /// Validation windows of --run's window length (the first W of the held-out works)
+    /// [default: the run's --eval-windows]
+    #[arg(long, allow_negative_numbers = true, value_name = "W")]
+    pub eval_windows: Option<usize>,
     /// Seed of Wanda's calibration windows and the retraining windows.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
@@ -134,6 +138,8 @@ pub struct SweepReport {
     pub history: Vec<u64>,
     /// The swe rules' k.
     pub k: usize,
+    /// How the validation loss is computed here.
+    pub eval_protocol: String,
     /// The dense model's validation loss.
     pub dense_validation_loss: f64,
     /// The dense model's after the same retraining (nothing masked): what the retrained rows
@@ -219,12 +225,16 @@ pub fn run(a: SweepArgs) -> Result<()> {
         bail!("the Shakespeare corpus here does not match the run's ({} training characters and {} symbols here, {} and {} there)", corpus.train.len(), corpus.vocab.len(), report.data.train_tokens, report.data.vocab);
     }
     let window = report.train.seq_len;
-    let eval_windows = report.eval_windows;
+    let eval_windows = a.eval_windows.unwrap_or(report.eval_windows);
+    let n_val = corpus.validation.len() / window;
+    if eval_windows == 0 || eval_windows > n_val {
+        bail!("--eval-windows {eval_windows}: the held-out works have {n_val} windows of {window} characters");
+    }
     let mut model = LlamaModel::init(report.model.clone(), 0, 0.02)?;
     model.write_params(&dense)?;
     let val = |m: &LlamaModel| validation_loss(m, &corpus.validation, window, eval_windows, 8);
     let dense_loss = val(&model)?;
-    if (dense_loss - report.final_validation_loss).abs() > 1e-9 * dense_loss.abs() {
+    if eval_windows == report.eval_windows && (dense_loss - report.final_validation_loss).abs() > 1e-9 * dense_loss.abs() {
         bail!("the run's model gives validation loss {dense_loss} here but {} in its report", report.final_validation_loss);
     }
 
@@ -333,6 +343,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
         train: report.clone(),
         history,
         k,
+        eval_protocol: format!("mean next-character NLL (nats) over the first {eval_windows} non-overlapping windows of {window} characters of the held-out works"),
         dense_validation_loss: dense_loss,
         dense_retrained_loss,
         retrain: serde_json::json!({"steps": a.retrain_steps, "batch": report.train.batch, "window": window, "lr": a.retrain_lr, "decay": "cosine to 0.1", "windows": "SplitMix64 offsets from the training works, seed + 1"}),
@@ -381,6 +392,7 @@ mod tests {
             k: None,
             retrain_steps: 0,
             retrain_lr: 1e-3,
+            eval_windows: None,
             calib_samples: 4,
             seed: 0,
             report: None,
