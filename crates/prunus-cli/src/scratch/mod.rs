@@ -69,9 +69,12 @@ pub fn validation_loss(model: &LlamaModel, ids: &[u32], seq_len: usize, windows:
 
 /// Random training windows: step `t`'s `batch` windows of `seq_len` ids start at offsets drawn
 /// from SplitMix64 seeded with `seed` and `t` (a pure function of the step, so a resumed run
-/// draws the same).
+/// draws the same). The step's seed is `t` hashed (SplitMix64's first output for `t`) xor the
+/// run's: SplitMix64's states advance by a fixed increment, so seeds that differ by multiples of
+/// it would give overlapping streams (consecutive steps sharing all but one window).
 pub fn window_batch(ids: &[u32], seed: u64, t: u64, batch: usize, seq_len: usize) -> Vec<u32> {
-    let mut rng = prunus_core::rng::SplitMix64::new(seed ^ t.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let step_seed = prunus_core::rng::SplitMix64::new(t).next_u64() ^ seed;
+    let mut rng = prunus_core::rng::SplitMix64::new(step_seed);
     let span = (ids.len() - seq_len + 1) as u64;
     let mut out = Vec::with_capacity(batch * seq_len);
     for _ in 0..batch {
@@ -84,4 +87,24 @@ pub fn window_batch(ids: &[u32], seed: u64, t: u64, batch: usize, seq_len: usize
 /// Token windows as a tensor.
 pub fn windows_tensor(ids: Vec<u32>, n: usize, seq_len: usize) -> candle_core::Result<Tensor> {
     Tensor::from_vec(ids, (n, seq_len), &Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_draw_independent_windows() {
+        // Ids equal to their position, so a window's first id is its offset.
+        let ids: Vec<u32> = (0..1_000_000).collect();
+        let offsets = |seed: u64, t: u64| -> Vec<u32> { window_batch(&ids, seed, t, 16, 8).chunks(8).map(|w| w[0]).collect() };
+        // 3,200 draws among a million offsets repeat about 5 times by chance (birthdays);
+        // overlapping streams would repeat almost every one.
+        let mut seen = std::collections::HashSet::new();
+        let repeats = (0..200).flat_map(|t| offsets(0, t)).filter(|o| !seen.insert(*o)).count();
+        assert!(repeats < 30, "{repeats} offsets drawn again");
+        assert_eq!(offsets(3, 5), offsets(3, 5));
+        assert_ne!(offsets(3, 5), offsets(4, 5));
+        assert!(window_batch(&ids, 0, 9, 2, 8).chunks(8).all(|w| w.windows(2).all(|p| p[1] == p[0] + 1)));
+    }
 }
