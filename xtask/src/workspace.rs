@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 /// CARGO_MANIFEST_DIR at run time; the build-time value is only a fallback, because several
 /// checkouts sharing one target directory overwrite each other's `target/release/xtask`.
 pub fn root() -> PathBuf {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    let dir = dir.unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     dir.parent().expect("xtask lives in the workspace").to_path_buf()
 }
 

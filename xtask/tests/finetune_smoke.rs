@@ -16,7 +16,8 @@ fn prunus() -> PathBuf {
 
 #[test]
 fn the_smoke_matrix_trains_records_and_tabulates() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let manifest = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()));
+    let root = manifest.parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -15,7 +15,8 @@ fn prunus() -> PathBuf {
 }
 
 fn bench(out: &Path, extra: &[&str]) -> Output {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let manifest = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()));
+    let root = manifest.parent().unwrap();
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("bench")
         .arg(root.join("benchmarks/swe_smoke.toml"))

@@ -206,6 +206,25 @@ fn no_code_matches_on_method_names() {
 }
 
 #[test]
+fn paths_of_the_checkout_are_looked_up_at_run_time() {
+    // Checkouts that share a target directory reuse each other's test binaries when the
+    // sources are not newer, so a compile-time CARGO_MANIFEST_DIR can name another checkout
+    // (even one that no longer exists): it may only be the fallback of the run-time variable.
+    let mut sources: Vec<PathBuf> = ["crates", "xtask", "plugins", "benchmarks"].iter().flat_map(|d| rust_files(&root().join(d))).collect();
+    sources.sort();
+    let mut offenders = Vec::new();
+    for p in sources {
+        for (i, line) in read(&p).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("env!(\"CARGO_MANIFEST_DIR\")") && !code.contains("var_os(\"CARGO_MANIFEST_DIR\")") {
+                offenders.push(format!("{}:{}: {}", rel(&p), i + 1, line.trim()));
+            }
+        }
+    }
+    fail_if_any("compile-time CARGO_MANIFEST_DIR without the run-time variable first", &offenders);
+}
+
+#[test]
 fn no_source_file_is_longer_than_600_lines_of_code() {
     let mut offenders = Vec::new();
     for m in members() {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use prunus_eval::tasks::ContextRule;
 
 fn corpus(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(target)
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("tests/fuzz").join(target)
 }
 
 fn olmo() -> PathBuf {

@@ -169,7 +169,7 @@ fn bad_hyperparameters_are_named() {
     let e = |c: TrainConfig| c.check().unwrap_err().to_string();
     assert!(e(TrainConfig { batch: 0, ..config(6, None) }).contains("batch"));
     assert!(e(TrainConfig { accumulate: 3, ..config(6, None) }).contains("accumulate"));
-    assert!(e(config(6, Some(PruneSchedule { start: 5, ..schedule_short() }))).contains("before its end"));
+    assert!(e(config(6, Some(PruneSchedule { start: 5, ..schedule_short() }))).contains("must not come after its end"));
     assert!(e(config(6, Some(PruneSchedule { final_sparsity: 1.0, ..schedule_short() }))).contains("outside [0, 1)"));
     assert!(Schedule::new(0.0, 0, 6, Decay::Linear, 0.0).unwrap_err().to_string().contains("learning rate"));
 }

@@ -10,7 +10,7 @@ use prunus_mgpp::{Config, Mgpp, Prior, annealed_lambda, prior_threshold};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/reference/fixtures/train/mgpp.json");
+    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../../scripts/reference/fixtures/train/mgpp.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("the fixture")).unwrap()
 }
 

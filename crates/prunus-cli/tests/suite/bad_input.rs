@@ -125,7 +125,7 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
     let bad_tokenizer = variant(&base, root, "bad-tokenizer", |d| std::fs::write(d.join("tokenizer.json"), b"{\"model\": 7}").unwrap());
     // Found by fuzzing: the tokenizers crate panics on this file instead of returning an error.
     let panicking_tokenizer = variant(&base, root, "panicking-tokenizer", |d| {
-        let found = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prunus-data/tests/fuzz/tokenizer-json/decoder-json-that-does-not-parse-panics-in-tokenizers");
+        let found = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../prunus-data/tests/fuzz/tokenizer-json/decoder-json-that-does-not-parse-panics-in-tokenizers");
         std::fs::copy(found, d.join("tokenizer.json")).unwrap();
     });
     let fifo_config = variant(&base, root, "fifo-config", |d| {

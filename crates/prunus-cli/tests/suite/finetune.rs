@@ -100,7 +100,7 @@ fn bad_input_gets_one_line_and_writes_nothing() {
         (&["--method", "gmp"], &["--sparsity S"]),
         (&["--sparsity", "0.5"], &["--sparsity needs a training-time method"]),
         (&["--method", "wanda", "--sparsity", "0.5"], &["layer-wise", "prunus prune"]),
-        (&["--method", "gmp", "--sparsity", "0.5", "--prune-start", "60", "--prune-end", "50"], &["pruning start", "before its end"]),
+        (&["--method", "gmp", "--sparsity", "0.5", "--prune-start", "60", "--prune-end", "50"], &["pruning start", "must not come after its end"]),
         (&["--method", "gmp", "--sparsity", "0.5", "--prune-end", "100"], &["must be a step of the run"]),
         (&["--lr", "0"], &["learning rate", "positive"]),
         (&["--batch", "0"], &["batch", "at least 1"]),

@@ -390,16 +390,16 @@ fn pinned_specs_are_consistent() {
         let s = id.spec();
         assert_eq!(s.name, id.name());
         assert_eq!(s.wheel_sha256.len(), 64);
-        assert!(s.wheel_file.starts_with(&format!(
-            "{}-{}-",
-            s.package.replace('-', "_"),
-            s.version
-        )));
+        let stem = format!("{}-{}", s.package.replace('-', "_"), s.version);
+        match s.kind {
+            DistKind::Wheel => assert!(s.wheel_file.starts_with(&format!("{stem}-")) && s.wheel_file.ends_with(".whl"), "{}", s.wheel_file),
+            DistKind::Sdist => assert_eq!(s.wheel_file, format!("{stem}.tar.gz")),
+        }
         assert!(s.members.iter().any(|m| m.required) || !s.prefixes.is_empty());
     }
 }
 
-/// Builds a tiny sdist (gzipped tar); `raw_names` are written into the headers unchecked.
+/// Builds a tiny sdist (gzipped tar); member names are written into the headers unchecked.
 fn tiny_sdist(dir: &Path, members: &[(&str, &[u8])]) -> PathBuf {
     let path = dir.join("tiny-1.0.tar.gz");
     let gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::default());

@@ -13,7 +13,7 @@ use candle_core::quantized::GgmlDType;
 use prunus_model::{LlamaConfig, LlamaModel, SaveOptions};
 
 fn corpus(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(target)
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("tests/fuzz").join(target)
 }
 
 fn tiny() -> LlamaModel {

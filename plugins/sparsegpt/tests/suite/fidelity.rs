@@ -11,7 +11,7 @@ use prunus_core::{Decision, LayerView, Pattern, Stats, registry};
 use prunus_sparsegpt as _;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference/fixtures/sparsegpt")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../../scripts/reference/fixtures/sparsegpt")
 }
 
 fn f32s(name: &str) -> Vec<f32> {
