@@ -65,11 +65,11 @@ fn default_flat_nats() -> f64 {
     0.05
 }
 
-/// Whether `path` is a from-scratch matrix (it has a `[scratch]` table).
-pub fn is_scratch(path: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the matrix {}", path.display()))?;
-    let value: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
-    Ok(value.contains_key("scratch"))
+/// Whether `path` is a from-scratch matrix (it has a `[scratch]` table). A file that cannot be
+/// read or parsed is not: the matrix parser reports it, with line and column.
+pub fn is_scratch(path: &Path) -> bool {
+    let table = std::fs::read_to_string(path).ok().and_then(|text| toml::from_str::<toml::Table>(&text).ok());
+    table.is_some_and(|t| t.contains_key("scratch"))
 }
 
 /// The flags of a step: `--key value` for every entry, keys' underscores as dashes.
