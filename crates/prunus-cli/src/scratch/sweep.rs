@@ -182,6 +182,10 @@ fn check(a: &SweepArgs) -> Result<()> {
         if r.is_dir() || r.as_os_str().is_empty() {
             bail!("--report {}: give a file path", r.display());
         }
+        let parent = r.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            bail!("--report {}: the directory {} does not exist", r.display(), parent.display());
+        }
     }
     Ok(())
 }
@@ -407,6 +411,7 @@ mod tests {
         assert!(e(SweepArgs { rules: vec!["sve".into()], ..args() }).contains("unknown rule `sve`"));
         assert!(e(SweepArgs { rates: vec![1.0], rules: vec!["wanda".into()], ..args() }).contains("per-tensor rules"));
         assert!(e(SweepArgs { k: Some(0), ..args() }).contains("--k must be at least 1"));
+        assert!(e(SweepArgs { report: Some("/nonexistent-dir/r.json".into()), ..args() }).contains("does not exist"));
         check(&args()).unwrap();
     }
 }
