@@ -331,6 +331,10 @@ pub fn run(a: SweepArgs) -> Result<()> {
             });
             pb.inc(1);
         }
+        if pb.is_hidden() {
+            // No bar when stderr is not a terminal (the bench): one line per rule instead.
+            eprintln!("sweep: {name} done ({}/{} points, {:.0} s)", pb.position(), total, started.elapsed().as_secs_f64());
+        }
     }
     pb.finish_and_clear();
     let after = dense_retrained_loss.map_or(String::new(), |l| format!(", {l:.4} after the same retraining"));

@@ -240,9 +240,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
     pb.set_style(ProgressStyle::with_template("training [{bar:28}] {pos}/{len} {msg} ({elapsed}, eta {eta})").expect("template").progress_chars("=> "));
     pb.enable_steady_tick(Duration::from_millis(500));
     let last_val = std::cell::Cell::new(f64::NAN);
+    let every = config.checkpoint_every.max(1);
     let mut on_step = |r: &StepRecord, p: &Progress| {
         pb.set_position(p.done);
         pb.set_message(format!("loss {:.3}, val {:.3}, {:.0} tok/s", r.loss, last_val.get(), p.tokens_per_s));
+        // No bar when stderr is not a terminal (the bench): a line per checkpoint boundary.
+        if pb.is_hidden() && p.done % every == 0 {
+            eprintln!("train: step {}/{}: loss {:.4}, {:.0} characters/s, about {:.0} s left", p.done, p.total, r.loss, p.tokens_per_s, p.eta_s);
+        }
     };
     let (train_ids, val_ids) = (&corpus.train, &corpus.validation);
     let (seed, per, seq) = (a.seed, config.batch, config.seq_len);
