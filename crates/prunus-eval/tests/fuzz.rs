@@ -6,7 +6,7 @@
 //! campaign.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use prunus_eval::tasks::ContextRule;
 

@@ -3,7 +3,7 @@
 //! magnitude and Wanda masks of block 0. Runs on the real default model (fetched by
 //! `cargo xtask test` before the suite).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};

@@ -7,7 +7,7 @@
 //! to a relative 1e-4; per document the predictions must agree wherever the reference's top
 //! two scores are further apart than that; acc and acc_norm must be equal.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::Device;
