@@ -162,13 +162,23 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 pub fn git_state() -> (String, bool) {
     (command_output("git", &["rev-parse", "HEAD"]), command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "")
 }
-fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize) -> Result<serde_json::Value> {
+/// The machine a run's manifest names: cores, memory, CPU model, OS.
+pub fn machine() -> serde_json::Value {
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
+    serde_json::json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "memory_bytes": mem_kb.map(|k| k * 1024),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+    })
+}
+
+fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usize) -> Result<serde_json::Value> {
     let rel = plan.path.strip_prefix(crate::workspace::root()).unwrap_or(&plan.path).display().to_string();
     let records: Vec<_> = plan.cells.iter().filter_map(|(k, _)| existing(out, k)).collect();
     let commits: std::collections::BTreeSet<&str> = records.iter().map(|r| r.report.git_commit.as_str()).collect();
@@ -187,12 +197,7 @@ fn manifest(plan: &Plan, out: &Path, git: (String, bool), seconds: f64, ran: usi
         "git_commit": git.0,
         "git_dirty": git.1,
         "cell_commits": commits,
-        "machine": {
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "memory_bytes": mem_kb.map(|k| k * 1024),
-            "cpu": cpu,
-            "os": std::env::consts::OS,
-        },
+        "machine": machine(),
         "tools": {
             "rustc": command_output("rustc", &["--version"]),
             "cargo": crate::cargo::version(),

@@ -153,7 +153,7 @@ pub fn run(matrix: &Path, out: Option<&Path>, prunus: Option<&Path>, fresh: bool
         }
         atomic::write(&train_file, train_args.join("\n").as_bytes())?;
         let mut args = train_args.clone();
-        if resumable && prunus_train_checkpoint(&run) {
+        if resumable && has_checkpoint(&run) {
             args.push("--resume".into());
         }
         run_prunus(&prunus, &args)?;
@@ -176,7 +176,8 @@ pub fn run(matrix: &Path, out: Option<&Path>, prunus: Option<&Path>, fresh: bool
     finish(&out, &committed, &written, &sweep, m.scratch.tolerance, update)
 }
 
-fn prunus_train_checkpoint(run: &Path) -> bool {
+/// Whether the training run in `run` wrote a checkpoint to resume from.
+fn has_checkpoint(run: &Path) -> bool {
     std::fs::read_dir(run.join("checkpoints")).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("step-"))))
 }
 
@@ -351,7 +352,8 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
         (Some(a), Some(b)) => format!("over the last fifth of training (steps {:.0} to {:.0}) the validation loss moved from {:.4} to {:.4} ({:+.4} nats/char)", a.0, b.0, a.1, b.1, b.1 - a.1),
         _ => "too few evaluations to judge convergence".into(),
     };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let machine = crate::outputs::machine();
+    let cpu = machine["cpu"].as_str().unwrap_or("").to_string();
     let mut verdicts = Vec::new();
     let rules: Vec<String> = order.iter().map(|(r, _)| r.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     for rule in &rules {
@@ -410,11 +412,12 @@ fn write_outputs(out: &Path, m: &ScratchMatrix, name: &str, matrix_text: &str, s
     atomic::write(&path, summary.as_bytes())?;
     written.push(path);
 
+    let (git_commit, git_dirty) = crate::outputs::git_state();
     let manifest = serde_json::json!({
         "matrix": {"name": name, "text": matrix_text},
-        "git_commit": crate::outputs::git_state().0,
-        "git_dirty": crate::outputs::git_state().1,
-        "machine": {"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
+        "git_commit": git_commit,
+        "git_dirty": git_dirty,
+        "machine": machine,
         "prunus": Command::new(prunus).arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
         "wall_seconds_this_time": seconds,
     });

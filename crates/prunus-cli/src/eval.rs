@@ -14,6 +14,16 @@ use crate::args::EvalOpts;
 use crate::budget;
 use crate::session::{Session, bar};
 
+/// The perplexity protocol over the first `windows` windows of `tokens` (named `corpus` in
+/// errors), without a bar or a printed line: the held-out number a training loop logs.
+pub(crate) fn silent_perplexity(model: &prunus_model::LlamaModel, corpus: &str, tokens: &[u32], seq_len: usize, windows: usize, batch: usize) -> prunus_core::Result<prunus_eval::perplexity::PerplexityResult> {
+    let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> {
+        let per_pos = model.token_nll(t).map_err(prunus_core::Error::from)?.to_vec2::<f32>()?;
+        Ok(per_pos.iter().map(|row| row.iter().map(|&v| f64::from(v)).sum()).collect())
+    };
+    prunus_eval::perplexity(corpus, tokens, seq_len, windows, batch, &mut nll, &mut |_| {}).map_err(|e| prunus_core::Error::Invalid(e.to_string()))
+}
+
 /// Bounds the evaluation's windows by the model's context and the machine's memory (before
 /// anything is tokenized or allocated).
 /// `windows`: whether windows of --seq-len run besides the tasks (dense agreement, timing).

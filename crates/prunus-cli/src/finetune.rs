@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use prunus_core::registry;
-use prunus_core::training::{PruneSchedule, TrainableModel, candidate_zeros};
+use prunus_core::training::{PruneSchedule, TrainableModel, candidate_indices, candidate_zeros};
 use prunus_core::{Built, TrainingMethod};
 use prunus_data::corpus::{CALIBRATION_SAMPLER, calibration_windows};
 use prunus_eval::report::{Seconds, SparsityInfo, TrainingInfo};
@@ -126,12 +125,7 @@ fn check_checkpoints(dir: &Path, model: &Path, out: Option<&Path>, resume: bool)
 fn heldout(model: &LlamaModel, tokens: &[u32], seq_len: usize, windows: usize, batch: usize) -> prunus_core::Result<f64> {
     let task = tasks::find(HELDOUT).map_err(|e| prunus_core::Error::Invalid(e.to_string()))?;
     let corpus = task.corpus().unwrap_or("wiki-vital");
-    let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> {
-        let per_pos = model.token_nll(t).map_err(prunus_core::Error::from)?.to_vec2::<f32>()?;
-        Ok(per_pos.iter().map(|row| row.iter().map(|&v| f64::from(v)).sum()).collect())
-    };
-    let r = prunus_eval::perplexity(corpus, tokens, seq_len, windows, batch, &mut nll, &mut |_| {}).map_err(|e| prunus_core::Error::Invalid(e.to_string()))?;
-    Ok(r.ppl)
+    Ok(eval::silent_perplexity(model, corpus, tokens, seq_len, windows, batch)?.ppl)
 }
 
 /// `prunus finetune`.
@@ -195,7 +189,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     seconds.total = started.elapsed().as_secs_f64();
 
     let params = session.model.params();
-    let candidates: Vec<usize> = params.iter().enumerate().filter(|(_, p)| p.prunable).map(|(i, _)| i).collect();
+    let candidates = candidate_indices(&params);
     let (pruned, numel) = candidate_zeros(&session.model.read_params()?, &candidates);
     let mut rep = report::base("finetune", &session.info, evaluations, seconds);
     rep.calibration = Some(calibration);

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use prunus_core::training::{MaskStats, candidate_zeros, MethodState, PruneAction, PruneSchedule, RunInfo, StepInfo, TrainableModel, TrainingMethod, apply_mask, global_mask};
+use prunus_core::training::{MaskStats, candidate_indices, candidate_zeros, MethodState, PruneAction, PruneSchedule, RunInfo, StepInfo, TrainableModel, TrainingMethod, apply_mask, global_mask};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Blob, Checkpoint, CheckpointMeta};
@@ -165,7 +165,7 @@ pub fn train<M: TrainableModel>(
     config.check()?;
     let identity = serde_json::json!({ "run": identity, "train": config, "method_state": method.is_some() });
     let params = model.params();
-    let candidates: Vec<usize> = params.iter().enumerate().filter(|(_, p)| p.prunable).map(|(i, _)| i).collect();
+    let candidates = candidate_indices(&params);
     if config.prune.is_some() && candidates.is_empty() {
         return Err(prunus_core::Error::Invalid("the model has no prunable parameters".into()).into());
     }

@@ -126,11 +126,6 @@ impl Swe {
         self.window().map(|w| w.iter().map(|&(r, _)| self.ring[r].0).collect()).unwrap_or_default()
     }
 
-    /// Bytes the ring holds now.
-    pub fn history_bytes(&self) -> usize {
-        self.ring.iter().flat_map(|(_, b)| b).map(|b| b.len() * 4).sum()
-    }
-
     /// The window: (ring entry, weight) of the newest `k` checkpoints, oldest first; an error
     /// when fewer are kept.
     fn window(&self) -> Result<Vec<(usize, f64)>> {

@@ -59,12 +59,7 @@ pub fn corpus() -> anyhow::Result<CharCorpus> {
 /// The validation loss: mean next-token NLL (nats) over the first `windows` non-overlapping
 /// windows of `seq_len` ids of `ids`, `batch` windows per forward.
 pub fn validation_loss(model: &LlamaModel, ids: &[u32], seq_len: usize, windows: usize, batch: usize) -> prunus_core::Result<f64> {
-    let mut nll = |t: &Tensor| -> prunus_eval::Result<Vec<f64>> {
-        let per_pos = model.token_nll(t).map_err(prunus_core::Error::from)?.to_vec2::<f32>()?;
-        Ok(per_pos.iter().map(|row| row.iter().map(|&v| f64::from(v)).sum()).collect())
-    };
-    let r = prunus_eval::perplexity("shakespeare-char validation", ids, seq_len, windows, batch, &mut nll, &mut |_| {}).map_err(|e| prunus_core::Error::Invalid(e.to_string()))?;
-    Ok(r.mean_nll)
+    Ok(crate::eval::silent_perplexity(model, "shakespeare-char validation", ids, seq_len, windows, batch)?.mean_nll)
 }
 
 /// Random training windows: step `t`'s `batch` windows of `seq_len` ids start at offsets drawn

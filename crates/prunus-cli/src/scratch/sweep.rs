@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
-use prunus_core::training::{FixedMask, MethodState, ParamInfo, RunInfo, StepInfo, TrainableModel, apply_mask, candidate_zeros, global_mask};
+use prunus_core::training::{FixedMask, MethodState, ParamInfo, RunInfo, StepInfo, TrainableModel, apply_mask, candidate_indices, candidate_zeros, global_mask};
 use prunus_core::{Method, Pattern, TrainingMethod, registry};
 use prunus_data::corpus::calibration_windows;
 use prunus_model::LlamaModel;
@@ -213,7 +213,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
     let started = Instant::now();
     check(&a)?;
     let (mut report, dense, state, params) = read_run(&a.run)?;
-    let candidates: Vec<usize> = params.iter().enumerate().filter(|(_, p)| p.prunable).map(|(i, _)| i).collect();
+    let candidates = candidate_indices(&params);
     let rules: Vec<(String, Rule)> = a.rules.iter().map(|r| Ok((r.clone(), rule(r)?))).collect::<Result<_>>()?;
     let swe_rules = rules.iter().any(|(_, r)| matches!(r, Rule::Swe(..)));
     let keep = state.scalars.get("numbers").and_then(|n| n.as_array()).map_or(0, Vec::len);

@@ -30,4 +30,4 @@ pub use fixed::FixedMask;
 pub use method::{MethodState, RunInfo, StepInfo, TrainingMethod};
 pub use model::{ParamInfo, TrainableModel};
 pub use schedule::{PruneAction, PruneSchedule};
-pub use sparsify::{MaskStats, apply_mask, candidate_zeros, global_mask};
+pub use sparsify::{MaskStats, apply_mask, candidate_indices, candidate_zeros, global_mask};

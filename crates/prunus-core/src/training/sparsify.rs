@@ -59,6 +59,11 @@ pub fn global_mask(names: &[&str], scores: &[Vec<f32>], s: f64) -> Result<(Vec<V
     Ok((masks, MaskStats { target: s, threshold: Some(threshold), pruned, total }))
 }
 
+/// The indices of the prunable parameters (the candidates), in parameter order.
+pub fn candidate_indices(params: &[super::model::ParamInfo]) -> Vec<usize> {
+    params.iter().enumerate().filter(|(_, p)| p.prunable).map(|(i, _)| i).collect()
+}
+
 /// Zeros among the candidate parameters' weights (`candidates` index `weights`), and their
 /// number: the realised sparsity a training run reports.
 pub fn candidate_zeros(weights: &[Vec<f32>], candidates: &[usize]) -> (usize, usize) {
