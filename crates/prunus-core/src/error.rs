@@ -25,6 +25,17 @@ pub enum Error {
         second: String,
     },
 
+    /// A method loaded from a shared library failed at the boundary: the library could not be
+    /// loaded, its table is wrong, or the method returned an error, panicked or gave back data
+    /// of the wrong shape.
+    #[error("plugin {library}: {reason}")]
+    Plugin {
+        /// The library's path.
+        library: String,
+        /// What went wrong, on one line.
+        reason: String,
+    },
+
     /// A method asked for something it cannot do (a pattern, a kind of pruning).
     #[error("method `{method}` does not support {what}")]
     Unsupported {

@@ -13,14 +13,15 @@ use crate::structured::StructuredMethod;
 use crate::training::TrainingMethod;
 use crate::error::{Error, Result};
 
-/// Builds a configured layer-wise method from its JSON config (`null` = defaults).
-pub type LayerwiseFactory = fn(&serde_json::Value) -> Result<Built<dyn LayerwiseMethod>>;
+/// Builds a configured layer-wise method from its JSON config (`null` = defaults). A closure,
+/// so that a method loaded at run time can carry its library.
+pub type LayerwiseFactory = &'static (dyn Fn(&serde_json::Value) -> Result<Built<dyn LayerwiseMethod>> + Send + Sync);
 
 /// Builds a configured structured method from its JSON config (`null` = defaults).
-pub type StructuredFactory = fn(&serde_json::Value) -> Result<Built<dyn StructuredMethod>>;
+pub type StructuredFactory = &'static (dyn Fn(&serde_json::Value) -> Result<Built<dyn StructuredMethod>> + Send + Sync);
 
 /// Builds a registered training-time method from its JSON configuration.
-pub type TrainingFactory = fn(&serde_json::Value) -> Result<Built<dyn TrainingMethod>>;
+pub type TrainingFactory = &'static (dyn Fn(&serde_json::Value) -> Result<Built<dyn TrainingMethod>> + Send + Sync);
 
 /// How a registered method is run: its kind and the factory that builds it.
 #[derive(Clone, Copy)]
@@ -42,10 +43,23 @@ pub struct MethodRegistration {
     pub summary: &'static str,
     /// Bumped whenever the method's numbers can change; recorded in every report.
     pub version: &'static str,
-    /// The crate that registered it (for duplicate errors): `env!("CARGO_PKG_NAME")`.
+    /// The crate that registered it (for duplicate errors): `env!("CARGO_PKG_NAME")`; for a
+    /// method loaded at run time, its library's path.
     pub origin: &'static str,
     /// How it is built and run.
     pub factory: Factory,
+    /// For a method loaded from a shared library at run time (`prunus --plugin`), the
+    /// library's path and sha256; `None` for a method linked into the binary.
+    pub library: Option<Library>,
+}
+
+/// The shared library a method was loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Library {
+    /// Its absolute path.
+    pub path: &'static str,
+    /// The sha256 of its bytes when it was loaded.
+    pub sha256: &'static str,
 }
 
 fn layerwise_factory<M: Method + LayerwiseMethod>(config: &serde_json::Value) -> Result<Built<dyn LayerwiseMethod>> {
@@ -70,6 +84,7 @@ impl std::fmt::Debug for MethodRegistration {
             .field("version", &self.version)
             .field("origin", &self.origin)
             .field("kind", &self.kind())
+            .field("library", &self.library)
             .finish()
     }
 }
@@ -80,17 +95,17 @@ impl MethodRegistration {
     /// The registration of layer-wise method `M`, declared by crate `origin`
     /// (what [`register!`](crate::register) submits).
     pub const fn layerwise<M: Method + LayerwiseMethod>(origin: &'static str) -> Self {
-        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Layerwise(layerwise_factory::<M>) }
+        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Layerwise(&layerwise_factory::<M>), library: None }
     }
 
     /// The registration of structured method `M`, declared by crate `origin`.
     pub const fn structured<M: Method + StructuredMethod>(origin: &'static str) -> Self {
-        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Structured(structured_factory::<M>) }
+        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Structured(&structured_factory::<M>), library: None }
     }
 
     /// The registration of training-time method `M`, made by `register!(training M)`.
     pub const fn training<M: Method + TrainingMethod>(origin: &'static str) -> Self {
-        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Training(training_factory::<M>) }
+        MethodRegistration { name: M::NAME, summary: M::SUMMARY, version: M::VERSION, origin, factory: Factory::Training(&training_factory::<M>), library: None }
     }
 
     /// A short label of the method kind.
@@ -133,9 +148,32 @@ impl MethodRegistration {
     }
 }
 
-/// Every registered method, sorted by name; an error if a name is registered twice.
+/// Methods registered at run time ([`register_loaded`]), in the order they came.
+static LOADED: std::sync::Mutex<Vec<&'static MethodRegistration>> = std::sync::Mutex::new(Vec::new());
+
+/// Every registered method, linked in or loaded at run time, sorted by name; an error if a
+/// name is registered twice.
 pub fn list() -> Result<Vec<&'static MethodRegistration>> {
-    checked(inventory::iter::<MethodRegistration>.into_iter().collect())
+    let loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    checked(inventory::iter::<MethodRegistration>.into_iter().chain(loaded).collect())
+}
+
+/// Registers a method at run time (one loaded from a shared library); it then lives as long as
+/// the process. A name already taken is [`Error::DuplicateMethod`] naming both origins, and
+/// nothing is registered.
+pub fn register_loaded(registration: MethodRegistration) -> Result<&'static MethodRegistration> {
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = inventory::iter::<MethodRegistration>.into_iter().chain(loaded.iter().copied()).find(|r| r.name == registration.name);
+    if let Some(r) = taken {
+        return Err(Error::DuplicateMethod {
+            name: registration.name.to_string(),
+            first: r.origin.to_string(),
+            second: registration.origin.to_string(),
+        });
+    }
+    let leaked: &'static MethodRegistration = Box::leak(Box::new(registration));
+    loaded.push(leaked);
+    Ok(leaked)
 }
 
 /// The method called `name`, or [`Error::UnknownMethod`] with the closest registered name.
@@ -190,7 +228,8 @@ mod tests {
             summary: "test",
             version: "0",
             origin,
-            factory: Factory::Layerwise(never),
+            factory: Factory::Layerwise(&never),
+            library: None,
         }))
     }
 
