@@ -20,6 +20,12 @@ use clap::{Args, Parser, Subcommand};
                   directory with config.json, model.safetensors (or shards with an index) and tokenizer.json."
 )]
 pub struct Cli {
+    /// Load a layer-wise method from a shared library built against prunus-abi (repeatable;
+    /// PRUNUS_PLUGINS adds a list of paths separated as in PATH). The method then runs like a
+    /// built-in one under its own name, and reports record the library's path and sha256. See
+    /// CONTRIBUTING.md.
+    #[arg(long = "plugin", value_name = "PATH", global = true)]
+    pub plugins: Vec<PathBuf>,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,

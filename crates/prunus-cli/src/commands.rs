@@ -22,7 +22,10 @@ pub fn list(json: bool) -> Result<()> {
     if json {
         let methods: Vec<serde_json::Value> = methods
             .iter()
-            .map(|r| serde_json::json!({"name": r.name, "version": r.version, "kind": r.kind(), "summary": r.summary}))
+            .map(|r| {
+                let library = r.library.map(|l| serde_json::json!({"path": l.path, "sha256": l.sha256}));
+                serde_json::json!({"name": r.name, "version": r.version, "kind": r.kind(), "summary": r.summary, "origin": r.origin, "library": library})
+            })
             .collect();
         let tasks: Vec<serde_json::Value> = tasks::TASKS
             .iter()
@@ -41,7 +44,8 @@ pub fn list(json: bool) -> Result<()> {
     }
     println!("methods:");
     for r in methods {
-        println!("  {:<16} v{:<3} {:<11} {}", r.name, r.version, r.kind(), r.summary);
+        let from = r.library.map(|l| format!(" [loaded from {}]", l.path)).unwrap_or_default();
+        println!("  {:<16} v{:<3} {:<11} {}{from}", r.name, r.version, r.kind(), r.summary);
     }
     println!("tasks (`--task NAME` or `NAME=LIMIT`, comma-separated):");
     for t in tasks::TASKS {

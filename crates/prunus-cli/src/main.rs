@@ -45,7 +45,12 @@ fn main() -> ExitCode {
         .init();
     prunus_all::link();
     outputs::install_signal_cleanup();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Err(e) = load_plugins(&cli.plugins) {
+        eprintln!("error: {}", one_line(&e));
+        return ExitCode::FAILURE;
+    }
+    let result = match cli.command {
         Command::List { json } => commands::list(json),
         Command::Eval(a) => commands::eval(a),
         Command::Prune(a) => prune::run(*a),
@@ -63,6 +68,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the method libraries of `PRUNUS_PLUGINS` (separated as in PATH) and then of
+/// `--plugin`, each once (by canonical path), before anything else runs.
+fn load_plugins(flags: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let from_env = std::env::var_os("PRUNUS_PLUGINS").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for path in from_env.iter().filter(|p| !p.as_os_str().is_empty()).chain(flags) {
+        if seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())) {
+            prunus_loader::load(path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The error and its causes on one line, each cause once: library errors that print their

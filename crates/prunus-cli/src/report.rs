@@ -37,6 +37,7 @@ pub(crate) fn method_info(registration: &MethodRegistration, config: serde_json:
         version: registration.version.into(),
         kind: registration.kind().into(),
         config,
+        library: registration.library.map(|l| report::LibraryInfo { path: l.path.into(), sha256: l.sha256.into() }),
     }
 }
 

@@ -179,6 +179,19 @@ pub struct MethodInfo {
     /// Effective configuration, defaults filled in.
     #[serde(default)]
     pub config: serde_json::Value,
+    /// For a method loaded from a shared library (`prunus --plugin`): which one, by path and
+    /// sha256. Absent for a method linked into prunus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<LibraryInfo>,
+}
+
+/// The shared library a method was loaded from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryInfo {
+    /// Its absolute path when the run loaded it.
+    pub path: String,
+    /// The sha256 of its bytes.
+    pub sha256: String,
 }
 
 /// What a pruning run removed. `L`: the per-layer record.

@@ -136,6 +136,7 @@ fn cell(
                 version: "1".into(),
                 kind: "layer-wise".into(),
                 config: serde_json::json!({"alpha": 1}),
+                library: None,
             }),
             sparsity: pruned.then(|| SparsityInfo {
                 pattern: pattern.into(),

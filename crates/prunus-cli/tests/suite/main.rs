@@ -9,5 +9,6 @@ mod scratch;
 mod cli;
 mod fidelity;
 mod mc_fidelity;
+mod plugins;
 mod stream;
 mod structured;
