@@ -3,7 +3,7 @@
 //! written atomically as `cells/<key>.json` with the process's whole run report.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -72,7 +72,7 @@ pub fn run(prunus: &Path, out: &Path, matrix: &str, key: &str, cell: &CellSpec) 
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let args = cell_args(cell, &report_path);
     let start = Instant::now();
-    let status = Command::new(prunus)
+    let status = crate::prunus::command(prunus)
         .args(&args)
         .env("NO_COLOR", "1")
         .stdout(log.try_clone()?)

@@ -21,6 +21,10 @@ pub struct Matrix {
     /// Free text, copied into summary.md.
     #[serde(default)]
     pub description: String,
+    /// Shared libraries of methods to load at run time (`prunus --plugin`), relative to the
+    /// matrix file; their methods are then named in `methods` like built-in ones.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<String>>,
     /// `default`, GGUF files or Hugging Face directories.
     #[serde(default = "default_models")]
     pub models: Vec<String>,
@@ -205,9 +209,24 @@ pub struct CatalogMethod {
     /// `layer-wise` or `structured`.
     #[serde(default)]
     pub kind: String,
+    /// The library a method loaded at run time came from (`None` for a built-in one).
+    #[serde(default)]
+    pub library: Option<CatalogLibrary>,
+}
+
+/// The library of a loaded method, as `prunus list --json` gives it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogLibrary {
+    /// The sha256 of its bytes.
+    pub sha256: String,
 }
 
 impl Catalog {
+    /// The sha256 of the library `method` was loaded from, if it was.
+    fn library(&self, method: &str) -> Option<String> {
+        self.methods.iter().find(|m| m.name == method).and_then(|m| m.library.as_ref()).map(|l| l.sha256.clone())
+    }
+
     fn is_structured(&self, method: &str) -> bool {
         self.methods.iter().any(|m| m.name == method && m.kind == "structured")
     }
@@ -254,7 +273,7 @@ pub fn load(path: &Path) -> Result<MatrixFile> {
 }
 
 /// `line:column` (1-based) of a byte span in `text`.
-fn line_col(text: &str, span: Range<usize>) -> String {
+pub fn line_col(text: &str, span: Range<usize>) -> String {
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -456,12 +475,14 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                 eval: EvalSpec { agreement_windows: 0, ..eval.clone() },
                 structured: false,
                 training: None,
+                library: None,
             });
         }
         for seed in &m.calibration.seeds {
             // Training cells: windows drawn from the calibration pool with this seed.
             let train_cell = |t: &Training, method: Option<String>, label: String, config: serde_json::Value, s: f64| CellSpec {
                 model: model.clone(),
+                library: method.as_deref().and_then(|n| catalog.library(n)),
                 method,
                 label,
                 config,
@@ -508,6 +529,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             eval: eval.clone(),
                             structured: true,
                             training: None,
+                            library: catalog.library(entry.name.get_ref()),
                         });
                     }
                     continue;
@@ -532,6 +554,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             eval: eval.clone(),
                             structured: false,
                             training: None,
+                            library: catalog.library(entry.name.get_ref()),
                         });
                     }
                 }

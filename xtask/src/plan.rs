@@ -50,6 +50,7 @@ pub fn for_bench(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>, 
         Some(p) => absolute(p),
         None => crate::prunus::build()?,
     };
+    crate::prunus::set_plugins(&plugin_paths(&loaded, &path, &shown)?)?;
     let list = || -> Result<Catalog> { serde_json::from_str(&crate::prunus::output(&prunus, &["list", "--json"])?).context("parsing `prunus list --json`") };
     let mut catalog = list()?;
     matrix::validate(&loaded, &shown, &catalog)?;
@@ -69,6 +70,21 @@ pub fn for_bench(matrix_path: &Path, out: Option<&Path>, prunus: Option<&Path>, 
     let cells = matrix::cells(&loaded.matrix, &catalog).into_iter().map(|c| (cell_key(&c, &shas[&c.model]), c)).collect();
     let out = out_dir(out, &loaded);
     Ok(Plan { loaded, path, out, prunus: Some(prunus), cells })
+}
+
+/// The matrix's `plugins`, resolved against the matrix file's directory; a missing one is an
+/// error naming its line.
+fn plugin_paths(loaded: &matrix::MatrixFile, path: &Path, shown: &str) -> Result<Vec<PathBuf>> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for p in &loaded.matrix.plugins {
+        let full = base.join(p.get_ref());
+        if !full.is_file() {
+            bail!("{shown}:{}: plugin library {} not found (build it first)", matrix::line_col(&loaded.text, p.span()), full.display());
+        }
+        out.push(full);
+    }
+    Ok(out)
 }
 
 /// The key shown for a cell that has no record yet (`report` cannot hash the model).
@@ -101,14 +117,16 @@ pub fn from_records(matrix_path: &Path, out: Option<&Path>) -> Result<Plan> {
             .iter()
             .map(|e| {
                 let name = e.name.get_ref();
-                let kind = match records.iter().find(|r| r.cell.method.as_ref() == Some(name)) {
+                let record = records.iter().find(|r| r.cell.method.as_ref() == Some(name));
+                let library = record.and_then(|r| r.cell.library.clone()).map(|sha256| matrix::CatalogLibrary { sha256 });
+                let kind = match record {
                     Some(r) if r.cell.training.is_some() => "training",
                     Some(r) if r.cell.structured => "structured",
                     Some(_) => "layer-wise",
                     None if e.unit.is_some() || e.reductions.is_some() => "structured",
                     None => "layer-wise",
                 };
-                CatalogMethod { name: name.clone(), kind: kind.into() }
+                CatalogMethod { name: name.clone(), kind: kind.into(), library }
             })
             .collect(),
         tasks: Vec::new(),

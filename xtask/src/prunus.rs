@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
@@ -18,9 +19,34 @@ pub fn build() -> Result<PathBuf> {
     Ok(binary())
 }
 
+/// The method libraries every `prunus` run of this process loads (`PRUNUS_PLUGINS`), from the
+/// matrix's `plugins`.
+static PLUGINS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+
+/// Sets the method libraries of every later `prunus` run (once per process).
+pub fn set_plugins(paths: &[PathBuf]) -> Result<()> {
+    if PLUGINS.get().is_some_and(|p| p.as_slice() != paths) {
+        bail!("one bench process runs one matrix's plugins");
+    }
+    let _ = PLUGINS.set(paths.to_vec());
+    Ok(())
+}
+
+/// `prunus` as a command, with the matrix's method libraries in `PRUNUS_PLUGINS` (added to any
+/// the environment already names).
+pub fn command(prunus: &Path) -> Command {
+    let mut cmd = Command::new(prunus);
+    if let Some(paths) = PLUGINS.get().filter(|p| !p.is_empty()) {
+        let inherited = std::env::var_os("PRUNUS_PLUGINS").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default();
+        let all = inherited.into_iter().chain(paths.iter().cloned());
+        cmd.env("PRUNUS_PLUGINS", std::env::join_paths(all).expect("library paths without the path separator"));
+    }
+    cmd
+}
+
 /// The standard output of `prunus <args>`; its standard error when it fails.
 pub fn output(prunus: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(prunus).args(args).output().with_context(|| format!("could not start {}", prunus.display()))?;
+    let out = command(prunus).args(args).output().with_context(|| format!("could not start {}", prunus.display()))?;
     if !out.status.success() {
         bail!("`prunus {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }

@@ -81,6 +81,10 @@ pub struct CellSpec {
     /// final sparsity over all candidate linears together. Absent from the key of other cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainSpec>,
+    /// For a method loaded from a shared library (the matrix's `plugins`), the sha256 of that
+    /// library: a rebuilt library is another cell. Absent from the key of other cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
 }
 
 /// How a training cell trains: the flags of `prunus finetune` (see its `--help`).
@@ -211,6 +215,7 @@ pub(crate) fn sample_cell() -> CellSpec {
         eval: EvalSpec { seq_len: 512, windows: 64, agreement_windows: 8 },
         structured: false,
         training: None,
+        library: None,
     }
 }
 

@@ -7,8 +7,8 @@ fn catalog() -> Catalog {
     Catalog {
         methods: ["magnitude", "wanda", "sparsegpt", "swiftprune"]
             .iter()
-            .map(|n| CatalogMethod { name: n.to_string(), kind: "layer-wise".into() })
-            .chain(["pip", "taylor"].iter().map(|n| CatalogMethod { name: n.to_string(), kind: "structured".into() }))
+            .map(|n| CatalogMethod { name: n.to_string(), kind: "layer-wise".into(), library: None })
+            .chain(["pip", "taylor"].iter().map(|n| CatalogMethod { name: n.to_string(), kind: "structured".into(), library: None }))
             .collect(),
         tasks: vec![
             CatalogTask { name: "ppl:wiki-vital".into(), file: None, available: true },
@@ -137,7 +137,7 @@ fn fuzz_matrices() {
     for name in ["mc:hellaswag", "mc:winogrande"] {
         catalog.tasks.push(CatalogTask { name: name.into(), file: None, available: true });
     }
-    catalog.methods.extend(["struct-random", "struct-magnitude"].iter().map(|n| CatalogMethod { name: n.to_string(), kind: "structured".into() }));
+    catalog.methods.extend(["struct-random", "struct-magnitude"].iter().map(|n| CatalogMethod { name: n.to_string(), kind: "structured".into(), library: None }));
     prunus_fuzz::run("matrix", &root.join("xtask/tests/fuzz/matrix"), &seeds, |data| -> Result<usize> {
         std::fs::write(&path, data).unwrap();
         let loaded = load(&path)?;

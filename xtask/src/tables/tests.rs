@@ -113,6 +113,7 @@ fn cell(
             },
             structured: false,
             training: None,
+            library: None,
         },
         wall_seconds: seconds.total + 0.75,
         finished_unix: 1_700_000_000,
