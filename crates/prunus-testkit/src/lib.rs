@@ -3,7 +3,8 @@
 //! [`ToyModel`] is a tiny deterministic residual MLP stack that implements
 //! [`PrunableModel`], small enough for unit tests yet with real activations, so the pipeline
 //! and the plugins can be exercised without a checkpoint. [`conformance`] is the suite every
-//! layer-wise plugin runs; [`plugins`] builds the example plugin libraries of
+//! layer-wise plugin runs ([`structured_conformance`] and [`training_conformance`] those of the
+//! other kinds); [`plugins`] builds the example plugin libraries of
 //! `examples/plugins` for the tests of run-time loading; [`child`] reruns a test in a child process with another
 //! environment. Unit tests only: nothing a user runs uses these.
 
@@ -15,6 +16,7 @@ pub mod child;
 pub mod conformance;
 pub mod plugins;
 pub mod structured_conformance;
+pub mod training_conformance;
 
 /// The deterministic generator for test data.
 pub use prunus_core::rng::SplitMix64;

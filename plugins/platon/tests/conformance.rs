@@ -1,0 +1,12 @@
+//! platon against the training-time conformance suite on a tiny synthetic Llama.
+
+use prunus_core::registry;
+use prunus_model::{LlamaConfig, LlamaModel};
+use prunus_platon as _;
+
+#[test]
+fn platon_passes_the_training_conformance_suite() {
+    let model = LlamaModel::synthetic(LlamaConfig::tiny(), 7).unwrap();
+    let make = || registry::find("platon").unwrap().build_training(&serde_json::Value::Null).unwrap();
+    prunus_testkit::training_conformance::check(&make, &model, 61);
+}
