@@ -11,7 +11,9 @@
 //! - `report [MATRIX]`: merge the records of a sharded run into the tables (and compare),
 //!   from the records alone (nothing is built or run);
 //! - `streaming`: prune a model larger than memory (LLaMA-2-7B-shaped, seeded bf16 weights)
-//!   one block at a time and record its peak memory and time.
+//!   one block at a time and record its peak memory and time;
+//! - `new-plugin NAME --kind K`: scaffold a method crate in the workspace, or with
+//!   `--out-of-tree DIR` a shared-library crate against the C ABI.
 //!
 //! xtask links no prunus crate but the serde-only prunus-report (and so no candle): it drives
 //! the `prunus` binary and reads its reports through prunus-report's types.
@@ -32,6 +34,7 @@ mod plots;
 mod prunus;
 mod record;
 mod report;
+mod scaffold;
 mod streaming;
 mod swe;
 mod tables;
@@ -70,6 +73,10 @@ enum Task {
     /// machine's memory) one block at a time and record its peak memory and time
     /// (bench-runs/streaming/; with --update, results/speed/streaming.{json,md}).
     Streaming(streaming::Args),
+    /// Write a new method crate: in the workspace (plugins/NAME, registered, linked by
+    /// prunus-all, with its kind's conformance test and a README skeleton), or with
+    /// --out-of-tree DIR a shared-library crate against the C ABI for `prunus --plugin`.
+    NewPlugin(scaffold::Args),
 }
 
 fn main() -> Result<()> {
@@ -79,5 +86,6 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::Report(args) => report::report(args),
         Task::Streaming(args) => streaming::run(args),
+        Task::NewPlugin(args) => scaffold::run(args),
     }
 }
