@@ -126,6 +126,14 @@ pub enum ModelError {
         reason: String,
     },
 
+    /// The hand-written training path cannot run on this model as held (not f32 on the CPU,
+    /// or widths that do not fit).
+    #[error("hand-written backward: {reason}")]
+    Backprop {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The token tensor given to a forward pass is not usable.
     #[error("invalid tokens: {reason}")]
     Tokens {

@@ -43,6 +43,7 @@
 
 
 mod attention;
+pub mod backprop;
 pub mod config;
 pub mod edit;
 pub mod error;

@@ -1,5 +1,6 @@
-//! The Llama model as a training loop sees it: [`TrainableModel`] over
-//! [`grad.rs`](crate::grad)'s loss and gradients.
+//! The Llama model as a training loop sees it: [`TrainableModel`] over the hand-written
+//! backward of [`backprop`](crate::backprop) (checked against [`grad.rs`](crate::grad)'s
+//! autograd path).
 //!
 //! Parameters are [`LlamaModel::named_tensors`] in that order (a tied model has no
 //! `lm_head.weight`; its embedding's gradient carries the head's share). The prunable
@@ -52,11 +53,10 @@ impl TrainableModel for LlamaModel {
         Ok(())
     }
 
+    /// The hand-written backward ([`backprop`](crate::backprop)); the autograd path
+    /// ([`LlamaModel::loss_and_grads`]) gives the same gradients to f32 rounding, slower.
     fn loss_and_grads(&self, tokens: &[u32], n: usize, seq_len: usize) -> prunus_core::Result<(f64, Vec<Vec<f32>>)> {
-        let ids = Tensor::from_slice(tokens, (n, seq_len), &Device::Cpu)?;
-        let (loss, grads) = LlamaModel::loss_and_grads(self, &ids).map_err(core("loss and gradients"))?;
-        let grads = grads.iter().map(|(_, g)| Ok(g.flatten_all()?.to_vec1::<f32>()?)).collect::<prunus_core::Result<_>>()?;
-        Ok((loss, grads))
+        self.manual_loss_and_grads(tokens, n, seq_len).map_err(core("loss and gradients"))
     }
 }
 

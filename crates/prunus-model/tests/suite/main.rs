@@ -3,6 +3,7 @@
 
 mod common;
 mod edit;
+mod backprop;
 mod forward;
 mod fuzz;
 mod grad;
