@@ -58,6 +58,16 @@ impl TrainableModel for LlamaModel {
     fn loss_and_grads(&self, tokens: &[u32], n: usize, seq_len: usize) -> prunus_core::Result<(f64, Vec<Vec<f32>>)> {
         self.manual_loss_and_grads(tokens, n, seq_len).map_err(core("loss and gradients"))
     }
+
+    /// Adds into the accumulated buffers directly (no buffers per micro-batch).
+    fn add_loss_and_grads(&self, tokens: &[u32], n: usize, seq_len: usize, acc: &mut Vec<Vec<f32>>) -> prunus_core::Result<f64> {
+        if acc.is_empty() {
+            let (loss, grads) = self.manual_loss_and_grads(tokens, n, seq_len).map_err(core("loss and gradients"))?;
+            *acc = grads;
+            return Ok(loss);
+        }
+        self.manual_add_loss_and_grads(tokens, n, seq_len, acc).map_err(core("loss and gradients"))
+    }
 }
 
 impl LlamaModel {

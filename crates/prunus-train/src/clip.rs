@@ -1,13 +1,25 @@
 //! Gradient clipping by the global L2 norm over every buffer, as
 //! `torch.nn.utils.clip_grad_norm_` does it: when the norm exceeds `max_norm`, every gradient
-//! is scaled by `max_norm / (norm + 1e-6)`. The squares are summed in f64, buffer after buffer
-//! and element after element, so the norm does not depend on the thread count.
+//! is scaled by `max_norm / (norm + 1e-6)`. The squares are summed in f64 over fixed chunks of
+//! each buffer (in parallel), then the chunks' sums in buffer and chunk order, so the norm does
+//! not depend on the thread count.
+
+use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
 
-/// The L2 norm of all `grads` together, its squares summed in f64 in buffer order.
+/// Elements per chunk of the parallel passes over parameters and gradients.
+pub(crate) const CHUNK: usize = 1 << 16;
+
+/// The L2 norm of all `grads` together, its squares summed in f64 per chunk, the chunks in
+/// buffer order.
 pub fn global_norm(grads: &[&mut [f32]]) -> f64 {
-    grads.iter().flat_map(|g| g.iter()).map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()
+    let mut total = 0f64;
+    for g in grads {
+        let parts: Vec<f64> = g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>()).collect();
+        total += parts.iter().sum::<f64>();
+    }
+    total.sqrt()
 }
 
 /// Clips `grads` to a global L2 norm of `max_norm` (> 0); returns the norm before clipping
@@ -20,7 +32,7 @@ pub fn clip_global_norm(grads: &mut [&mut [f32]], max_norm: f64) -> Result<f64> 
     let coef = max_norm / (norm + 1e-6);
     if coef < 1.0 {
         let coef = coef as f32;
-        grads.iter_mut().flat_map(|g| g.iter_mut()).for_each(|x| *x *= coef);
+        grads.iter_mut().for_each(|g| g.par_chunks_mut(CHUNK).for_each(|c| c.iter_mut().for_each(|x| *x *= coef)));
     }
     Ok(norm)
 }

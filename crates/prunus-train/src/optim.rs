@@ -114,13 +114,18 @@ impl AdamW {
         let step_size = (lr / (1.0 - c.beta1.powi(t))) as f32;
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt() as f32;
         let eps = c.eps as f32;
+        use rayon::prelude::*;
+        const CHUNK: usize = crate::clip::CHUNK;
         for (((p, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
-            for (((p, &g), m), v) in p.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *p *= decay;
-                *m += w1 * (g - *m);
-                *v = *v * b2 + w2 * g * g;
-                *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-            }
+            // Element by element: the same result on any number of threads.
+            p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK)).for_each(|(((p, g), m), v)| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *p *= decay;
+                    *m += w1 * (g - *m);
+                    *v = *v * b2 + w2 * g * g;
+                    *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            });
         }
         Ok(())
     }

@@ -289,19 +289,14 @@ fn accumulate<M: TrainableModel>(model: &M, tokens: &[u32], config: &TrainConfig
     let per = config.batch / config.accumulate;
     let chunk = per * config.seq_len;
     let mut loss = 0.0;
-    let mut acc: Option<Vec<Vec<f32>>> = None;
+    let mut grads = Vec::new();
     for micro in tokens.chunks(chunk) {
-        let (l, g) = model.loss_and_grads(micro, per, config.seq_len)?;
-        loss += l;
-        match acc.as_mut() {
-            None => acc = Some(g),
-            Some(a) => a.iter_mut().zip(&g).for_each(|(a, g)| a.iter_mut().zip(g).for_each(|(a, g)| *a += g)),
-        }
+        loss += model.add_loss_and_grads(micro, per, config.seq_len, &mut grads)?;
     }
-    let mut grads = acc.expect("at least one micro-batch");
     if config.accumulate > 1 {
+        use rayon::prelude::*;
         let k = config.accumulate as f32;
-        grads.iter_mut().for_each(|g| g.iter_mut().for_each(|x| *x /= k));
+        grads.iter_mut().for_each(|g| g.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|x| *x /= k)));
         loss /= config.accumulate as f64;
     }
     Ok((loss, grads))

@@ -40,4 +40,20 @@ pub trait TrainableModel {
     /// row-major, over its `n * (seq_len - 1)` predictions, and the gradient of that mean with
     /// respect to every parameter. Must not change the model.
     fn loss_and_grads(&self, tokens: &[u32], n: usize, seq_len: usize) -> Result<(f64, Vec<Vec<f32>>)>;
+
+    /// [`loss_and_grads`](Self::loss_and_grads) with the gradients added into `acc` (one
+    /// buffer per parameter; filled, not added to, when `acc` is empty), for accumulation over
+    /// micro-batches; returns the loss. The default adds what `loss_and_grads` returns; a model
+    /// may write into `acc` directly and spare the buffers.
+    fn add_loss_and_grads(&self, tokens: &[u32], n: usize, seq_len: usize, acc: &mut Vec<Vec<f32>>) -> Result<f64> {
+        let (loss, grads) = self.loss_and_grads(tokens, n, seq_len)?;
+        if acc.is_empty() {
+            *acc = grads;
+        } else {
+            for (a, g) in acc.iter_mut().zip(&grads) {
+                a.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+            }
+        }
+        Ok(loss)
+    }
 }

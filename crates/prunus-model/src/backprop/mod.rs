@@ -79,6 +79,24 @@ impl LlamaModel {
     /// the hand-written backward (see the [module docs](crate::backprop)). The loss averages the
     /// n * (seq - 1) predictions, summed in f64.
     pub fn manual_loss_and_grads(&self, tokens: &[u32], n: usize, seq: usize) -> Result<(f64, Vec<Vec<f32>>)> {
+        let mut grads: Vec<Vec<f32>> = self.named_tensors().iter().map(|(_, t)| vec![0f32; t.elem_count()]).collect();
+        let loss = self.manual_into(tokens, n, seq, &mut grads, false)?;
+        Ok((loss, grads))
+    }
+
+    /// [`manual_loss_and_grads`](Self::manual_loss_and_grads) with the gradients added into
+    /// `acc` (one buffer per parameter, in [`named_tensors`](Self::named_tensors) order), for
+    /// accumulation over micro-batches without a buffer per micro-batch; returns the loss.
+    pub fn manual_add_loss_and_grads(&self, tokens: &[u32], n: usize, seq: usize, acc: &mut [Vec<f32>]) -> Result<f64> {
+        let lens: Vec<usize> = self.named_tensors().iter().map(|(_, t)| t.elem_count()).collect();
+        if acc.len() != lens.len() || acc.iter().zip(&lens).any(|(a, &l)| a.len() != l) {
+            return Err(ModelError::Backprop { reason: format!("{} gradient buffers do not fit the model's {} parameters", acc.len(), lens.len()) });
+        }
+        self.manual_into(tokens, n, seq, acc, true)
+    }
+
+    /// The loss, with the gradients written into `grads` (or added, with `accumulate`).
+    fn manual_into(&self, tokens: &[u32], n: usize, seq: usize, grads: &mut [Vec<f32>], accumulate: bool) -> Result<f64> {
         let c = &self.config;
         let (d, vocab) = (c.hidden_size, c.vocab_size);
         if seq < 2 || n == 0 || tokens.len() != n * seq {
@@ -130,7 +148,8 @@ impl LlamaModel {
         // The head and the loss, HEAD_ROWS predictions at a time.
         let preds: Vec<(usize, u32)> = (0..n).flat_map(|b| (0..seq - 1).map(move |p| (b * seq + p, tokens[b * seq + p + 1]))).collect();
         let inv = 1.0 / preds.len() as f64;
-        let mut d_head = vec![0f32; vocab * d];
+        let n_blocks = self.blocks.len();
+        let head_slot = if self.is_tied() { 0 } else { 2 + 9 * n_blocks };
         let mut dxf = vec![0f32; t_rows * d];
         let mut loss = 0f64;
         let mut logits = vec![0f32; HEAD_ROWS.min(preds.len()) * vocab];
@@ -159,7 +178,7 @@ impl LlamaModel {
             loss += row_loss.iter().sum::<f64>();
             let dl = &logits[..m * vocab];
             linear_back_input(dl, head, m, d, vocab, &mut d_rows[..m * d], false);
-            linear_back_weight(dl, &rows[..m * d], m, d, vocab, &mut d_head, chunk_index > 0);
+            linear_back_weight(dl, &rows[..m * d], m, d, vocab, &mut grads[head_slot], accumulate || chunk_index > 0);
             for (src, &(r, _)) in d_rows.chunks_exact(d).zip(chunk) {
                 dxf[r * d..(r + 1) * d].copy_from_slice(src);
             }
@@ -168,31 +187,20 @@ impl LlamaModel {
 
         // Backward.
         let mut dx = vec![0f32; t_rows * d];
-        let mut d_final = vec![0f32; d];
-        ops::rms_norm_back(&x, final_norm, &rf, &dxf, &mut dx, &mut d_final);
+        ops::rms_norm_back(&x, final_norm, &rf, &dxf, &mut dx, &mut grads[1 + 9 * n_blocks], accumulate);
         drop((xf, dxf, x));
-        let mut block_grads: Vec<[Vec<f32>; 9]> = Vec::with_capacity(blocks.len());
-        for (bw, s) in blocks.iter().zip(saved).rev() {
-            let (grads, next) = block_backward(bw, s, dx, n, seq, c.head_dim(), &cos, &sin);
-            block_grads.push(grads);
-            dx = next;
+        for (b, (bw, s)) in blocks.iter().zip(saved).enumerate().rev() {
+            dx = block_backward(bw, s, dx, n, seq, c.head_dim(), &cos, &sin, &mut grads[1 + 9 * b..1 + 9 * (b + 1)], accumulate);
         }
-        block_grads.reverse();
-        let mut d_embed = if self.is_tied() { std::mem::take(&mut d_head) } else { vec![0f32; vocab * d] };
+        // The embedding: the head's share is in it already when tied.
+        let d_embed = &mut grads[0];
+        if !self.is_tied() && !accumulate {
+            d_embed.fill(0.0);
+        }
         for (row, &id) in dx.chunks_exact(d).zip(tokens) {
             d_embed[id as usize * d..(id as usize + 1) * d].iter_mut().zip(row).for_each(|(g, v)| *g += v);
         }
-
-        let mut grads = Vec::with_capacity(tensors.len());
-        grads.push(d_embed);
-        for g in block_grads {
-            grads.extend(g);
-        }
-        grads.push(d_final);
-        if !self.is_tied() {
-            grads.push(d_head);
-        }
-        Ok((loss * inv, grads))
+        Ok(loss * inv)
     }
 }
 
@@ -226,32 +234,32 @@ fn block_forward(w: &BlockWeights<'_>, x: Vec<f32>, n: usize, seq: usize, hd: us
     (Saved { x, h1, r1, q, k, v, o, lse, x2, h2, r2, g, u, a }, out)
 }
 
-/// One block backward from the gradient of its output; returns the gradients of its nine
-/// tensors ([`BlockSlot`] order) and of its input.
+/// One block backward from the gradient of its output: writes (or adds, with `acc`) the
+/// gradients of its nine tensors into `grads` ([`BlockSlot`] order) and returns the gradient
+/// of its input.
 #[allow(clippy::too_many_arguments)]
-fn block_backward(w: &BlockWeights<'_>, s: Saved, dout: Vec<f32>, n: usize, seq: usize, hd: usize, cos: &[f32], sin: &[f32]) -> ([Vec<f32>; 9], Vec<f32>) {
+fn block_backward(w: &BlockWeights<'_>, s: Saved, dout: Vec<f32>, n: usize, seq: usize, hd: usize, cos: &[f32], sin: &[f32], grads: &mut [Vec<f32>], acc: bool) -> Vec<f32> {
     use BlockSlot::*;
     let d = w.get(AttnNorm).len();
     let t = n * seq;
-    let mut grads: [Vec<f32>; 9] = std::array::from_fn(|i| vec![0f32; w.w[i].len()]);
     // MLP: out = x2 + down(silu(gate(h2)) * up(h2)).
-    linear_back_weight(&dout, &s.a, t, w.ff, d, &mut grads[DownProj as usize], false);
+    linear_back_weight(&dout, &s.a, t, w.ff, d, &mut grads[DownProj as usize], acc);
     let mut da = vec![0f32; t * w.ff];
     linear_back_input(&dout, w.get(DownProj), t, w.ff, d, &mut da, false);
     let (mut dg, mut du) = (vec![0f32; t * w.ff], vec![0f32; t * w.ff]);
     ops::swiglu_back(&s.g, &s.u, &da, &mut dg, &mut du);
     drop(da);
-    linear_back_weight(&dg, &s.h2, t, d, w.ff, &mut grads[GateProj as usize], false);
-    linear_back_weight(&du, &s.h2, t, d, w.ff, &mut grads[UpProj as usize], false);
+    linear_back_weight(&dg, &s.h2, t, d, w.ff, &mut grads[GateProj as usize], acc);
+    linear_back_weight(&du, &s.h2, t, d, w.ff, &mut grads[UpProj as usize], acc);
     let mut dh2 = vec![0f32; t * d];
     linear_back_input(&dg, w.get(GateProj), t, d, w.ff, &mut dh2, false);
     linear_back_input(&du, w.get(UpProj), t, d, w.ff, &mut dh2, true);
     drop((dg, du));
     let mut dx2 = dout;
-    ops::rms_norm_back(&s.x2, w.get(FfnNorm), &s.r2, &dh2, &mut dx2, &mut grads[FfnNorm as usize]);
+    ops::rms_norm_back(&s.x2, w.get(FfnNorm), &s.r2, &dh2, &mut dx2, &mut grads[FfnNorm as usize], acc);
     drop(dh2);
     // Attention: x2 = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1))).
-    linear_back_weight(&dx2, &s.o, t, w.q, d, &mut grads[OProj as usize], false);
+    linear_back_weight(&dx2, &s.o, t, w.q, d, &mut grads[OProj as usize], acc);
     let mut d_o = vec![0f32; t * w.q];
     linear_back_input(&dx2, w.get(OProj), t, w.q, d, &mut d_o, false);
     let sh = AttnShape { n, seq, heads: w.heads, kv_heads: w.kv_heads, hd, scale: (1.0 / (hd as f64).sqrt()) as f32 };
@@ -260,14 +268,14 @@ fn block_backward(w: &BlockWeights<'_>, s: Saved, dout: Vec<f32>, n: usize, seq:
     drop(d_o);
     ops::rope(&mut dq, w.heads, hd, seq, cos, sin, true);
     ops::rope(&mut dk, w.kv_heads, hd, seq, cos, sin, true);
-    linear_back_weight(&dq, &s.h1, t, d, w.q, &mut grads[QProj as usize], false);
-    linear_back_weight(&dk, &s.h1, t, d, w.kv, &mut grads[KProj as usize], false);
-    linear_back_weight(&dv, &s.h1, t, d, w.kv, &mut grads[VProj as usize], false);
+    linear_back_weight(&dq, &s.h1, t, d, w.q, &mut grads[QProj as usize], acc);
+    linear_back_weight(&dk, &s.h1, t, d, w.kv, &mut grads[KProj as usize], acc);
+    linear_back_weight(&dv, &s.h1, t, d, w.kv, &mut grads[VProj as usize], acc);
     let mut dh1 = vec![0f32; t * d];
     linear_back_input(&dq, w.get(QProj), t, d, w.q, &mut dh1, false);
     linear_back_input(&dk, w.get(KProj), t, d, w.kv, &mut dh1, true);
     linear_back_input(&dv, w.get(VProj), t, d, w.kv, &mut dh1, true);
     let mut dx = dx2;
-    ops::rms_norm_back(&s.x, w.get(AttnNorm), &s.r1, &dh1, &mut dx, &mut grads[AttnNorm as usize]);
-    (grads, dx)
+    ops::rms_norm_back(&s.x, w.get(AttnNorm), &s.r1, &dh1, &mut dx, &mut grads[AttnNorm as usize], acc);
+    dx
 }

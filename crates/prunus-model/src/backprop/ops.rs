@@ -99,8 +99,8 @@ pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f64, y: &mut [f32], rstd: &mut
 }
 
 /// The backward of [`rms_norm`]: `dx += rstd * (dy * w) - x * rstd^3 / d * sum(dy * w * x)`
-/// per row, and `dw = sum over rows of dy * x * rstd` (rows in order).
-pub(crate) fn rms_norm_back(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32]) {
+/// per row, and `dw [+]= sum over rows of dy * x * rstd` (rows in order).
+pub(crate) fn rms_norm_back(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32], accumulate: bool) {
     let d = w.len();
     dx.par_chunks_mut(d).zip(x.par_chunks(d)).zip(dy.par_chunks(d)).zip(rstd.par_iter()).for_each(|(((dx, x), dy), &r)| {
         let dot: f64 = x.iter().zip(dy).zip(w).map(|((&x, &g), &w)| f64::from(g) * f64::from(w) * f64::from(x)).sum();
@@ -109,7 +109,9 @@ pub(crate) fn rms_norm_back(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32], dx: 
             *dx += r * g * w - x * c;
         }
     });
-    dw.fill(0.0);
+    if !accumulate {
+        dw.fill(0.0);
+    }
     for ((x, dy), &r) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(rstd) {
         for ((dw, &x), &g) in dw.iter_mut().zip(x).zip(dy) {
             *dw += g * x * r;
@@ -410,7 +412,7 @@ mod tests {
         let (mut out, mut r) = (vec![0f32; 3 * d], vec![0f32; 3]);
         rms_norm(&x, &w, 1e-5, &mut out, &mut r);
         let (mut dx, mut dw) = (vec![0f32; 3 * d], vec![0f32; d]);
-        rms_norm_back(&x, &w, &r, &dy, &mut dx, &mut dw);
+        rms_norm_back(&x, &w, &r, &dy, &mut dx, &mut dw, false);
         let loss = |x: &[f32], w: &[f32]| {
             let (mut y, mut r) = (vec![0f32; 3 * d], vec![0f32; 3]);
             rms_norm(x, w, 1e-5, &mut y, &mut r);

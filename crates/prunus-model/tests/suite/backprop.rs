@@ -106,3 +106,23 @@ fn bad_windows_are_refused() {
     let e = model.manual_loss_and_grads(&[1, 64], 1, 2).unwrap_err().to_string();
     assert!(e.contains("token id 64"), "{e}");
 }
+
+#[test]
+fn accumulating_into_buffers_equals_the_sum_of_the_micro_batches() {
+    let model = LlamaModel::synthetic(LlamaConfig::new(50, 24, 40, 2, 6, 2, false), 12).unwrap();
+    let (a, b) = (ids(&tokens(2, 9, 50, 1)), ids(&tokens(2, 9, 50, 2)));
+    let (la, ga) = model.manual_loss_and_grads(&a, 2, 9).unwrap();
+    let (lb, gb) = model.manual_loss_and_grads(&b, 2, 9).unwrap();
+    let mut acc = ga.clone();
+    let lb2 = model.manual_add_loss_and_grads(&b, 2, 9, &mut acc).unwrap();
+    assert_eq!(lb.to_bits(), lb2.to_bits());
+    for ((s, x), y) in acc.iter().zip(&ga).zip(&gb) {
+        let scale = x.iter().chain(y).fold(0f32, |m, v| m.max(v.abs()));
+        for ((s, x), y) in s.iter().zip(x).zip(y) {
+            assert!((s - (x + y)).abs() <= 1e-6 * scale, "{s} vs {x} + {y}");
+        }
+    }
+    assert!(la.is_finite());
+    let mut wrong = vec![vec![0f32; 3]];
+    assert!(model.manual_add_loss_and_grads(&b, 2, 9, &mut wrong).unwrap_err().to_string().contains("gradient buffers"));
+}
