@@ -68,13 +68,13 @@ fn non_positive_definite_hessian_is_retried_or_named() {
     let pattern = Pattern::Unstructured { sparsity: 0.5 };
 
     // No retries allowed: a typed error naming the layer and the damping tried.
-    let strict = SparseGpt { config: Config { percdamp: 0.0, max_damping_retries: 0, ..Config::default() } };
+    let strict = <SparseGpt as prunus_core::Method>::new(Config { percdamp: 0.0, max_damping_retries: 0, ..Config::default() }).unwrap();
     let e = prunus_testkit::decide(&Built::layerwise(strict.clone()), &view, &pattern).map(|d| d.0).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Invalid(_)) && msg.contains("blk.2.dup") && msg.contains("percdamp [0.0]"), "{msg}");
 
     // With retries, the damping grows until the factorization succeeds.
-    let lenient = SparseGpt { config: Config { percdamp: 0.0, ..Config::default() } };
+    let lenient = <SparseGpt as prunus_core::Method>::new(Config { percdamp: 0.0, ..Config::default() }).unwrap();
     let (h, _) = prunus_sparsegpt::hessian(&view).unwrap();
     let f = inverse_cholesky_upper(&h, d_in, &lenient.config, view.name).unwrap();
     assert!(f.retries >= 1 && f.percdamp > 0.0, "retries {} percdamp {}", f.retries, f.percdamp);
@@ -275,4 +275,38 @@ fn multi_block_config_is_deterministic_across_thread_counts() {
     for pattern in [Pattern::Unstructured { sparsity: 0.5 }, Pattern::NM { n: 2, m: 4 }] {
         prunus_testkit::conformance::check_threads(&m, &pattern);
     }
+}
+
+/// A seeded positive definite Gram of width `d`.
+fn seeded_stats(d: usize, seed: u64) -> Stats {
+    let mut r = prunus_core::rng::SplitMix64::new(seed);
+    let n = 3 * d;
+    let x: Vec<f64> = (0..n * d).map(|_| f64::from(r.next_f32()) - 0.5).collect();
+    let gram = (0..d * d).map(|k| (0..n).map(|t| x[t * d + k / d] * x[t * d + k % d]).sum()).collect();
+    Stats { d_in: d, n_samples: 4, n_tokens: n, sq_sum: None, gram: Some(gram) }
+}
+
+/// The last factor is reused only for an equal Hessian: linears decided in the order A, A, B,
+/// A by one method equal those decided by a fresh method each.
+#[test]
+fn a_factor_is_reused_only_for_an_equal_hessian() {
+    let d = 24;
+    let (a, b) = (seeded_stats(d, 1), seeded_stats(d, 2));
+    let mut r = prunus_core::rng::SplitMix64::new(3);
+    let weight: Vec<f32> = (0..8 * d).map(|_| r.next_f32() - 0.5).collect();
+    let pattern = Pattern::Unstructured { sparsity: 0.5 };
+    let shared = Built::layerwise(SparseGpt::default());
+    let target = Target::check("sparsegpt", &*shared.method, &pattern, [("blk.0.x", d)]).unwrap();
+    let decide = |m: &Built<dyn LayerwiseMethod>, stats: &Stats| {
+        let layer = LayerView { block: 0, name: "blk.0.x", d_out: 8, d_in: d, weight: &weight, stats };
+        match m.decide(&layer, &target, &mut Notes::new()).unwrap() {
+            Decision::MaskAndWeights { mask, weight } => (mask, weight.iter().map(|w| w.to_bits()).collect::<Vec<_>>()),
+            other => panic!("{other:?}"),
+        }
+    };
+    for stats in [&a, &a, &b, &a] {
+        let fresh = Built::layerwise(SparseGpt::default());
+        assert_eq!(decide(&shared, stats), decide(&fresh, stats));
+    }
+    assert_ne!(decide(&shared, &a), decide(&shared, &b), "the two Hessians decide differently");
 }
