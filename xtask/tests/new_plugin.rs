@@ -7,21 +7,12 @@
 //! The scratch build shares this build's target directory, so that only the workspace's own
 //! crates compile again (their paths differ), not the third-party ones.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()));
-    manifest.parent().unwrap().to_path_buf()
-}
-
-fn prunus() -> PathBuf {
-    if let Some(p) = std::env::var_os("PRUNUS_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join("prunus")
-}
+use common::{prunus, root};
 
 /// Copies the checkout's sources (not its build outputs, results or git data) to `to`.
 fn copy_sources(from: &Path, to: &Path) {

@@ -4,21 +4,12 @@
 //! the library's sha256 is part of its cells' keys. A missing library is one line naming the
 //! matrix line, with nothing written.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()));
-    manifest.parent().unwrap().to_path_buf()
-}
-
-fn prunus() -> PathBuf {
-    if let Some(p) = std::env::var_os("PRUNUS_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join("prunus")
-}
+use common::{prunus, root};
 
 /// The example's cdylib, built by cargo in a build directory of its own (the one
 /// prunus-testkit's `plugins::examples` uses too).
