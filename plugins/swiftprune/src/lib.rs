@@ -3,18 +3,23 @@
 //! with every open choice exposed in [`Config`] (see README.md).
 //!
 //! Score (the "contribution" or L-score): with a per-input-feature summary x_j and
-//! S = sum_k x_k^2, `L_ij = w_ij^2 / max(1 - x_j^2 / (S + ridge), 1e-10)`. It is the OBS saliency
-//! w^2 / [H^-1]_jj under a rank-1 Hessian H = ridge I + x x^T (Sherman-Morrison), so it needs
-//! no inverse. x_j is the root mean square of input feature j over the calibration tokens
-//! (`x_source = activation_norm`, default), or, data-free, the weight row itself
-//! (`x_source = weight_row`, which makes L a monotone function of |w| within a row).
+//! S = sum_k x_k^2, two readings of the sources (`form`): `divide` (default, the third-party
+//! port) `L_ij = w_ij^2 / max(1 - x_j^2 / (S + ridge), 1e-10)`, the OBS saliency w^2 / [H^-1]_jj
+//! under a rank-1 Hessian H = ridge I + x x^T (Sherman-Morrison), so no inverse; and
+//! `half_product` (two reviews) `L_ij = 1/2 w_ij^2 (1 - x_j^2 / (S + ridge))`. x_j is the root
+//! mean square of input feature j over the calibration tokens (`x_source = activation_norm`,
+//! default), or, data-free, the weight row itself (`x_source = weight_row`).
 //!
 //! Selection per output row without sorting, in linear time: (A) `ewma`, a Jacobson/Karels
 //! running threshold tau_j = mu_j - c * delta_j (mu, delta: exponentially weighted mean and
 //! mean deviation of L along the row, gains alpha and beta), with c found per row by bisection
 //! so that the row's count lands on floor(d_in * s) as closely as the threshold allows, and an
-//! optional exact-count fix-up; (B) `quantile`, a stochastic-approximation quantile tracker.
-//! N:M prunes the N smallest L in each group of M consecutive inputs by comparisons.
+//! optional exact-count fix-up; (B) `quantile`, a stochastic-approximation quantile tracker;
+//! (C) `single_pass`, the sources' literal rule: one streaming pass, the same running state,
+//! a keep-or-prune decision per weight as it streams, c set from s once (`pass_model`), so the
+//! realised sparsity is whatever the rule gives; `sort`, the k smallest of each row (the port's
+//! argsort, as a linear-time selection), the exact reference. N:M prunes the N smallest L in each group of
+//! M consecutive inputs by comparisons.
 
 use prunus_core::mask::check_finite;
 use prunus_core::declare::bad_config;
@@ -33,6 +38,31 @@ pub enum XSource {
     WeightRow,
 }
 
+/// Which reading of the contribution formula.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// `w^2 / (1 - x^2 / S)`: the third-party port's docstring and the rank-1 OBS saliency.
+    #[default]
+    Divide,
+    /// `1/2 w^2 (1 - x^2 / S)`: two reviews of the paper's first version.
+    HalfProduct,
+}
+
+/// How `single_pass` turns the target sparsity s into the multiplier c of tau = mu - c * delta
+/// (the sources fix the running state and the bound la = 4, not this map).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassModel {
+    /// The s-quantile of the score if a row's weights were Gaussian (L proportional to a
+    /// chi-square with one degree of freedom): c = (1 - q_s) / E|X - 1|, X ~ chi^2_1.
+    #[default]
+    ChiSquare,
+    /// The s-quantile if the scores themselves were Gaussian with mean mu and mean deviation
+    /// delta: c = -z_s * sqrt(pi / 2).
+    Normal,
+}
+
 /// How the weights of a row are selected for unstructured sparsity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +72,11 @@ pub enum Selection {
     Ewma,
     /// (B) Stochastic-approximation quantile tracking of the threshold.
     Quantile,
+    /// (C) One streaming pass with c fixed by `pass_model`: the sources' rule.
+    SinglePass,
+    /// The k smallest scores of each row by linear-time selection (the port's argsort, without
+    /// the full sort): exact, and the reference the sort-free rules are measured against.
+    Sort,
 }
 
 /// Configuration (all fields optional).
@@ -50,10 +85,14 @@ pub enum Selection {
 pub struct Config {
     /// Source of x in L = w^2 / (1 - x^2 / S). Default `activation_norm`.
     pub x_source: XSource,
+    /// Reading of the formula: `divide` (default) or `half_product`.
+    pub form: Form,
     /// Ridge added to S (rank-1 plus ridge Hessian). Default 0.
     pub ridge: f64,
     /// Unstructured selection rule. Default `ewma`.
     pub selection: Selection,
+    /// How `single_pass` sets its multiplier from the target. Default `chi_square`.
+    pub pass_model: PassModel,
     /// EWMA gain of the running mean (Jacobson/Karels 1/8). Default 0.125.
     pub alpha: f64,
     /// EWMA gain of the running mean deviation. Default 0.125.
@@ -75,8 +114,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             x_source: XSource::ActivationNorm,
+            form: Form::Divide,
             ridge: 0.0,
             selection: Selection::Ewma,
+            pass_model: PassModel::ChiSquare,
             alpha: 0.125,
             beta: 0.125,
             la: 4.0,
@@ -98,7 +139,7 @@ pub struct SwiftPrune {
 impl Method for SwiftPrune {
     const NAME: &'static str = "swiftprune";
     const VERSION: &'static str = "1";
-    const SUMMARY: &'static str = "SwiftPrune (reconstruction) w^2/(1 - x^2/S), sort-free EWMA row threshold or N:M";
+    const SUMMARY: &'static str = "SwiftPrune (reconstruction) w^2/(1 - x^2/S) or its readings, sort-free EWMA row threshold (bisected or single-pass) or N:M";
     type Config = Config;
 
     fn new(config: Config) -> Result<Self> {
@@ -144,10 +185,13 @@ impl LayerwiseMethod for SwiftPrune {
             }
             Pattern::Unstructured { sparsity } => {
                 let k = (layer.d_in as f64 * sparsity).floor() as usize;
+                let c = self.pass_multiplier(sparsity);
                 for (row, flags) in scores.chunks_exact(layer.d_in).zip(pruned.chunks_exact_mut(layer.d_in)) {
                     match self.config.selection {
                         Selection::Ewma => self.ewma_select(row, k, flags),
                         Selection::Quantile => self.quantile_select(row, sparsity, flags),
+                        Selection::SinglePass => self.single_pass(row, c, flags),
+                        Selection::Sort => fix_count(row, k, flags), // from nothing pruned: the k smallest
                     }
                     if self.config.exact_count {
                         fix_count(row, k, flags);
@@ -171,10 +215,15 @@ impl SwiftPrune {
             });
         }
         check_finite(layer.weight, layer.name)?;
-        let ridge = self.config.ridge;
+        let (ridge, form) = (self.config.ridge, self.config.form);
         let l = |w: f32, x2: f64, s: f64| -> f32 {
-            let denom = (1.0 - x2 / (s + ridge)).max(1e-10);
-            (f64::from(w) * f64::from(w) / denom) as f32
+            // An all-zero row (weight_row) has S = 0: every share is 0, and so is every score.
+            let share = if s + ridge > 0.0 { x2 / (s + ridge) } else { 0.0 };
+            let w2 = f64::from(w) * f64::from(w);
+            (match form {
+                Form::Divide => w2 / (1.0 - share).max(1e-10),
+                Form::HalfProduct => 0.5 * w2 * (1.0 - share).max(0.0),
+            }) as f32
         };
         match self.config.x_source {
             XSource::ActivationNorm => {
@@ -233,6 +282,35 @@ impl SwiftPrune {
         }
     }
 
+    /// (C) The literal streaming rule: after seeing L_j the state (mu, delta) is updated as in
+    /// (A) and weight j is pruned iff L_j < mu_j - c * delta_j; one pass, no look-back, c fixed.
+    fn single_pass(&self, row: &[f32], c: f64, flags: &mut [bool]) {
+        let (a, b) = (self.config.alpha, self.config.beta);
+        let mut mu = f64::from(row[0]);
+        let mut delta = 0.0;
+        for (f, &l) in flags.iter_mut().zip(row) {
+            let l = f64::from(l);
+            mu = (1.0 - a) * mu + a * l;
+            delta = (1.0 - b) * delta + b * (l - mu).abs();
+            *f = l < mu - c * delta;
+        }
+    }
+
+    /// The multiplier c that `single_pass` uses at target sparsity `s`, within [-la, la].
+    pub fn pass_multiplier(&self, s: f64) -> f64 {
+        let c = match self.config.pass_model {
+            // X ~ chi^2_1 (mean 1): its s-quantile is z_{(1+s)/2}^2 and E|X - 1| = 4 phi(1).
+            PassModel::ChiSquare => {
+                let z = normal_quantile(0.5 * (1.0 + s));
+                let mad = 4.0 * (-0.5f64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                (1.0 - z * z) / mad
+            }
+            // A normal's mean absolute deviation is sigma * sqrt(2 / pi).
+            PassModel::Normal => -normal_quantile(s) * (std::f64::consts::PI / 2.0).sqrt(),
+        };
+        c.clamp(-self.config.la, self.config.la)
+    }
+
     /// (B) Tracks the s-quantile of L along the row: tau += gain * delta * (s - 1[L < tau]),
     /// delta the EWMA mean deviation; warm-up passes, then a deciding pass with tau frozen.
     fn quantile_select(&self, row: &[f32], s: f64, flags: &mut [bool]) {
@@ -258,6 +336,28 @@ impl SwiftPrune {
             *f = f64::from(*l) < tau;
         }
     }
+}
+
+/// The standard normal's quantile function, by bisection on its distribution function
+/// (erfc by the Chebyshev fit of Numerical Recipes, fractional error below 1.2e-7).
+/// `p` outside (0, 1) gives -8 or 8.
+pub fn normal_quantile(p: f64) -> f64 {
+    let cdf = |z: f64| {
+        let x = -z / std::f64::consts::SQRT_2;
+        let t = 1.0 / (1.0 + 0.5 * x.abs());
+        let poly = -1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+        let erfc = t * (-x * x + poly).exp();
+        0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
+    };
+    let (mut lo, mut hi) = (-8.0, 8.0);
+    for _ in 0..64 {
+        let mid = 0.5 * (lo + hi);
+        if cdf(mid) < p { lo = mid } else { hi = mid }
+    }
+    0.5 * (lo + hi)
 }
 
 /// Marks the `n` smallest of a small group by repeated minimum (ties: lower index first).
@@ -316,6 +416,19 @@ mod tests {
         let mut f = [false; 4];
         select_n_smallest(&[2.0, 1.0, 1.0, 0.5], 2, &mut f);
         assert_eq!(f, [false, true, false, true]);
+    }
+
+    #[test]
+    fn normal_quantile_and_the_pass_multipliers() {
+        for (p, z) in [(0.5, 0.0), (0.975, 1.959_964), (0.75, 0.674_490), (0.1, -1.281_552)] {
+            assert!((normal_quantile(p) - z).abs() < 1e-5, "{p}: {}", normal_quantile(p));
+        }
+        let m = |pass_model| SwiftPrune { config: Config { pass_model, ..Config::default() } };
+        // chi^2_1 at s = 0.5: median 0.454936, E|X - 1| = 0.967883.
+        assert!((m(PassModel::ChiSquare).pass_multiplier(0.5) - (1.0 - 0.454_936) / 0.967_883).abs() < 1e-5);
+        assert!(m(PassModel::Normal).pass_multiplier(0.5).abs() < 1e-6);
+        assert!(m(PassModel::Normal).pass_multiplier(0.3) > 0.0 && m(PassModel::Normal).pass_multiplier(0.7) < 0.0);
+        assert_eq!(m(PassModel::Normal).pass_multiplier(1e-12), 4.0); // clamped to la
     }
 
     #[test]
