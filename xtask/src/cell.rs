@@ -43,6 +43,9 @@ fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
         Some(method) if cell.structured => {
             push(&["prune", "--model", &cell.model, "--method", method, "--unit", &cell.pattern.replace('_', "-")]);
             push(&["--reduction", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
+            if let Some(b) = &cell.budget_of {
+                push(&["--budget-of", b]);
+            }
         }
         Some(method) => {
             push(&["prune", "--model", &cell.model, "--method", method, "--pattern", &cell.pattern]);
@@ -121,6 +124,11 @@ mod tests {
         c.sparsity = 0.2;
         let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
         assert!(a.starts_with("prune --model default --method swiftprune --unit query-head --reduction 0.2 --eval"), "{a}");
+        assert!(!a.contains("--budget-of"), "{a}");
+        c.budget_of = Some("all".into());
+        let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
+        assert!(a.contains("--budget-of all"), "{a}");
+        c.budget_of = None;
         c.method = None;
         let a = cell_args(&c, Path::new("/tmp/r.json")).join(" ");
         assert!(a.starts_with("eval --model default --task ppl:wiki-vital,mc:piqa=100 --seq-len 512 --max-windows 64"), "{a}");

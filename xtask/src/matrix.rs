@@ -140,10 +140,14 @@ pub struct MethodEntry {
     /// default `layer`).
     #[serde(default)]
     pub unit: Option<Spanned<String>>,
-    /// Structured methods: target reductions of the parameters outside the embeddings, each
-    /// in (0, 1) (default: the matrix's `reductions`).
+    /// Structured methods: target reductions, each in (0, 1) (default: the matrix's
+    /// `reductions`), of the parameters outside the embeddings unless `budget_of` says `all`.
     #[serde(default)]
     pub reductions: Option<Vec<f64>>,
+    /// Structured methods: what the reductions are a share of, `excluding_embeddings`
+    /// (default) or `all` (LLM-Pruner's convention).
+    #[serde(default)]
+    pub budget_of: Option<Spanned<String>>,
     /// Calibration for this method only (e.g. 10 x 64 for structured methods).
     #[serde(default)]
     pub calibration: Option<Calibration>,
@@ -237,6 +241,9 @@ impl Catalog {
 }
 
 const UNITS: [&str; 4] = ["layer", "head", "query_head", "channel"];
+
+/// What a structured method's reductions may be a share of (`budget_of`).
+const BUDGETS: [&str; 2] = ["excluding_embeddings", "all"];
 
 /// A registered task.
 #[derive(Debug, Clone, Deserialize)]
@@ -380,8 +387,13 @@ pub fn validate(loaded: &MatrixFile, path: &str, catalog: &Catalog) -> Result<()
             if let Some(r) = reductions.iter().find(|r| !(**r > 0.0 && **r < 1.0)) {
                 bail!("{path}:{at}: reductions must lie in (0, 1), got {r}");
             }
-        } else if entry.unit.is_some() || entry.reductions.is_some() {
-            bail!("{path}:{at}: `{}` is a layer-wise method: `unit` and `reductions` are for structured methods", entry.name.get_ref());
+            if let Some(b) = &entry.budget_of
+                && !BUDGETS.contains(&b.get_ref().as_str())
+            {
+                return Err(unknown("budget_of", path, text, b, BUDGETS.to_vec()));
+            }
+        } else if entry.unit.is_some() || entry.reductions.is_some() || entry.budget_of.is_some() {
+            bail!("{path}:{at}: `{}` is a layer-wise method: `unit`, `reductions` and `budget_of` are for structured methods", entry.name.get_ref());
         }
         for p in entry.patterns.iter().flatten() {
             check_pattern(path, text, p)?;
@@ -476,6 +488,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                 structured: false,
                 training: None,
                 library: None,
+                budget_of: None,
             });
         }
         for seed in &m.calibration.seeds {
@@ -483,6 +496,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
             let train_cell = |t: &Training, method: Option<String>, label: String, config: serde_json::Value, s: f64| CellSpec {
                 model: model.clone(),
                 library: method.as_deref().and_then(|n| catalog.library(n)),
+                budget_of: None,
                 method,
                 label,
                 config,
@@ -530,6 +544,8 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             structured: true,
                             training: None,
                             library: catalog.library(entry.name.get_ref()),
+                            // The default base stays out of the key: cells keep their keys.
+                            budget_of: entry.budget_of.as_ref().map(|b| b.get_ref().clone()).filter(|b| b == "all"),
                         });
                     }
                     continue;
@@ -555,6 +571,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             structured: false,
                             training: None,
                             library: catalog.library(entry.name.get_ref()),
+                            budget_of: None,
                         });
                     }
                 }

@@ -85,6 +85,11 @@ pub struct CellSpec {
     /// library: a rebuilt library is another cell. Absent from the key of other cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// A structured cell whose target is a share of all parameters (`all`, passed as
+    /// `prunus prune --budget-of all`) instead of those outside the embeddings. Absent from
+    /// the key of other cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_of: Option<String>,
 }
 
 /// How a training cell trains: the flags of `prunus finetune` (see its `--help`).
@@ -128,6 +133,15 @@ impl CellSpec {
     /// model and what they are compared with. The dense fine-tune is not.
     pub fn is_dense(&self) -> bool {
         self.method.is_none() && self.training.is_none()
+    }
+
+    /// The pattern as the tables show and group it: a structured cell with a budget of all
+    /// parameters reads `<unit> of all` (a column of its own beside `<unit>`).
+    pub fn setting_pattern(&self) -> String {
+        match self.budget_of.as_deref() {
+            Some("all") => format!("{} of all", self.pattern),
+            _ => self.pattern.clone(),
+        }
     }
 }
 
@@ -216,6 +230,7 @@ pub(crate) fn sample_cell() -> CellSpec {
         structured: false,
         training: None,
         library: None,
+        budget_of: None,
     }
 }
 

@@ -49,7 +49,7 @@ pub enum Command {
     /// Structured methods (kind `structured`: pip, taylor, struct-magnitude, struct-random)
     /// remove whole decoder layers, attention heads or MLP channels and leave a physically
     /// smaller model: give --reduction R (the share of the parameters outside the embeddings
-    /// to remove) and --unit; their calibration defaults to 10 texts of 64 tokens
+    /// to remove, or of all of them with --budget-of all) and --unit; their calibration defaults to 10 texts of 64 tokens
     /// (LLM-Pruner's), the dense and pruned models are timed side by side, and the report
     /// gains a `structure` section (parameter accounting, removed units per iteration with
     /// their scores, speed). Training-time methods (kind `training`: mgpp, gmp, platon, swe) prune
@@ -353,11 +353,18 @@ pub struct PruneArgs {
 #[derive(Args, Clone, Default)]
 #[command(next_help_heading = "Structured methods (kind `structured` in `prunus list`)")]
 pub struct StructuredArgs {
-    /// Share of the parameters outside the embeddings (token embedding, output head) to
-    /// remove, in (0, 1); required. Units go, lowest score first, until the removed share is
-    /// as close to R as whole units allow (within half a unit).
+    /// Share of the parameters to remove, in (0, 1); required. Of the parameters outside
+    /// the embeddings (token embedding, output head) unless --budget-of says otherwise. Units
+    /// go, lowest score first, until the removed share is as close to R as whole units allow
+    /// (within half a unit).
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub reduction: Option<f64>,
+    /// What --reduction is a share of: `excluding-embeddings` (the parameters outside the
+    /// token embedding and the output head, which removing units can reach) or `all` (every
+    /// parameter, LLM-Pruner's convention: on SmolLM2-135M, whose tied embedding is 21% of
+    /// it, 20% of all is 7.6 layers against 6) [default: excluding-embeddings]
+    #[arg(long, value_name = "BASE")]
+    pub budget_of: Option<String>,
     /// What is removed: `layer` (a decoder layer), `head` (a key/value head with the query
     /// heads reading it), `query-head` (the same query head of every key/value group; needs
     /// grouped-query attention) or `channel` (an MLP channel) [default: layer]
@@ -379,6 +386,6 @@ pub struct StructuredArgs {
 impl StructuredArgs {
     /// Whether any structured flag was given.
     pub fn any(&self) -> bool {
-        self.reduction.is_some() || self.unit.is_some() || self.protect_first.is_some() || self.protect_last.is_some() || self.speed_windows.is_some()
+        self.reduction.is_some() || self.budget_of.is_some() || self.unit.is_some() || self.protect_first.is_some() || self.protect_last.is_some() || self.speed_windows.is_some()
     }
 }

@@ -112,7 +112,17 @@ impl PrunePlan {
                     bail!("--sparsity and --pattern are for layer-wise methods; `{}` is structured: use --reduction (and --unit)", registration.name);
                 }
                 let unit: UnitKind = s.unit.as_deref().unwrap_or("layer").parse()?;
-                let options = StructuredOptions { unit, target, protect_first: s.protect_first.unwrap_or(1), protect_last: s.protect_last.unwrap_or(1) };
+                let budget: prunus_core::structured::BudgetBase = match s.budget_of.as_deref() {
+                    Some(b) => b.parse().map_err(|e: String| anyhow::anyhow!("--budget-of: {e}"))?,
+                    None => Default::default(),
+                };
+                let options = StructuredOptions {
+                    unit,
+                    target,
+                    budget,
+                    protect_first: s.protect_first.unwrap_or(1),
+                    protect_last: s.protect_last.unwrap_or(1),
+                };
                 let specs = specs(&args)?;
                 // `--eval none` asks for no evaluation: no timing either, unless asked for.
                 let speed_windows = s.speed_windows.unwrap_or(if specs.is_empty() { 0 } else { 4 });

@@ -240,9 +240,12 @@ pub struct BlockSeconds {
 pub struct StructureInfo {
     /// `layer`, `head`, `query_head` or `channel`.
     pub unit: String,
-    /// Requested share of the parameters outside the embeddings (token embedding and output
-    /// head) to remove.
+    /// Requested share of the parameters to remove, of the count `budget` names.
     pub requested: f64,
+    /// What `requested` is a share of; written only when it is not the default (the
+    /// parameters outside the embeddings), so absent in older reports and in default runs.
+    #[serde(default, skip_serializing_if = "BudgetBase::is_default")]
+    pub budget: BudgetBase,
     /// Units of the first this many decoder layers were never removed.
     #[serde(default)]
     pub protect_first: usize,
@@ -276,10 +279,66 @@ pub struct ParamAccounting {
     pub before: ParamCount,
     /// After pruning.
     pub after: ParamCount,
-    /// Share of the parameters outside the embeddings removed (what the budget counts).
+    /// Share of the parameters outside the embeddings removed.
     pub removed_fraction: f64,
     /// Share of all parameters removed.
     pub removed_fraction_including_embeddings: f64,
+}
+
+/// What a structured budget is a share of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetBase {
+    /// The parameters outside the token embedding and the output head (prunus's default: what
+    /// removing units can reach).
+    #[default]
+    ExcludingEmbeddings,
+    /// Every parameter (LLM-Pruner's convention for "20% of the parameters").
+    All,
+}
+
+impl BudgetBase {
+    /// Whether this is the default base (the parameters outside the embeddings).
+    pub fn is_default(&self) -> bool {
+        *self == BudgetBase::ExcludingEmbeddings
+    }
+
+    /// The count of `params` the budget is a share of.
+    pub fn count(self, params: &ParamCount) -> usize {
+        match self {
+            BudgetBase::ExcludingEmbeddings => params.excluding_embeddings,
+            BudgetBase::All => params.total,
+        }
+    }
+
+    /// "of the parameters outside the embeddings" or "of all parameters".
+    pub fn describe(self) -> &'static str {
+        match self {
+            BudgetBase::ExcludingEmbeddings => "of the parameters outside the embeddings",
+            BudgetBase::All => "of all parameters",
+        }
+    }
+}
+
+impl std::fmt::Display for BudgetBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BudgetBase::ExcludingEmbeddings => "excluding-embeddings",
+            BudgetBase::All => "all",
+        })
+    }
+}
+
+impl std::str::FromStr for BudgetBase {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "excluding-embeddings" | "excluding_embeddings" => Ok(BudgetBase::ExcludingEmbeddings),
+            "all" => Ok(BudgetBase::All),
+            other => Err(format!("unknown budget base `{other}`: give `excluding-embeddings` or `all`")),
+        }
+    }
 }
 
 /// Parameter counts of a model (tied embeddings counted once).

@@ -3,7 +3,8 @@
 //!
 //! A reconstruction: the authors' code is not available, and the paper's text gives the idea
 //! rather than every choice. Each calibration text is seen twice, as it is and perturbed
-//! ([`perturb`]). A unit whose parameters get nearly the same gradient from both views
+//! ([`perturb`]: by default real-word edits, "host" -> "ghost", that keep the text's length in
+//! tokens; random typos as an option). A unit whose parameters get nearly the same gradient from both views
 //! "struggles to distinguish" them and goes first:
 //!
 //! ```text
@@ -16,15 +17,17 @@
 //! (a share of the parameters outside the embeddings; see [`prunus_core::structured`]). The
 //! open choices are [`Config`] fields; README.md lists them with their defaults.
 
+use std::collections::HashMap;
+
 use candle_core::Tensor;
 use prunus_core::{Method, Notes};
-use prunus_core::structured::{Params, Schedule, ScoreInput, Scored, StructuredMethod, StructuredModel, Unit, mean_gradients, unit_sums};
+use prunus_core::structured::{Calibration, Params, Schedule, ScoreInput, Scored, StructuredMethod, StructuredModel, Unit, mean_gradients, unit_sums};
 use prunus_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub mod perturb;
 
-pub use perturb::{Edit, Perturbed, Perturber};
+pub use perturb::{Edit, Perturbed, Perturber, single_edits};
 
 /// How two views' gradients of a unit are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,6 +43,21 @@ pub enum Distance {
     /// Σ |θ ⊙ (g − g')|: LLM-Pruner's first-order salience |θ ⊙ g| with g replaced by the
     /// difference of the two views (`docs/methods.md` 3.4), so a unit's size enters too.
     Taylor,
+}
+
+/// How the perturbed view is made ([`perturb`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Perturbation {
+    /// Swaps, replacements and insertions whose result is another real word: a whole-word
+    /// token of the tokenizer (with its leading space where the word has one), as the word
+    /// itself must be. Both views keep their length in tokens; words without such an edit
+    /// are passed over, so fewer than the fraction may change (the notes count them).
+    #[default]
+    RealWord,
+    /// One random edit of the same kinds per chosen word, whatever it makes (mostly typos
+    /// that the tokenizer splits into rarer pieces): the first reconstruction.
+    Typo,
 }
 
 /// Where the average over the calibration texts is taken.
@@ -60,6 +78,8 @@ pub enum Aggregate {
 pub struct Config {
     /// Share of each text's words that get one character edit. Default 0.3.
     pub perturb_fraction: f64,
+    /// Default `real_word`.
+    pub perturbation: Perturbation,
     /// Default `l2`.
     pub distance: Distance,
     /// Default `mean_gradient`.
@@ -80,6 +100,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             perturb_fraction: 0.3,
+            perturbation: Perturbation::RealWord,
             distance: Distance::L2,
             aggregate: Aggregate::MeanGradient,
             normalize: false,
@@ -98,7 +119,7 @@ pub struct Pip {
 
 impl Method for Pip {
     const NAME: &'static str = "pip";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
     const SUMMARY: &'static str = "PIP: remove the units whose gradients on original and perturbed text differ least (iterative; reconstruction)";
     type Config = Config;
 
@@ -118,10 +139,42 @@ impl Method for Pip {
 
 impl Pip {
 
-    /// The perturbed view of `texts` at `iteration` (fresh every iteration).
-    pub fn perturbed(&self, texts: &[String], iteration: usize) -> Vec<Perturbed> {
+    /// The perturbed view of the calibration texts at `iteration` (fresh every iteration);
+    /// real-word edits ask the calibration's tokenizer which strings are one token.
+    pub fn perturbed(&self, calib: &Calibration<'_>, iteration: usize) -> Result<Vec<Perturbed>> {
         let p = Perturber { fraction: self.config.perturb_fraction, seed: self.config.seed };
-        texts.iter().enumerate().map(|(j, t)| p.perturb(t, ((iteration as u64) << 32) | j as u64)).collect()
+        let stream = |j: usize| ((iteration as u64) << 32) | j as u64;
+        let texts = calib.texts();
+        match self.config.perturbation {
+            Perturbation::Typo => Ok(texts.iter().enumerate().map(|(j, t)| p.perturb(t, stream(j))).collect()),
+            Perturbation::RealWord => {
+                let mut known: HashMap<String, bool> = HashMap::new();
+                let mut failure = None;
+                let mut one_token = |s: String| -> bool {
+                    if let Some(&b) = known.get(&s) {
+                        return b;
+                    }
+                    let b = match calib.tokenize(&s) {
+                        Ok(ids) => ids.len() == 1,
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                            false
+                        }
+                    };
+                    known.insert(s, b);
+                    b
+                };
+                let mut accept = |word: &str, candidate: &str, spaced: bool| {
+                    let space = if spaced { " " } else { "" };
+                    one_token(format!("{space}{word}")) && one_token(format!("{space}{candidate}"))
+                };
+                let views = texts.iter().enumerate().map(|(j, t)| p.perturb_real(t, stream(j), &mut accept)).collect();
+                match failure {
+                    Some(e) => Err(e),
+                    None => Ok(views),
+                }
+            }
+        }
     }
 
     /// The distance of every unit's gradients under the two views (`model`: the weights, for
@@ -164,7 +217,7 @@ impl StructuredMethod for Pip {
         let calib = input
             .calibration
             .ok_or_else(|| Error::NeedsCalibration { method: Self::NAME.into(), what: "calibration texts".into() })?;
-        let views = self.perturbed(calib.texts(), input.iteration);
+        let views = self.perturbed(calib, input.iteration)?;
         let texts: Vec<String> = views.iter().map(|v| v.text.clone()).collect();
         let original = calib.original()?; // (n_samples, seq_len)
         let perturbed = calib.tokens(&texts)?; // (n_samples, seq_len)
@@ -200,6 +253,8 @@ impl StructuredMethod for Pip {
         notes.insert("loss_perturbed".into(), loss_perturbed.into());
         notes.insert("words".into(), views.iter().map(|v| v.words).sum::<usize>().into());
         notes.insert("words_edited".into(), views.iter().map(|v| v.edits.len()).sum::<usize>().into());
+        let wanted: usize = views.iter().map(|v| (self.config.perturb_fraction * v.words as f64).round() as usize).sum();
+        notes.insert("words_wanted".into(), wanted.into());
         notes.insert("tokens_changed".into(), f64::from(changed).into());
         Ok(Scored { scores, notes })
     }

@@ -9,7 +9,7 @@ use prunus_core::structured::{
 };
 use prunus_core::{Error, registry};
 use prunus_model::{LlamaConfig, LlamaModel};
-use prunus_pip::{Config, Distance, Edit, Perturber, Pip};
+use prunus_pip::{Config, Distance, Edit, Perturbation, Perturber, Pip, single_edits};
 
 const TEXTS: [&str; 4] = [
     "The quick brown fox jumps over the lazy dog, and later the host of the party was happy.",
@@ -19,13 +19,35 @@ const TEXTS: [&str; 4] = [
 ];
 const SEQ_LEN: usize = 48;
 
-/// Bytes as token ids (the texts are ASCII, the vocabulary has 128 entries).
-fn bytes(s: &str) -> prunus_core::Result<Vec<u32>> {
-    Ok(s.bytes().map(|b| u32::from(b) % 128).collect())
+/// The whole-word tokens of the toy tokenizer: each with a neighbour one edit away.
+const LEXICON: [&str; 28] = [
+    "later", "alter", "host", "ghost", "happy", "nappy", "dog", "dig", "dug", "four", "pour", "tour", "good", "food", "wood", "rich", "rice",
+    "life", "wife", "lift", "books", "boots", "maps", "mops", "wrote", "write", "find", "fine",
+];
+
+/// A toy tokenizer for ASCII text and a vocabulary of 128: a space and a word of [`LEXICON`]
+/// are one token (100 + its index), every other byte is a token of its own.
+fn toy(s: &str) -> prunus_core::Result<Vec<u32>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b' ' {
+            let end = (i + 1..b.len()).find(|&j| !b[j].is_ascii_alphabetic()).unwrap_or(b.len());
+            if let Some(k) = LEXICON.iter().position(|w| w.as_bytes() == &b[i + 1..end]) {
+                out.push(100 + k as u32);
+                i = end;
+                continue;
+            }
+        }
+        out.push(u32::from(b[i]) % 128);
+        i += 1;
+    }
+    Ok(out)
 }
 
 fn calibration() -> Calibration<'static> {
-    Calibration::new(TEXTS.map(String::from).to_vec(), SEQ_LEN, &bytes).unwrap()
+    Calibration::new(TEXTS.map(String::from).to_vec(), SEQ_LEN, &toy).unwrap()
 }
 
 /// 6 layers, hidden 32, 4 query heads in `kv` groups, FFN 48, vocab 128.
@@ -100,7 +122,7 @@ fn identical_views_score_zero() {
 /// Gradients of both views of the calibration at `iteration`, by hand, one batch each.
 fn view_grads(m: &LlamaModel, method: &Pip, iteration: usize) -> (prunus_model::Grads, prunus_model::Grads) {
     let calib = calibration();
-    let perturbed: Vec<String> = method.perturbed(calib.texts(), iteration).into_iter().map(|v| v.text).collect();
+    let perturbed: Vec<String> = method.perturbed(&calib, iteration).unwrap().into_iter().map(|v| v.text).collect();
     let (_, a) = m.loss_and_grads(&calib.original().unwrap()).unwrap();
     let (_, b) = m.loss_and_grads(&calib.tokens(&perturbed).unwrap()).unwrap();
     (a, b)
@@ -169,9 +191,13 @@ fn pert_import_is_the_distance_between_the_two_views_mean_gradients() {
     for l in 0..units.len() {
         assert!(per_text.scores[l] >= l2.scores[l] * (1.0 - 1e-6), "layer {l}: {} < {}", per_text.scores[l], l2.scores[l]);
     }
-    let n = l2.notes["words"].as_u64().unwrap() as f64;
-    assert_eq!(l2.notes["words_edited"].as_u64().unwrap() as f64, TEXTS.iter().map(|t| (0.3 * words(t).len() as f64).round()).sum::<f64>());
-    assert!(n > 0.0 && l2.notes["tokens_changed"].as_f64().unwrap() > 0.0);
+    let n = l2.notes["words"].as_u64().unwrap();
+    let wanted = TEXTS.iter().map(|t| (0.3 * words(t).len() as f64).round() as u64).sum::<u64>();
+    assert_eq!(l2.notes["words_wanted"].as_u64().unwrap(), wanted);
+    // Real-word edits: only the lexicon's words can change, so fewer than wanted may.
+    let edited = l2.notes["words_edited"].as_u64().unwrap();
+    assert!(edited > 0 && edited <= wanted, "{edited} of {wanted}");
+    assert!(n > 0 && l2.notes["tokens_changed"].as_f64().unwrap() > 0.0);
     assert!(l2.notes["loss_perturbed"].as_f64().unwrap().is_finite());
 }
 
@@ -201,7 +227,7 @@ fn each_iteration_removes_the_lowest_scored_layer_on_fresh_perturbations() {
     }
     assert_eq!(replay.param_count(), m.param_count());
     // The perturbations of the two iterations differ.
-    assert_ne!(method.perturbed(calib.texts(), 0), method.perturbed(calib.texts(), 1));
+    assert_ne!(method.perturbed(&calib, 0).unwrap(), method.perturbed(&calib, 1).unwrap());
 }
 
 #[test]
@@ -252,7 +278,7 @@ fn bad_input_is_refused_with_typed_errors_and_changes_nothing() {
     let mut m = dense.clone();
     let e = prune_structured(&mut m, &prunus_core::Built::structured(method.clone()), None, &StructuredOptions::new(UnitKind::Layer, 0.3), &mut |_| {}).unwrap_err();
     assert!(matches!(e, Error::NeedsCalibration { .. }), "{e}");
-    let e = Calibration::new(vec!["too short".into()], SEQ_LEN, &bytes).unwrap_err();
+    let e = Calibration::new(vec!["too short".into()], SEQ_LEN, &toy).unwrap_err();
     assert!(matches!(e, Error::CalibrationTooSmall { .. }) && e.to_string().contains("fewer than seq_len 48"), "{e}");
     assert_eq!(m.param_count(), dense.param_count());
     // Configs.
@@ -262,12 +288,60 @@ fn bad_input_is_refused_with_typed_errors_and_changes_nothing() {
         (serde_json::json!({"perturb_fraction": 1.5}), "perturb_fraction 1.5"),
         (serde_json::json!({"units_per_iteration": 0}), "units_per_iteration"),
         (serde_json::json!({"distance": "l3"}), "unknown variant `l3`"),
-        (serde_json::json!({"perturbation": 0.3}), "unknown field `perturbation`"),
+        (serde_json::json!({"perturbation": "llm"}), "unknown variant `llm`"),
+        (serde_json::json!({"perturb": 0.3}), "unknown field `perturb`"),
     ] {
         let e = pip_reg.build_structured(&config).err().expect("an error");
         assert!(matches!(e, Error::BadConfig { .. }) && e.to_string().contains(needle), "{e}");
     }
     assert!(pip_reg.build_layerwise(&serde_json::Value::Null).is_err());
     let default: Config = serde_json::from_value(pip_reg.build_structured(&serde_json::Value::Null).unwrap().config).unwrap();
-    assert_eq!((default.perturb_fraction, default.units_per_iteration, default.distance), (0.3, 1, Distance::L2));
+    assert_eq!(
+        (default.perturb_fraction, default.perturbation, default.units_per_iteration, default.distance),
+        (0.3, Perturbation::RealWord, 1, Distance::L2)
+    );
+}
+
+#[test]
+fn single_edits_reach_the_papers_examples_and_only_plain_words_have_any() {
+    let has = |w: &str, e: Edit, to: &str| single_edits(w).contains(&(e, to.to_string()));
+    assert!(has("later", Edit::Swap, "alter"));
+    assert!(has("happy", Edit::Replace, "nappy"));
+    assert!(has("host", Edit::Insert, "ghost"));
+    assert!(has("Host", Edit::Insert, "Ghost"));
+    // "host": 3 swaps, 4 * 25 replacements, 5 * 26 insertions less the 4 made twice (a letter
+    // inserted before or after the same letter); none is the word itself, none repeats.
+    let all = single_edits("host");
+    assert_eq!(all.len(), 3 + 100 + 126);
+    assert!(all.iter().all(|(_, w)| w != "host"));
+    assert_eq!(all.iter().map(|(_, w)| w).collect::<std::collections::HashSet<_>>().len(), all.len());
+    for w in ["NASA", "ab", "café", "McDonald", "x1"] {
+        assert!(single_edits(w).is_empty(), "{w}");
+    }
+}
+
+/// At fraction 1 every word with an edit into another whole-word token changes (the 12
+/// lexicon words of the texts), into a lexicon word, and nothing else does: the two views
+/// have the same length in tokens. Typos (the first reconstruction) change more words and
+/// the length.
+#[test]
+fn real_word_edits_make_lexicon_words_and_keep_the_length_in_tokens() {
+    let calib = calibration();
+    let views = pip(serde_json::json!({"perturb_fraction": 1.0})).perturbed(&calib, 0).unwrap();
+    let mut edited = 0;
+    for (text, view) in TEXTS.iter().zip(&views) {
+        assert_eq!(toy(text).unwrap().len(), toy(&view.text).unwrap().len(), "{}", view.text);
+        let (before, after) = (words(text), words(&view.text));
+        assert_eq!(before.len(), after.len());
+        let changed: Vec<(&String, &String)> = before.iter().zip(&after).filter(|(a, b)| a != b).collect();
+        for (a, b) in &changed {
+            assert!(LEXICON.contains(&a.as_str()) && LEXICON.contains(&b.as_str()), "{a} -> {b}");
+        }
+        assert_eq!(changed.len(), view.edits.len());
+        edited += changed.len();
+    }
+    assert_eq!(edited, 12);
+    let typos = pip(serde_json::json!({"perturb_fraction": 1.0, "perturbation": "typo"})).perturbed(&calib, 0).unwrap();
+    assert!(TEXTS.iter().zip(&typos).any(|(t, v)| toy(t).unwrap().len() != toy(&v.text).unwrap().len()));
+    assert_eq!(typos.iter().map(|v| v.edits.len()).sum::<usize>(), TEXTS.iter().map(|t| words(t).len()).sum::<usize>());
 }

@@ -80,6 +80,23 @@ fn structured_methods_expand_over_reductions_with_their_unit_and_calibration() {
     assert!(e.contains("is a layer-wise method"), "{e}");
 }
 
+/// `budget_of = "all"` reaches the cell (and so its key and `--budget-of all`); the default
+/// base stays out of the cell, so spelling it out keeps the key; anything else is an error.
+#[test]
+fn structured_budget_of_all_parameters_is_its_own_cell() {
+    let base = format!("reductions = [0.2]\n{GOOD}\n[[methods]]\nname = \"pip\"\n[[methods]]\nname = \"pip\"\nlabel = \"pip-all\"\nbudget_of = \"all\"\n");
+    let loaded = parse(&base).unwrap();
+    let budgets: Vec<(String, Option<String>)> =
+        cells(&loaded.matrix, &catalog()).into_iter().filter(|c| c.structured).map(|c| (c.label, c.budget_of)).collect();
+    assert_eq!(budgets, [("pip".to_string(), None), ("pip-all".to_string(), Some("all".to_string()))]);
+    let spelled = parse(&base.replace("label = \"pip-all\"\nbudget_of = \"all\"", "label = \"pip-all\"\nbudget_of = \"excluding_embeddings\"")).unwrap();
+    assert!(cells(&spelled.matrix, &catalog()).iter().all(|c| c.budget_of.is_none()));
+    let e = err(&base.replace("budget_of = \"all\"", "budget_of = \"al\""));
+    assert!(e.contains("unknown budget_of `al`; did you mean `all`?"), "{e}");
+    let e = err(&GOOD.replace("label = \"swift-quantile\"", "label = \"swift-quantile\"\nbudget_of = \"all\""));
+    assert!(e.contains("`unit`, `reductions` and `budget_of` are for structured methods"), "{e}");
+}
+
 fn err(text: &str) -> String {
     format!("{:#}", parse(text).err().expect("should fail"))
 }

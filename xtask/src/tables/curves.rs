@@ -27,7 +27,7 @@ impl Summary<'_> {
         let r = self.records.iter().find(|r| {
             r.report.model.label == model
                 && method_label(r) == method
-                && setting_label(&r.cell.pattern, r.cell.sparsity) == setting
+                && setting_label(&r.cell.setting_pattern(), r.cell.sparsity) == setting
         })?;
         Some((r.cell.sparsity * 100.0, nm(&r.cell.pattern).is_some()))
     }

@@ -79,8 +79,8 @@ pub fn long_frame(records: &[CellRecord]) -> Result<DataFrame> {
                 rank(&orders.methods, method_label(a)).cmp(&rank(&orders.methods, method_label(b))),
             )
             .then(cmp_setting(
-                (&a.cell.pattern, a.cell.sparsity),
-                (&b.cell.pattern, b.cell.sparsity),
+                (&a.cell.setting_pattern(), a.cell.sparsity),
+                (&b.cell.setting_pattern(), b.cell.sparsity),
             ))
             .then(a.cell.calibration.seed.cmp(&b.cell.calibration.seed))
             .then(task(ea).cmp(&task(eb)))
@@ -128,7 +128,7 @@ pub fn long_frame(records: &[CellRecord]) -> Result<DataFrame> {
                 .map_or(&r.cell.config, |m| &m.config);
             Some(serde_json::to_string(config).expect("a JSON value serialises"))
         }),
-        text("pattern", &|(r, _)| Some(r.cell.pattern.clone())),
+        text("pattern", &|(r, _)| Some(r.cell.setting_pattern())),
         float("sparsity_requested", &|(r, _)| Some(r.cell.sparsity)),
         float("sparsity_realised", &|(r, _)| {
             r.report.sparsity.as_ref().map(|s| s.realised)

@@ -63,7 +63,8 @@ pub fn section(records: &[CellRecord]) -> String {
     }
     let mut out = String::from("## Structured pruning\n\n");
     out.push_str(
-        "Removed: share of the parameters outside the embeddings (what the target counts) and of all parameters. \
+        "Target: share of the parameters outside the embeddings, or of all parameters where it says `of all` (LLM-Pruner's convention). \
+         Removed: share of the parameters outside the embeddings and of all parameters. \
          Accuracy: mean zero-shot `acc` over the cell's multiple-choice tasks; retained = that mean / the dense model's mean on the same tasks. \
          Speed: evaluation tokens per second of the pruned model and its ratio to the dense model, both measured in the cell's own process, timed alternately on the same windows.\n\n",
     );
@@ -86,7 +87,7 @@ pub fn section(records: &[CellRecord]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.cell.label,
             r.cell.pattern,
-            pct(Some(r.cell.sparsity)),
+            format!("{}{}", pct(Some(r.cell.sparsity)), of_all(r)),
             pct(Some(s.params.removed_fraction)),
             pct(Some(s.params.removed_fraction_including_embeddings)),
             f(ppl, 3),
@@ -105,7 +106,7 @@ pub fn section(records: &[CellRecord]) -> String {
         .filter_map(|r| {
             let removed: Vec<String> =
                 structure(r)?.iterations.iter().flat_map(|it| &it.removed).map(|u| u.layer.to_string()).collect();
-            Some(format!("- {} {}: {}", r.cell.label, pct(r.cell.sparsity), removed.join(" ")))
+            Some(format!("- {} {}{}: {}", r.cell.label, pct(r.cell.sparsity), of_all(r), removed.join(" ")))
         })
         .collect();
     if !layers.is_empty() {
@@ -113,7 +114,50 @@ pub fn section(records: &[CellRecord]) -> String {
         out.push_str(&layers.join("\n"));
         out.push_str("\n\n");
     }
+    out.push_str(&per_task(records, &structured));
     out
+}
+
+/// The structured-pruning papers' table (LLM-Pruner's Table 1, PIP's): perplexity, accuracy
+/// on each zero-shot task, their mean and the share of the dense mean retained, the dense
+/// model first; nothing with fewer than two multiple-choice tasks.
+fn per_task(records: &[CellRecord], structured: &[&CellRecord]) -> String {
+    let mut tasks: Vec<&str> = Vec::new();
+    for e in structured.iter().flat_map(|r| &r.report.evaluations) {
+        if e.task.starts_with("mc:") && e.metric == "acc" && !tasks.contains(&e.task.as_str()) {
+            tasks.push(&e.task);
+        }
+    }
+    if tasks.len() < 2 {
+        return String::new();
+    }
+    let dense: Vec<&CellRecord> = records.iter().filter(|d| d.cell.is_dense() && structured.iter().any(|r| r.cell.model == d.cell.model)).collect();
+    let mut out = String::from("### Accuracy per task\n\nZero-shot `acc` per task (%), their mean, and the mean as a share of the dense model's on the same tasks (retained).\n\n");
+    let names: Vec<&str> = tasks.iter().map(|t| t.trim_start_matches("mc:")).collect();
+    writeln!(out, "| Method | Target | ppl | {} | Mean | Retained |", names.join(" | ")).unwrap();
+    writeln!(out, "|---|---:|---:|{}---:|---:|", "---:|".repeat(tasks.len())).unwrap();
+    for r in dense.iter().chain(structured) {
+        let accs: Vec<Option<f64>> = tasks.iter().map(|t| metric(r, t, "acc")).collect();
+        let mean = accs.iter().copied().collect::<Option<Vec<f64>>>().map(|a| a.iter().sum::<f64>() / a.len() as f64);
+        let dense_mean = dense.iter().find(|d| d.cell.model == r.cell.model).and_then(|d| {
+            let a: Option<Vec<f64>> = tasks.iter().map(|t| metric(d, t, "acc")).collect();
+            a.map(|a| a.iter().sum::<f64>() / a.len() as f64)
+        });
+        let ppl = r.report.evaluations.iter().find(|e| e.metric == "ppl").map_or("–".into(), |e| format!("{:.3}", e.value));
+        let cell = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}", v * 100.0));
+        let target = if r.cell.is_dense() { "–".to_string() } else { format!("{} {}{}", r.cell.pattern, pct(r.cell.sparsity), of_all(r)) };
+        let label = if r.cell.is_dense() { "dense" } else { r.cell.label.as_str() };
+        let retained = mean.zip(dense_mean).map_or("–".into(), |(m, d)| format!("{:.1}%", 100.0 * m / d));
+        let accs: Vec<String> = accs.into_iter().map(cell).collect();
+        writeln!(out, "| {label} | {target} | {ppl} | {} | {} | {retained} |", accs.join(" | "), cell(mean)).unwrap();
+    }
+    out.push('\n');
+    out
+}
+
+/// ` of all` for a cell whose target is a share of all parameters.
+fn of_all(r: &CellRecord) -> &'static str {
+    if r.cell.budget_of.as_deref() == Some("all") { " of all" } else { "" }
 }
 
 fn pct(v: f64) -> String {
@@ -190,6 +234,14 @@ pub(super) mod tests {
         // Mean acc 45% against the dense 60%: 75% retained.
         assert!(md.contains("| pip | layer | 20.0% | 20.0% | 15.8% | 40.000 | 45.0% | 75.0% | 12.50 | 480.0 | 1.20× |"), "{md}");
         assert!(md.contains("- pip 20%: 7 3 9\n"), "layers in removal order: {md}");
+        // The papers' table: per task, mean and retained, dense first.
+        assert!(md.contains("| Method | Target | ppl | arc_easy | piqa | Mean | Retained |\n"), "{md}");
+        assert!(md.contains("| dense | – | 14.200 | 50.0 | 70.0 | 60.0 | 100.0% |\n| pip | layer 20% | 40.000 | 40.0 | 50.0 | 45.0 | 75.0% |\n"), "{md}");
         assert_eq!(section(&records[..1]), "", "no structured cell, no section");
+        // A budget of all parameters says so in the target.
+        let mut all = records.clone();
+        all[1].cell.budget_of = Some("all".into());
+        let md = section(&all);
+        assert!(md.contains("| pip | layer | 20.0% of all |") && md.contains("| pip | layer 20% of all | 40.000 |") && md.contains("- pip 20% of all: 7 3 9"), "{md}");
     }
 }

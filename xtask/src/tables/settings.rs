@@ -21,14 +21,18 @@ pub(super) fn percent_label(fraction: f64) -> String {
     }
 }
 
-/// Column label of a pattern and its (requested) sparsity: `dense`, `50%`, `2:4`, or
-/// `<pattern> 50%` for other patterns.
+/// Column label of a pattern and its (requested) sparsity: `dense`, `50%`, `2:4`,
+/// `<unit> 20% of all` for a structured budget of all parameters ([`CellSpec::setting_pattern`](crate::record::CellSpec::setting_pattern)),
+/// or `<pattern> 50%` for other patterns.
 pub fn setting_label(pattern: &str, sparsity: f64) -> String {
     match pattern {
         "dense" => "dense".into(),
         "unstructured" => percent_label(sparsity),
         p if nm(p).is_some() => p.into(),
-        p => format!("{p} {}", percent_label(sparsity)),
+        p => match p.strip_suffix(" of all") {
+            Some(unit) => format!("{unit} {} of all", percent_label(sparsity)),
+            None => format!("{p} {}", percent_label(sparsity)),
+        },
     }
 }
 
@@ -89,11 +93,11 @@ impl Orders {
         if records.iter().any(|r| r.cell.is_dense()) {
             o.methods.push("dense".into());
         }
-        let mut settings: Vec<(&str, f64)> = Vec::new();
+        let mut settings: Vec<(String, f64)> = Vec::new();
         for r in records {
             push_new(&mut o.models, &r.report.model.label);
             push_new(&mut o.methods, method_label(r));
-            settings.push((&r.cell.pattern, r.cell.sparsity));
+            settings.push((r.cell.setting_pattern(), r.cell.sparsity));
             for t in &r.cell.tasks {
                 push_new(&mut o.tasks, &t.name);
             }
@@ -101,9 +105,9 @@ impl Orders {
                 push_new(&mut o.tasks, &e.task);
             }
         }
-        settings.sort_by(|a, b| cmp_setting(*a, *b));
+        settings.sort_by(|a, b| cmp_setting((&a.0, a.1), (&b.0, b.1)));
         for (p, s) in settings {
-            push_new(&mut o.settings, &setting_label(p, s));
+            push_new(&mut o.settings, &setting_label(&p, s));
         }
         o
     }

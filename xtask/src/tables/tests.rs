@@ -114,6 +114,7 @@ fn cell(
             structured: false,
             training: None,
             library: None,
+            budget_of: None,
         },
         wall_seconds: seconds.total + 0.75,
         finished_unix: 1_700_000_000,
@@ -365,6 +366,8 @@ fn settings_are_ordered_as_in_the_papers() {
     let labels: Vec<String> = settings.iter().map(|(p, s)| setting_label(p, *s)).collect();
     assert_eq!(labels, ["dense", "50%", "60%", "4:8", "2:4"]);
     assert_eq!(setting_label("unstructured", 0.625), "62.5%");
+    assert_eq!(setting_label("layer", 0.2), "layer 20%");
+    assert_eq!(setting_label("layer of all", 0.2), "layer 20% of all");
 }
 
 #[test]

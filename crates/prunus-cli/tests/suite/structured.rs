@@ -82,6 +82,7 @@ fn bad_structured_input_is_refused_before_the_model_is_read() {
         (&["--method", "pip", "--reduction", "0.2", "--calib-samples", "0"], &["method `pip` needs calibration data", "--calib-samples"]),
         (&["--method", "taylor", "--reduction", "0.2", "--calib-seq-len", "1"], &["method `taylor` needs calibration data", "--calib-seq-len"]),
         (&["--method", "pip", "--reduction", "0.2", "--config", r#"{"perturb_fraction": 2}"#], &["invalid config for method `pip`", "perturb_fraction 2"]),
+        (&["--method", "pip", "--reduction", "0.2", "--budget-of", "half"], &["unknown budget base `half`", "excluding-embeddings"]),
     ];
     for (args, needles) in cases {
         let o = prune(args);
@@ -126,10 +127,38 @@ fn units_the_architecture_cannot_remove_are_refused_and_nothing_is_written() {
     assert_eq!(r["structure"]["schedule"], "one-shot");
 }
 
+/// `--budget-of all` counts the target against every parameter (LLM-Pruner's convention):
+/// 4% of SmolLM2-135M's 134.5M is 1.5 of its 3.5M-parameter layers, so two go, where 4% of
+/// the parameters outside the embeddings (106M) is 1.2 layers and one goes.
+#[test]
+fn a_budget_of_all_parameters_counts_the_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let removed = |extra: &[&str]| {
+        let mut args = vec!["prune", "--method", "struct-magnitude", "--reduction", "0.04", "--eval", "none", "--speed-windows", "0"];
+        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let run = prunus(&args);
+        assert!(run.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&run.stderr));
+        let r = json(&report);
+        std::fs::remove_file(&report).unwrap();
+        r
+    };
+    let all = removed(&["--budget-of", "all"]);
+    let s = &all["structure"];
+    assert_eq!((s["budget"].as_str(), s["iterations"][0]["removed"].as_array().unwrap().len()), (Some("all"), 2));
+    assert_eq!(all["sparsity"]["realised"], s["params"]["removed_fraction_including_embeddings"]);
+    assert!(all["sparsity"]["group"].as_str().unwrap().contains("of all parameters"));
+    let rest = removed(&[]);
+    // The default base is not written (as in reports from before the option).
+    assert_eq!((rest["structure"].get("budget"), rest["structure"]["iterations"][0]["removed"].as_array().unwrap().len()), (None, 1));
+    assert_eq!(rest["sparsity"]["realised"], rest["structure"]["params"]["removed_fraction"]);
+}
+
 #[test]
 fn help_and_list_explain_the_structured_kind() {
     let help = String::from_utf8_lossy(&prunus(&["prune", "--help"]).stdout).to_string();
-    for needle in ["--reduction", "--unit", "--protect-first", "Structured methods", "physically smaller", "outside the embeddings"] {
+    for needle in ["--reduction", "--budget-of", "--unit", "--protect-first", "Structured methods", "physically smaller", "outside the embeddings"] {
         assert!(help.contains(needle), "prune --help lacks {needle}");
     }
     let list: serde_json::Value = serde_json::from_slice(&prunus(&["list", "--json"]).stdout).unwrap();

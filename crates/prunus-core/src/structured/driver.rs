@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::method::{Calibration, Schedule, ScoreInput, StructuredMethod, StructuredModel};
 use super::units::{ParamCount, Unit, UnitKind};
 use crate::declare::Built;
-pub use prunus_report::{IterationRecord, RemovedUnit};
+pub use prunus_report::{BudgetBase, IterationRecord, RemovedUnit};
 use crate::error::{Error, Result};
 
 /// What to remove and what to keep.
@@ -16,8 +16,11 @@ use crate::error::{Error, Result};
 pub struct StructuredOptions {
     /// The kind of unit removed.
     pub unit: UnitKind,
-    /// Share of the parameters outside the embeddings to remove, in (0, 1).
+    /// Share of the parameters to remove, in (0, 1), of the count `budget` names.
     pub target: f64,
+    /// What `target` is a share of. Default: the parameters outside the embeddings.
+    #[serde(default)]
+    pub budget: BudgetBase,
     /// The units of the first this many decoder layers (original numbering) are never removed.
     pub protect_first: usize,
     /// The units of the last this many decoder layers are never removed.
@@ -27,7 +30,7 @@ pub struct StructuredOptions {
 impl StructuredOptions {
     /// `unit` and `target` with the first and the last layer protected.
     pub fn new(unit: UnitKind, target: f64) -> Self {
-        StructuredOptions { unit, target, protect_first: 1, protect_last: 1 }
+        StructuredOptions { unit, target, budget: BudgetBase::ExcludingEmbeddings, protect_first: 1, protect_last: 1 }
     }
 }
 
@@ -53,6 +56,9 @@ pub struct StructuredOutcome {
     pub unit: UnitKind,
     /// The target reduction asked for ([`StructuredOptions::target`]).
     pub target: f64,
+    /// What the target is a share of ([`StructuredOptions::budget`]).
+    #[serde(default)]
+    pub budget: BudgetBase,
     /// [`StructuredOptions::protect_first`] of the run.
     pub protect_first: usize,
     /// [`StructuredOptions::protect_last`] of the run.
@@ -109,7 +115,7 @@ pub fn check(model: &dyn StructuredModel, options: &StructuredOptions) -> Result
     check_target(options.target)?;
     let units = model.units(options.unit)?;
     let tracker = Tracker::new(model.n_layers(), options.unit, &units)?;
-    let goal = options.target * model.param_count().excluding_embeddings as f64;
+    let goal = options.target * options.budget.count(&model.param_count()) as f64;
     tracker.check_budget(&units, options, goal, 0.0)
 }
 
@@ -137,7 +143,7 @@ pub fn prune_structured(
         Schedule::Iterative { units_per_iteration } => units_per_iteration,
     };
     let before = model.param_count();
-    let goal = options.target * before.excluding_embeddings as f64;
+    let goal = options.target * options.budget.count(&before) as f64;
     let mut units = model.units(options.unit)?;
     let mut tracker = Tracker::new(model.n_layers(), options.unit, &units)?;
     tracker.check_budget(&units, options, goal, 0.0)?;
@@ -206,6 +212,7 @@ pub fn prune_structured(
     Ok(StructuredOutcome {
         unit: options.unit,
         target: options.target,
+        budget: options.budget,
         protect_first: options.protect_first,
         protect_last: options.protect_last,
         schedule,
@@ -317,8 +324,9 @@ impl Tracker {
             return Err(Error::Budget {
                 target: o.target,
                 reason: format!(
-                    "at most {:.4} of the parameters outside the embeddings can be removed as {} units ({protection}; one unit of each {} must remain)",
+                    "at most {:.4} {} can be removed as {} units ({protection}; one unit of each {} must remain)",
                     (removed + reachable) / total,
+                    o.budget.describe(),
                     o.unit,
                     if o.unit == UnitKind::Layer { "model" } else { "layer" }
                 ),
@@ -328,9 +336,10 @@ impl Tracker {
             return Err(Error::Budget {
                 target: o.target,
                 reason: format!(
-                    "the smallest {} unit is {:.4} of the parameters outside the embeddings, so nothing would be removed",
+                    "the smallest {} unit is {:.4} {}, so nothing would be removed",
                     o.unit,
-                    smallest as f64 / total
+                    smallest as f64 / total,
+                    o.budget.describe()
                 ),
             });
         }
@@ -514,6 +523,26 @@ mod tests {
             assert_eq!(out.removed_units().count(), n, "target {target}");
             assert_eq!(out.iterations.len(), 1, "one-shot");
         }
+    }
+
+    #[test]
+    fn a_budget_of_all_parameters_counts_the_embeddings_too() {
+        let method = ByOriginal { schedule: Schedule::OneShot, score: |l, _| l as f64 };
+        // 10 layers of 100 and embeddings of 1000: 24% of all 2000 is 4.8 layers -> 5 go
+        // (25% of all, 50% of the rest); 24% of the 1000 outside the embeddings is 2.
+        for (budget, n, all, rest) in [(BudgetBase::All, 5, 0.25, 0.5), (BudgetBase::ExcludingEmbeddings, 2, 0.1, 0.2)] {
+            let mut m = Toy::new(UnitKind::Layer, vec![1; 10], 100);
+            let o = StructuredOptions { protect_first: 0, protect_last: 0, budget, ..StructuredOptions::new(UnitKind::Layer, 0.24) };
+            let out = run(&mut m, &method, &o).unwrap();
+            assert_eq!((out.removed_units().count(), out.budget), (n, budget));
+            assert_eq!((out.removed_fraction_including_embeddings(), out.removed_fraction()), (all, rest));
+        }
+        // Out of reach as a share of all parameters: 60% of 2000 is more than the 1000 outside.
+        let mut m = Toy::new(UnitKind::Layer, vec![1; 10], 100);
+        let o = StructuredOptions { protect_first: 0, protect_last: 0, budget: BudgetBase::All, ..StructuredOptions::new(UnitKind::Layer, 0.6) };
+        let e = run(&mut m, &method, &o).unwrap_err();
+        assert!(e.to_string().contains("of all parameters can be removed"), "{e}");
+        assert_eq!(m.widths.len(), 10);
     }
 
     #[test]

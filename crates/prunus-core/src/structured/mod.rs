@@ -12,8 +12,9 @@
 //! ([`StructuredMethod::score`]) and the core decides which go ([`prune_structured`]): lowest
 //! score first (ties to the earlier unit), never a protected layer's units
 //! ([`StructuredOptions::protect_first`], [`StructuredOptions::protect_last`]), never the
-//! last unit of a layer (or the last layer), until the removed share of the parameters
-//! outside the embeddings is as close to the target as whole units allow. A method asks for
+//! last unit of a layer (or the last layer), until the removed share of the parameters is as
+//! close to the target as whole units allow. The share is of the parameters outside the
+//! embeddings by default, or of all parameters ([`BudgetBase::All`], LLM-Pruner's convention). A method asks for
 //! one scoring ([`Schedule::OneShot`]) or for a rescoring after every few removals
 //! ([`Schedule::Iterative`], PIP's greedy loop). Every iteration is recorded with the
 //! original indices and scores of what it removed ([`IterationRecord`]).
@@ -22,7 +23,8 @@
 //! below the target and taking the next unit ends no farther from the target than stopping
 //! (a tie removes). So the realised reduction is within half a unit of the target: 20% of
 //! SmolLM2-135M's non-embedding parameters is 6.0 of its 30 layers, and 6 layers are
-//! 19.9999%.
+//! 19.9999%; 20% of all its parameters (the tied embedding is 21% of them) is 7.6 layers, so
+//! 8 go (21.1%).
 //!
 //! Methods that need data get a [`Calibration`]: texts with the tokenizer that turns them
 //! (or perturbed copies of them) into token windows. [`mean_gradients`] and [`unit_sums`]
@@ -34,7 +36,7 @@ mod method;
 mod params;
 mod units;
 
-pub use driver::{Event, IterationRecord, RemovedUnit, StructuredOptions, StructuredOutcome, check, check_target, prune_structured};
+pub use driver::{BudgetBase, Event, IterationRecord, RemovedUnit, StructuredOptions, StructuredOutcome, check, check_target, prune_structured};
 pub use method::{Calibration, Schedule, ScoreInput, Scored, StructuredMethod, StructuredModel, TokenizeFn, mean_gradients};
 pub use params::{Params, unit_sums};
 pub use units::{ParamCount, Part, Unit, UnitKind};
