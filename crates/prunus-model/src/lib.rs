@@ -53,6 +53,7 @@ pub mod hf;
 mod kernels;
 pub mod layout;
 pub mod llama;
+pub mod runtime;
 pub mod stream;
 mod train;
 pub mod units;

@@ -16,7 +16,7 @@
 //! Checked against the autograd path and central differences in `tests/suite/backprop.rs`;
 //! the kernels and their determinism are in [`ops`].
 
-mod ops;
+pub(crate) mod ops;
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 

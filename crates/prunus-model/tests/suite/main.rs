@@ -11,4 +11,5 @@ mod grad_threads_env;
 mod io;
 mod layout;
 mod real_model;
+mod runtime;
 mod stream;

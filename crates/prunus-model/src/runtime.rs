@@ -1,0 +1,333 @@
+//! Inference with packed sparse linears: the Llama forward on flat f32 buffers, each block
+//! linear multiplied in the format its zeros suit ([`prunus_sparse`]), with a key/value cache
+//! for generation.
+//!
+//! [`Runtime::new`] copies the model's weights once and packs every block linear as
+//! [`Packing`] says; the embedding, the norms and the output head stay dense (the tied
+//! embedding/head is never pruned). [`Runtime::window_logits`] runs one window from position 0
+//! (evaluation), [`Runtime::extend`] feeds tokens after those already in a [`KvCache`]
+//! (prefill, then one token at a time) and returns the logits of the last one. The kernels are
+//! those of the hand-written training path ([`crate::backprop`]): RMSNorm, RoPE, causal
+//! attention and SwiGLU; attention against a cache (queries after position 0) is a plain loop
+//! per query head. Results do not depend on the thread count. With [`Packing::Dense`] every
+//! linear goes through gemm, the dense reference the packed formats are timed against.
+
+use prunus_sparse::{Format, PackedLinear};
+use rayon::prelude::*;
+
+use crate::backprop::ops::{self, AttnShape};
+use crate::error::{ModelError, Result};
+use crate::layout::BlockSlot;
+use crate::llama::LlamaModel;
+
+/// How the block linears are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Every linear dense (gemm): the reference path.
+    Dense,
+    /// Each linear in the format [`choose_format`] picks from its zeros.
+    Auto,
+    /// Every linear in one format (an N:M format must fit every linear).
+    All(Format),
+}
+
+/// Density (share of non-zero weights) at or above which an unstructured linear stays dense.
+/// Provisional: to be set from the break-even densities `benchmarks/benches/sparse.rs` measures.
+pub const DENSE_ABOVE: f64 = 0.5;
+
+/// Density below which a linear whose zeros happen to follow 2:4 or 4:8 is packed as
+/// unstructured instead (a very sparse matrix fits 2:4 by chance; N:M stores half of it).
+pub const NM_BELOW: f64 = 0.25;
+
+/// The format for a pruned linear: N:M when its zeros follow 2:4 or 4:8 (the sparser first)
+/// and at least [`NM_BELOW`] of it is non-zero; dense at [`DENSE_ABOVE`] non-zeros or more;
+/// otherwise CSR when it is smaller than the bitmap (rows of up to 65536 inputs) and the
+/// bitmap when not.
+pub fn choose_format(weight: &[f32], rows: usize, cols: usize) -> Format {
+    let nonzero = |v: &f32| v.to_bits() != 0;
+    let nnz = weight.iter().filter(|v| nonzero(v)).count();
+    let density = nnz as f64 / (rows * cols).max(1) as f64;
+    let fits = |n: usize, m: usize| cols % m == 0 && weight.chunks_exact(m).all(|g| g.iter().filter(|v| nonzero(v)).count() <= m - n);
+    if density >= NM_BELOW {
+        for (n, m) in [(2, 4), (4, 8)] {
+            if rows * cols > 0 && fits(n, m) {
+                return Format::NM { n, m };
+            }
+        }
+    }
+    if density >= DENSE_ABOVE {
+        return Format::Dense;
+    }
+    let csr = nnz * 6 + (rows + 1) * 4;
+    let bitmap = rows * cols.div_ceil(64) * 8 + nnz * 4 + (rows + 1) * 4;
+    if cols <= 1 << 16 && csr <= bitmap { Format::Csr } else { Format::Bitmap }
+}
+
+/// The linears of a block, in forward order.
+const LINEARS: [(BlockSlot, &str); 7] = [
+    (BlockSlot::QProj, "q_proj"),
+    (BlockSlot::KProj, "k_proj"),
+    (BlockSlot::VProj, "v_proj"),
+    (BlockSlot::OProj, "o_proj"),
+    (BlockSlot::GateProj, "gate_proj"),
+    (BlockSlot::UpProj, "up_proj"),
+    (BlockSlot::DownProj, "down_proj"),
+];
+
+struct Block {
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    /// q, k, v, o, gate, up, down.
+    linears: Vec<PackedLinear>,
+    heads: usize,
+    kv_heads: usize,
+}
+
+/// A model ready for inference with packed linears.
+pub struct Runtime {
+    d: usize,
+    vocab: usize,
+    hd: usize,
+    eps: f64,
+    theta: f64,
+    embed: Vec<f32>,
+    head: Option<Vec<f32>>,
+    final_norm: Vec<f32>,
+    blocks: Vec<Block>,
+}
+
+/// Keys and values of the positions seen so far, per block (rotated keys).
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One linear of the runtime: where it is, its format and its sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearInfo {
+    /// Its decoder block.
+    pub block: usize,
+    /// `q_proj` ... `down_proj`.
+    pub name: &'static str,
+    /// The format it is stored in.
+    pub format: Format,
+    /// Bytes of its packed arrays.
+    pub bytes: usize,
+    /// Bytes as a dense f32 matrix.
+    pub dense_bytes: usize,
+}
+
+fn flat(t: &candle_core::Tensor, name: &str) -> Result<Vec<f32>> {
+    if t.dtype() != candle_core::DType::F32 {
+        return Err(ModelError::Backprop { reason: format!("the runtime needs f32 weights; {name} is {:?}", t.dtype()) });
+    }
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+impl Runtime {
+    /// Copies `model`'s weights and packs its block linears as `packing` says. An N:M format
+    /// that does not fit a linear is an error naming it.
+    pub fn new(model: &LlamaModel, packing: Packing) -> Result<Self> {
+        let c = model.config();
+        let tensors = model.named_tensors();
+        let n_blocks = c.num_hidden_layers;
+        let d = c.hidden_size;
+        let mut blocks = Vec::with_capacity(n_blocks);
+        for b in 0..n_blocks {
+            let slot = |s: BlockSlot| &tensors[1 + 9 * b + s as usize];
+            let mut linears = Vec::with_capacity(7);
+            for (s, name) in LINEARS {
+                let (tname, t) = slot(s);
+                let (rows, cols) = t.dims2()?;
+                let w = flat(t, tname)?;
+                let format = match packing {
+                    Packing::Dense => Format::Dense,
+                    Packing::Auto => choose_format(&w, rows, cols),
+                    Packing::All(f) => f,
+                };
+                let packed = PackedLinear::pack(&w, rows, cols, format)
+                    .map_err(|e| ModelError::Backprop { reason: format!("block {b} {name} as {format}: {e}") })?;
+                linears.push(packed);
+            }
+            let (heads, kv_heads) = (c.layer_heads(b), c.layer_kv_heads(b));
+            if kv_heads == 0 || heads % kv_heads != 0 || linears[0].rows() != heads * c.head_dim() || linears[1].rows() != kv_heads * c.head_dim() {
+                return Err(ModelError::Backprop { reason: format!("block {b}: projections do not fit {heads} heads over {kv_heads} groups") });
+            }
+            blocks.push(Block {
+                attn_norm: flat(slot(BlockSlot::AttnNorm).1, &slot(BlockSlot::AttnNorm).0)?,
+                ffn_norm: flat(slot(BlockSlot::FfnNorm).1, &slot(BlockSlot::FfnNorm).0)?,
+                linears,
+                heads,
+                kv_heads,
+            });
+        }
+        let embed = flat(tensors[0].1, &tensors[0].0)?;
+        let final_norm = flat(tensors[1 + 9 * n_blocks].1, &tensors[1 + 9 * n_blocks].0)?;
+        let head = if model.is_tied() { None } else { Some(flat(tensors[2 + 9 * n_blocks].1, &tensors[2 + 9 * n_blocks].0)?) };
+        Ok(Runtime { d, vocab: c.vocab_size, hd: c.head_dim(), eps: c.rms_norm_eps, theta: c.rope_theta, embed, head, final_norm, blocks })
+    }
+
+    /// Every block linear: its format and sizes.
+    pub fn linears(&self) -> Vec<LinearInfo> {
+        let mut out = Vec::new();
+        for (b, block) in self.blocks.iter().enumerate() {
+            for (p, (_, name)) in block.linears.iter().zip(LINEARS) {
+                out.push(LinearInfo { block: b, name, format: p.format(), bytes: p.bytes(), dense_bytes: p.rows() * p.cols() * 4 });
+            }
+        }
+        out
+    }
+
+    /// The vocabulary size (the width of a logits row).
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// An empty cache.
+    pub fn cache(&self) -> KvCache {
+        KvCache { k: vec![Vec::new(); self.blocks.len()], v: vec![Vec::new(); self.blocks.len()], len: 0 }
+    }
+
+    /// Logits (seq x vocab) of one window of token ids from position 0.
+    pub fn window_logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut cache = self.cache();
+        let x = self.run(&mut cache, tokens)?;
+        Ok(self.head_rows(&x, tokens.len()))
+    }
+
+    /// Feeds `tokens` after the positions in `cache` (which grows by them) and returns the
+    /// logits of the last one (vocab values).
+    pub fn extend(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(ModelError::Tokens { reason: "no tokens to feed".into() });
+        }
+        let x = self.run(cache, tokens)?;
+        let t = tokens.len();
+        Ok(self.head_rows(&x[(t - 1) * self.d..], 1))
+    }
+
+    /// The final norm and the output head on `rows` hidden rows.
+    fn head_rows(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let (mut xf, mut r) = (vec![0f32; rows * self.d], vec![0f32; rows]);
+        ops::rms_norm(&x[..rows * self.d], &self.final_norm, self.eps, &mut xf, &mut r);
+        let mut logits = vec![0f32; rows * self.vocab];
+        ops::linear(&xf, self.head.as_deref().unwrap_or(&self.embed), rows, self.d, self.vocab, &mut logits);
+        logits
+    }
+
+    /// The hidden states (t x d) after the last block for `tokens` at positions
+    /// `cache.len()..`, appending their keys and values to the cache.
+    fn run(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        let (d, t, start) = (self.d, tokens.len(), cache.len);
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(ModelError::Tokens { reason: format!("token id {bad} is out of range for vocab_size {}", self.vocab) });
+        }
+        let (cos, sin) = ops::rope_tables(start + t, self.hd, self.theta);
+        let half = self.hd / 2;
+        let (cos, sin) = (&cos[start * half..], &sin[start * half..]);
+        let mut x = vec![0f32; t * d];
+        for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
+            row.copy_from_slice(&self.embed[id as usize * d..(id as usize + 1) * d]);
+        }
+        for (b, block) in self.blocks.iter().enumerate() {
+            self.block(block, &mut x, t, start, cos, sin, &mut cache.k[b], &mut cache.v[b]);
+        }
+        cache.len += t;
+        Ok(x)
+    }
+
+    /// One block on `x` (t x d) in place, at positions `start..start + t`.
+    #[allow(clippy::too_many_arguments)]
+    fn block(&self, w: &Block, x: &mut [f32], t: usize, start: usize, cos: &[f32], sin: &[f32], kc: &mut Vec<f32>, vc: &mut Vec<f32>) {
+        let (d, hd) = (self.d, self.hd);
+        let l = &w.linears;
+        let (qw, kw) = (w.heads * hd, w.kv_heads * hd);
+        let (mut h, mut r) = (vec![0f32; t * d], vec![0f32; t]);
+        ops::rms_norm(x, &w.attn_norm, self.eps, &mut h, &mut r);
+        let (mut q, mut k, mut v) = (vec![0f32; t * qw], vec![0f32; t * kw], vec![0f32; t * kw]);
+        l[0].forward(&h, t, &mut q);
+        l[1].forward(&h, t, &mut k);
+        l[2].forward(&h, t, &mut v);
+        ops::rope(&mut q, w.heads, hd, t, cos, sin, false);
+        ops::rope(&mut k, w.kv_heads, hd, t, cos, sin, false);
+        kc.extend_from_slice(&k);
+        vc.extend_from_slice(&v);
+        let scale = (1.0 / (hd as f64).sqrt()) as f32;
+        let mut o = vec![0f32; t * qw];
+        if start == 0 {
+            let sh = AttnShape { n: 1, seq: t, heads: w.heads, kv_heads: w.kv_heads, hd, scale };
+            let mut lse = vec![0f32; t * w.heads];
+            ops::attention(&sh, &q, &k, &v, &mut o, &mut lse);
+        } else {
+            attend_cached(&q, kc, vc, start, t, w.heads, w.kv_heads, hd, scale, &mut o);
+        }
+        let mut y = vec![0f32; t * d];
+        l[3].forward(&o, t, &mut y);
+        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+        ops::rms_norm(x, &w.ffn_norm, self.eps, &mut h, &mut r);
+        let ff = l[4].rows();
+        let (mut g, mut u, mut a) = (vec![0f32; t * ff], vec![0f32; t * ff], vec![0f32; t * ff]);
+        l[4].forward(&h, t, &mut g);
+        l[5].forward(&h, t, &mut u);
+        ops::swiglu(&g, &u, &mut a);
+        l[6].forward(&a, t, &mut y);
+        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Causal attention of `t` queries at positions `start..start + t` against the cached keys
+/// and values of positions `0..start + t` (rows of `kv_heads * hd`), one task per query head,
+/// each sum in position order.
+#[allow(clippy::too_many_arguments)]
+fn attend_cached(q: &[f32], kc: &[f32], vc: &[f32], start: usize, t: usize, heads: usize, kv_heads: usize, hd: usize, scale: f32, o: &mut [f32]) {
+    let (qw, kw) = (heads * hd, kv_heads * hd);
+    let per_group = heads / kv_heads;
+    let outs: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|j| {
+            let g = j / per_group;
+            let mut out = vec![0f32; t * hd];
+            let mut s = vec![0f32; start + t];
+            for i in 0..t {
+                let n = start + i + 1;
+                let qi = &q[i * qw + j * hd..i * qw + (j + 1) * hd];
+                for (p, sp) in s[..n].iter_mut().enumerate() {
+                    let kp = &kc[p * kw + g * hd..p * kw + (g + 1) * hd];
+                    *sp = qi.iter().zip(kp).map(|(a, b)| a * b).sum::<f32>() * scale;
+                }
+                let m = s[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for sp in &mut s[..n] {
+                    *sp = (*sp - m).exp();
+                    sum += *sp;
+                }
+                let oi = &mut out[i * hd..(i + 1) * hd];
+                for (p, &sp) in s[..n].iter().enumerate() {
+                    let w = sp / sum;
+                    for (a, b) in oi.iter_mut().zip(&vc[p * kw + g * hd..p * kw + (g + 1) * hd]) {
+                        *a += w * b;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    for (j, out) in outs.iter().enumerate() {
+        for i in 0..t {
+            o[i * qw + j * hd..i * qw + (j + 1) * hd].copy_from_slice(&out[i * hd..(i + 1) * hd]);
+        }
+    }
+}
