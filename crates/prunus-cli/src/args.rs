@@ -119,6 +119,15 @@ pub enum Command {
     /// decoder block, written a block at a time. The vocabulary and tokenizer are the default
     /// model's (SmolLM2's 49152 tokens), so that calibration and evaluation text tokenizes.
     Synth(SynthArgs),
+    /// Continue a prompt with a model (a pruned one runs on packed sparse linears), and time it.
+    ///
+    /// The block linears are packed once (`--packing auto`: N:M where the zeros follow 2:4 or
+    /// 4:8, CSR or a bitmap where the model is sparse enough, dense where packing would not pay)
+    /// and the model runs on flat buffers with a key/value cache: the prompt in one pass, then
+    /// one token at a time. Greedy by default, or sampled with --temperature and --seed. The text
+    /// goes to stdout; the time to the first token, the decode speed and the formats with their
+    /// sizes to stderr (or all of it as JSON with --json).
+    Generate(Box<crate::generate::GenerateArgs>),
     /// Show a model's architecture, parameter counts and per-layer sparsity.
     ///
     /// A Hugging Face directory is read a tensor at a time (any size); a GGUF file is loaded.

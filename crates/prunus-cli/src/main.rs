@@ -20,6 +20,7 @@ mod budget;
 mod commands;
 mod eval;
 mod finetune;
+mod generate;
 mod outputs;
 mod plan;
 mod prune;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Command::Assets { verify } => commands::assets(verify),
         Command::Inspect { model, json } => commands::inspect(&model, json),
         Command::Synth(a) => commands::synth(a),
+        Command::Generate(a) => generate::run(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ mod common;
 mod bad_input;
 mod bad_input_methods;
 mod finetune;
+mod generate;
 mod scratch;
 mod cli;
 mod fidelity;
