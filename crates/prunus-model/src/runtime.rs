@@ -47,7 +47,7 @@ pub fn choose_format(weight: &[f32], rows: usize, cols: usize) -> Format {
     let nonzero = |v: &f32| v.to_bits() != 0;
     let nnz = weight.iter().filter(|v| nonzero(v)).count();
     let density = nnz as f64 / (rows * cols).max(1) as f64;
-    let fits = |n: usize, m: usize| cols % m == 0 && weight.chunks_exact(m).all(|g| g.iter().filter(|v| nonzero(v)).count() <= m - n);
+    let fits = |n: usize, m: usize| cols.is_multiple_of(m) && weight.chunks_exact(m).all(|g| g.iter().filter(|v| nonzero(v)).count() <= m - n);
     if density >= NM_BELOW {
         for (n, m) in [(2, 4), (4, 8)] {
             if rows * cols > 0 && fits(n, m) {

@@ -189,7 +189,7 @@ impl PackedLinear {
 /// Packs N:M: per group, its non-zeros in order, then explicit zeros at the first unused
 /// positions until `m - n` are kept.
 fn pack_nm(weight: &[f32], rows: usize, cols: usize, n: usize, m: usize) -> Result<Storage> {
-    if !(n < m && m <= 256 && m > 0 && cols % m == 0) {
+    if !(n < m && m <= 256 && m > 0 && cols.is_multiple_of(m)) {
         return Err(Error::BadNM { n, m, cols });
     }
     let keep = m - n;
