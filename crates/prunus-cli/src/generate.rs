@@ -26,7 +26,7 @@ pub struct GenerateArgs {
     pub max_tokens: usize,
     /// Sampling temperature: 0 takes the most likely token at every step (greedy, the lowest
     /// id on ties); above 0, tokens are drawn from softmax(logits / T) with --seed.
-    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    #[arg(long, default_value_t = 0.0, value_name = "T", allow_negative_numbers = true)]
     pub temperature: f64,
     /// Seed of the sampling.
     #[arg(long, default_value_t = 0)]

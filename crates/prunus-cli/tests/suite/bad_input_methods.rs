@@ -50,6 +50,6 @@ fn unsupported_patterns_name_the_method_and_the_pattern() {
 fn invalid_method_configs_are_refused_before_the_model() {
     let out = prune(&["--method", "sparsegpt", "--config", r#"{"percdamp": -0.5}"#]);
     refused_early(&out, &["`sparsegpt`", "percdamp"]);
-    let out = prune(&["--method", "swiftprune", "--config", r#"{"selection": "sort"}"#]);
-    refused_early(&out, &["`swiftprune`", "unknown variant `sort`"]);
+    let out = prune(&["--method", "swiftprune", "--config", r#"{"selection": "argsort"}"#]);
+    refused_early(&out, &["`swiftprune`", "unknown variant `argsort`"]);
 }
