@@ -118,14 +118,7 @@ fn main() -> anyhow::Result<()> {
             dp = (dp.0.min(b.0), dp.1.min(b.1));
         }
         let linears = packed.linears();
-        let mut formats: Vec<(String, usize)> = Vec::new();
-        for l in &linears {
-            let f = l.format.to_string();
-            match formats.iter_mut().find(|(g, _)| *g == f) {
-                Some((_, n)) => *n += 1,
-                None => formats.push((f, 1)),
-            }
-        }
+        let formats = packed.format_counts();
         let tokens = (WINDOWS * SEQ) as f64;
         rows.push(Row {
             setting,

@@ -130,14 +130,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let text = prunus_data::tokenizer::decode(&session.tokenizer, &out)?;
     let linears = rt.linears();
     let (bytes, dense_bytes) = linears.iter().fold((0, 0), |(a, b), l| (a + l.bytes, b + l.dense_bytes));
-    let mut formats: Vec<(String, usize)> = Vec::new();
-    for l in &linears {
-        let f = l.format.to_string();
-        match formats.iter_mut().find(|(g, _)| *g == f) {
-            Some((_, n)) => *n += 1,
-            None => formats.push((f, 1)),
-        }
-    }
+    let formats = rt.format_counts();
     let decoded = out.len() - 1;
     let decode_tps = if decode_seconds > 0.0 { decoded as f64 / decode_seconds } else { 0.0 };
     let json = serde_json::json!({
@@ -150,7 +143,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         "packing": a.packing,
         "threads": pool.current_num_threads(),
         "isa": prunus_sparse::simd::detected().name(),
-        "formats": formats.iter().map(|(f, n)| serde_json::json!({"format": f, "linears": n})).collect::<Vec<_>>(),
+        "formats": formats.iter().map(|(f, n)| serde_json::json!({"format": f.to_string(), "linears": n})).collect::<Vec<_>>(),
         "linear_bytes": bytes,
         "linear_dense_bytes": dense_bytes,
         "seconds": {"load": session.seconds, "pack": pack_seconds, "time_to_first_token": ttft, "decode": decode_seconds},

@@ -191,6 +191,18 @@ impl Runtime {
         out
     }
 
+    /// How many block linears are in each format, formats in order of first appearance.
+    pub fn format_counts(&self) -> Vec<(Format, usize)> {
+        let mut counts: Vec<(Format, usize)> = Vec::new();
+        for p in self.blocks.iter().flat_map(|b| &b.linears) {
+            match counts.iter_mut().find(|(f, _)| *f == p.format()) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((p.format(), 1)),
+            }
+        }
+        counts
+    }
+
     /// The vocabulary size (the width of a logits row).
     pub fn vocab(&self) -> usize {
         self.vocab

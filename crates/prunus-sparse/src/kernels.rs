@@ -41,18 +41,18 @@ impl PackedLinear {
         }
     }
 
-    /// Row `r` of `W` times the vector `x`.
-    fn row_dot(&self, r: usize, x: &[f32]) -> f32 {
-        let mut s = 0.0f32;
+    /// Calls `f(column, value)` for every stored weight of row `r`, in storage order (the order
+    /// every sum below follows).
+    #[inline(always)]
+    fn for_each_in_row(&self, r: usize, mut f: impl FnMut(usize, f32)) {
         match &self.storage {
             Storage::Dense(_) => unreachable!("dense weights go through gemm"),
             Storage::NM { m, keep, values, positions, .. } => {
                 let groups = self.cols / m;
                 let at = r * groups * keep;
                 for g in 0..groups {
-                    let base = g * m;
                     for k in at + g * keep..at + (g + 1) * keep {
-                        s += values[k] * x[base + positions[k] as usize];
+                        f(g * m + positions[k] as usize, values[k]);
                     }
                 }
             }
@@ -61,7 +61,7 @@ impl PackedLinear {
                 for word in 0..*words {
                     let mut b = bits[r * words + word];
                     while b != 0 {
-                        s += values[k] * x[word * 64 + b.trailing_zeros() as usize];
+                        f(word * 64 + b.trailing_zeros() as usize, values[k]);
                         k += 1;
                         b &= b - 1;
                     }
@@ -69,45 +69,23 @@ impl PackedLinear {
             }
             Storage::Csr { starts, columns, values } => {
                 for k in starts[r]..starts[r + 1] {
-                    s += values[k] * x[columns[k] as usize];
+                    f(columns[k] as usize, values[k]);
                 }
             }
         }
+    }
+
+    /// Row `r` of `W` times the vector `x`.
+    fn row_dot(&self, r: usize, x: &[f32]) -> f32 {
+        let mut s = 0.0f32;
+        self.for_each_in_row(r, |c, v| s += v * x[c]);
         s
     }
 
     /// `acc (t) += sum over the stored weights (c, v) of row r of v * xt[c]`, `xt` the inputs
     /// transposed (cols x t).
     fn row_axpys(&self, r: usize, xt: &[f32], t: usize, acc: &mut [f32]) {
-        let col = |c: usize| &xt[c * t..(c + 1) * t];
-        match &self.storage {
-            Storage::Dense(_) => unreachable!("dense weights go through gemm"),
-            Storage::NM { m, keep, values, positions, .. } => {
-                let groups = self.cols / m;
-                let at = r * groups * keep;
-                for g in 0..groups {
-                    for k in at + g * keep..at + (g + 1) * keep {
-                        simd::axpy(values[k], col(g * m + positions[k] as usize), acc);
-                    }
-                }
-            }
-            Storage::Bitmap { words, bits, values, starts } => {
-                let mut k = starts[r];
-                for word in 0..*words {
-                    let mut b = bits[r * words + word];
-                    while b != 0 {
-                        simd::axpy(values[k], col(word * 64 + b.trailing_zeros() as usize), acc);
-                        k += 1;
-                        b &= b - 1;
-                    }
-                }
-            }
-            Storage::Csr { starts, columns, values } => {
-                for k in starts[r]..starts[r + 1] {
-                    simd::axpy(values[k], col(columns[k] as usize), acc);
-                }
-            }
-        }
+        self.for_each_in_row(r, |c, v| simd::axpy(v, &xt[c * t..(c + 1) * t], acc));
     }
 }
 
