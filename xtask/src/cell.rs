@@ -50,6 +50,9 @@ fn cell_args(cell: &CellSpec, report: &Path) -> Vec<String> {
         Some(method) => {
             push(&["prune", "--model", &cell.model, "--method", method, "--pattern", &cell.pattern]);
             push(&["--sparsity", &cell.sparsity.to_string(), "--eval", &tasks.join(",")]);
+            if cell.speed {
+                push(&["--speed"]);
+            }
         }
     }
     if cell.method.is_some() {
@@ -119,6 +122,9 @@ mod tests {
         assert!(a.starts_with("prune --model default --method swiftprune --pattern 2:4 --sparsity 0.5 --eval ppl:wiki-vital,mc:piqa=100"), "{a}");
         assert!(a.contains("--calib-samples 32 --calib-seq-len 512 --seed 0 --agreement-windows 8"), "{a}");
         assert!(a.contains("--report /tmp/r.json"), "{a}");
+        assert!(!a.contains("--speed"), "{a}");
+        c.speed = true;
+        assert!(cell_args(&c, Path::new("/tmp/r.json")).join(" ").contains("--pattern 2:4 --sparsity 0.5 --eval ppl:wiki-vital,mc:piqa=100 --speed"));
         c.structured = true;
         c.pattern = "query_head".into();
         c.sparsity = 0.2;

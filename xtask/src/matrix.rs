@@ -65,6 +65,9 @@ pub struct Matrix {
     /// fine-tuning section (e.g. `gmp`: MGPP's claim is about its advantage over GMP).
     #[serde(default)]
     pub training_baseline: Option<Spanned<String>>,
+    /// Time every layer-wise pruned model packed against dense (`prunus prune --speed`).
+    #[serde(default)]
+    pub speed: bool,
 }
 
 
@@ -489,6 +492,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                 training: None,
                 library: None,
                 budget_of: None,
+                speed: false,
             });
         }
         for seed in &m.calibration.seeds {
@@ -507,6 +511,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                 eval: EvalSpec { agreement_windows: 0, ..eval.clone() },
                 structured: false,
                 training: Some(t.spec(s)),
+                speed: false,
             };
             if let Some(t) = m.training.as_ref().filter(|t| t.dense) {
                 out.push(train_cell(t, None, "dense-finetune".into(), serde_json::Value::Null, 0.0));
@@ -546,6 +551,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             library: catalog.library(entry.name.get_ref()),
                             // The default base stays out of the key: cells keep their keys.
                             budget_of: entry.budget_of.as_ref().map(|b| b.get_ref().clone()).filter(|b| b == "all"),
+                            speed: false,
                         });
                     }
                     continue;
@@ -572,6 +578,7 @@ pub fn cells(m: &Matrix, catalog: &Catalog) -> Vec<CellSpec> {
                             training: None,
                             library: catalog.library(entry.name.get_ref()),
                             budget_of: None,
+                            speed: m.speed,
                         });
                     }
                 }

@@ -102,7 +102,7 @@ pub fn write_outputs(plan: &Plan, out: &Path, git: (String, bool), seconds: f64,
         training_baseline: m.training_baseline.as_ref().map(|r| r.get_ref().clone()),
         notes: summary_notes(plan),
     };
-    let records = crate::tables::model_level::with_structure_rows(&records);
+    let records = crate::tables::packed::with_packed_rows(&crate::tables::model_level::with_structure_rows(&records));
     let written = crate::tables::write_tables(&records, out, &opts)?;
     let mut manifest = manifest(plan, out, git.clone(), seconds, ran)?;
     if let Some(previous) = previous {

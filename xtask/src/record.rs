@@ -90,6 +90,10 @@ pub struct CellSpec {
     /// the key of other cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_of: Option<String>,
+    /// A layer-wise cell of a matrix with `speed = true`: the pruned model is also timed with
+    /// packed linears against dense (`prunus prune --speed`). Absent from the key of other cells.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub speed: bool,
 }
 
 /// How a training cell trains: the flags of `prunus finetune` (see its `--help`).
@@ -231,6 +235,7 @@ pub(crate) fn sample_cell() -> CellSpec {
         training: None,
         library: None,
         budget_of: None,
+        speed: false,
     }
 }
 

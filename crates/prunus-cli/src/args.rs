@@ -341,6 +341,18 @@ pub struct PruneArgs {
     /// tokenizer.json; with --stream, one shard per block and an index instead of one file).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// How --out stores the block linears: `dense` (f32 matrices with their zeros, loadable by
+    /// any tool) or `sparse-bitmask` (compressed-tensors' layout: the non-zero values, a bit
+    /// per weight and row offsets, so the file shrinks with the sparsity; `prunus eval` and
+    /// `prunus generate` read it back bit for bit, and the config says how it is stored).
+    #[arg(long, value_enum, default_value_t = OutFormat::Dense, value_name = "FORMAT")]
+    pub out_format: OutFormat,
+    /// After evaluating, time the pruned model with its linears packed (each in the format its
+    /// zeros suit) against the same model dense, side by side on this CPU: evaluation and
+    /// decode tokens per second, time to the first token, and the sizes on disk and in memory
+    /// (the report's `packed` section; about ten seconds on SmolLM2-135M).
+    #[arg(long)]
+    pub speed: bool,
     /// Hold one decoder block at a time, for models larger than memory (layer-wise methods):
     /// each block is read from the input when the pipeline reaches it, pruned, written to
     /// --out (required) as its own shard, and dropped. A Hugging Face directory keeps each
@@ -397,4 +409,13 @@ impl StructuredArgs {
     pub fn any(&self) -> bool {
         self.reduction.is_some() || self.budget_of.is_some() || self.unit.is_some() || self.protect_first.is_some() || self.protect_last.is_some() || self.speed_windows.is_some()
     }
+}
+
+/// How `prune --out` stores the block linears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFormat {
+    /// Dense f32 matrices, zeros included.
+    Dense,
+    /// compressed-tensors' sparse-bitmask layout.
+    SparseBitmask,
 }

@@ -184,7 +184,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let evaluations = eval::run_tasks(&session, &specs, &tokens.eval, &a.opts, None)?;
     seconds.evaluation = t.elapsed().as_secs_f64();
     if let Some(out) = &out {
-        seconds.save = session::save(&session, out)?;
+        seconds.save = session::save(&session, out, false)?;
     }
     seconds.total = started.elapsed().as_secs_f64();
 

@@ -31,9 +31,10 @@ pub struct GenerateArgs {
     /// Seed of the sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// How the block linears are stored: `auto` (each in the format its zeros suit: N:M,
-    /// CSR, bitmap, or dense where packing would not pay), `dense` (every linear through the
-    /// dense kernels, the reference), or one format for all: `csr`, `bitmap`, `2:4`, `4:8`.
+    /// How the block linears are stored: `auto` (each in the format its zeros suit: a bitmap
+    /// of the non-zeros, CSR when very sparse, dense when at least 3/4 of it is non-zero),
+    /// `dense` (every linear through the dense kernels, the reference), or one format for all:
+    /// `csr`, `bitmap`, `2:4`, `4:8` (kept values with their positions in each group).
     #[arg(long, default_value = "auto", value_name = "PACKING")]
     pub packing: String,
     /// Print one JSON object (text, token counts, timings, formats and sizes) instead of the

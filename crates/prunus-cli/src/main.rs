@@ -27,6 +27,7 @@ mod prune;
 mod report;
 mod scratch;
 mod session;
+mod speed;
 
 /// mimalloc rather than the system allocator (feature `mimalloc`, on by default): glibc's
 /// malloc keeps the memory of SparseGPT's many mid-sized temporaries (its mmap threshold grows

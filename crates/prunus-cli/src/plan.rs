@@ -15,7 +15,7 @@ use prunus_core::structured::{self, StructuredOptions, UnitKind};
 use prunus_core::{Built, LayerwiseMethod, Pattern, PatternKind, StatKind, StructuredMethod, registry};
 use prunus_eval::tasks::{self, TaskSpec};
 
-use crate::args::{EvalOpts, PruneArgs};
+use crate::args::{EvalOpts, OutFormat, PruneArgs};
 use crate::{eval, outputs};
 
 /// What a `prunus prune` run does.
@@ -39,6 +39,10 @@ pub struct PrunePlan {
     /// One block at a time ([`prune::stream`](crate::prune)); then `out` is set, the method
     /// is layer-wise and nothing is evaluated.
     pub stream: bool,
+    /// Whether `out` stores the block linears in the sparse-bitmask layout.
+    pub sparse_out: bool,
+    /// Whether the pruned model is timed packed against dense (`--speed`).
+    pub speed: bool,
 }
 
 /// A method of one kind, with what it is asked for.
@@ -140,6 +144,9 @@ impl PrunePlan {
             );
         }
         let agreement_windows = args.agreement_windows.unwrap_or(if specs.is_empty() { 0 } else { 8 });
+        if args.out_format != OutFormat::Dense && args.out.is_none() {
+            bail!("--out-format sparse-bitmask says how --out is written: give --out DIR");
+        }
         if args.stream {
             if !matches!(method, MethodPlan::Layerwise { .. }) {
                 bail!("--stream is for layer-wise methods; `{}` is structured (it needs the whole model for its gradients)", registration.name);
@@ -149,6 +156,12 @@ impl PrunePlan {
             }
             if !specs.is_empty() || agreement_windows > 0 {
                 bail!("--stream evaluates nothing (the pruned model is never whole in memory): leave out --eval and --agreement-windows, and evaluate --out with `prunus eval` if it fits");
+            }
+            if args.speed {
+                bail!("--stream never holds the whole pruned model, so --speed cannot time it: time --out with `prunus generate`");
+            }
+            if args.out_format != OutFormat::Dense {
+                bail!("--stream writes dense shards; --out-format sparse-bitmask needs the run without --stream");
             }
         }
         Ok(PrunePlan {
@@ -160,6 +173,8 @@ impl PrunePlan {
             calibration: needs_data.then_some(CalibrationPlan { samples, seq_len, seed: args.seed }),
             agreement_windows,
             out: args.out,
+            sparse_out: args.out_format == OutFormat::SparseBitmask,
+            speed: args.speed,
             stream: args.stream,
         })
     }

@@ -27,6 +27,7 @@ pub(crate) fn base(command: &str, model: &ModelInfo, evaluations: Vec<Evaluation
         output: None,
         structure: None,
         training: None,
+        packed: None,
     }
 }
 

@@ -173,12 +173,12 @@ pub fn window_batch(tokens: &[u32], first: usize, count: usize, seq_len: usize) 
     Ok(Tensor::from_vec(tokens[first * seq_len..(first + count) * seq_len].to_vec(), (count, seq_len), &Device::Cpu)?)
 }
 
-/// Saves the model as a Hugging Face directory with its tokenizer (behind a spinner); returns
-/// the seconds it took.
-pub fn save(session: &Session, out: &Path) -> Result<f64> {
+/// Saves the model as a Hugging Face directory with its tokenizer (behind a spinner), the block
+/// linears in the sparse-bitmask layout when `sparse`; returns the seconds it took.
+pub fn save(session: &Session, out: &Path, sparse: bool) -> Result<f64> {
     let t = Instant::now();
     let pb = spinner(&format!("saving to {}", out.display()));
-    let options = prunus_model::SaveOptions { tokenizer_json: Some(session.tokenizer_json.as_bytes()), overwrite: false };
+    let options = prunus_model::SaveOptions { tokenizer_json: Some(session.tokenizer_json.as_bytes()), overwrite: false, sparse };
     session.model.save_hf_dir(out, &options).with_context(|| format!("saving to {}", out.display()))?;
     pb.finish_and_clear();
     Ok(t.elapsed().as_secs_f64())

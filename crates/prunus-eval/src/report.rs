@@ -7,7 +7,7 @@
 
 use prunus_core::pipeline::LayerRecord;
 
-pub use prunus_report::{CalibrationInfo, Evaluation, LibraryInfo, MethodInfo, ModelInfo, ParamAccounting, REPORT_VERSION, Seconds, SpeedInfo, StructureInfo, TrainEval, TrainStep, TrainingInfo};
+pub use prunus_report::{CalibrationInfo, Evaluation, LibraryInfo, MethodInfo, ModelInfo, DensePacked, PackedSpeed, ParamAccounting, REPORT_VERSION, Seconds, SpeedInfo, StructureInfo, TrainEval, TrainStep, TrainingInfo};
 
 /// One run of the CLI ([`prunus_report::RunReport`] with prunus-core's per-layer records).
 pub type RunReport = prunus_report::RunReport<LayerRecord>;

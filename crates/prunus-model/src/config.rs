@@ -77,6 +77,11 @@ pub struct LlamaConfig {
     /// layer has the top-level widths, as in any unpruned or layer-pruned model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prunus_layer_widths: Option<LayerWidths>,
+    /// compressed-tensors' description of how the weights are stored: written by prunus only
+    /// for sparse checkpoints (`sparsity_config.format = "sparse-bitmask"`, see
+    /// [`crate::SaveOptions::sparse`]); a checkpoint whose weights are quantized is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization_config: Option<serde_json::Value>,
 }
 
 /// Per-layer widths of a model whose layers differ (structured width pruning), stored in
@@ -178,6 +183,7 @@ impl LlamaConfig {
             rope_scaling: None,
             torch_dtype: None,
             prunus_layer_widths: None,
+            quantization_config: None,
         }
     }
 

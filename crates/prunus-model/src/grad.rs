@@ -145,6 +145,16 @@ impl LlamaModel {
         Ok(copy.mean_nll_graph(&ids)?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
     }
 
+    /// Logits (seq x vocab, row-major) of one window of token ids from position 0, computed
+    /// on f64 copies of the weights: the reference that f32 paths are measured against.
+    pub fn window_logits_f64(&self, tokens: &[u32]) -> Result<Vec<f64>> {
+        let ids = Tensor::new(tokens, self.device())?.unsqueeze(0)?;
+        let copy = self.differentiable_copy(DType::F64, false)?;
+        let hidden = copy.forward_hidden(&ids)?.squeeze(0)?; // (seq, d_model), final-normed
+        let logits = hidden.matmul(&copy.lm_head_weight().t()?)?;
+        Ok(logits.flatten_all()?.to_vec1::<f64>()?)
+    }
+
     /// One plain gradient-descent step, `w <- w - lr * g`, on every parameter; `grads` must
     /// hold a gradient of the right shape for each (as [`loss_and_grads`](Self::loss_and_grads)
     /// returns; gradients of other names are ignored). Everything is checked before the first

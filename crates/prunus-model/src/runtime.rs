@@ -31,36 +31,27 @@ pub enum Packing {
     All(Format),
 }
 
-/// Density (share of non-zero weights) at or above which an unstructured linear stays dense.
-/// Provisional: to be set from the break-even densities `benchmarks/benches/sparse.rs` measures.
-pub const DENSE_ABOVE: f64 = 0.5;
+/// Share of non-zero weights at or above which a linear stays dense. Below it the packed
+/// linear is smaller, one token reads fewer bytes (decoding is bound by them), and many tokens
+/// unpack it for the dense kernels unless it is sparse enough for the sparse ones
+/// ([`prunus_sparse::UNPACK_ABOVE`]); see results/sparse-speed/README.md for the measurements.
+pub const DENSE_ABOVE: f64 = 0.75;
 
-/// Density below which a linear whose zeros happen to follow 2:4 or 4:8 is packed as
-/// unstructured instead (a very sparse matrix fits 2:4 by chance; N:M stores half of it).
-pub const NM_BELOW: f64 = 0.25;
-
-/// The format for a pruned linear: N:M when its zeros follow 2:4 or 4:8 (the sparser first)
-/// and at least [`NM_BELOW`] of it is non-zero; dense at [`DENSE_ABOVE`] non-zeros or more;
-/// otherwise CSR when it is smaller than the bitmap (rows of up to 65536 inputs) and the
-/// bitmap when not.
+/// The format for a linear: dense at [`DENSE_ABOVE`] non-zeros or more; otherwise CSR where it
+/// takes fewer bytes than the bitmap (very sparse rows of at most 65536 inputs), else the
+/// bitmap. N:M patterns are packed as bitmaps too: with f32 values a bit per weight costs less
+/// than a byte per kept weight (2.1 against 2.5 bytes per weight at 2:4), and the bitmap
+/// kernels were the faster on every shape measured; `Packing::All(Format::NM { .. })` still
+/// packs them as N:M.
 pub fn choose_format(weight: &[f32], rows: usize, cols: usize) -> Format {
-    let nonzero = |v: &f32| v.to_bits() != 0;
-    let nnz = weight.iter().filter(|v| nonzero(v)).count();
+    let nnz = weight.iter().filter(|v| v.to_bits() != 0).count();
     let density = nnz as f64 / (rows * cols).max(1) as f64;
-    let fits = |n: usize, m: usize| cols.is_multiple_of(m) && weight.chunks_exact(m).all(|g| g.iter().filter(|v| nonzero(v)).count() <= m - n);
-    if density >= NM_BELOW {
-        for (n, m) in [(2, 4), (4, 8)] {
-            if rows * cols > 0 && fits(n, m) {
-                return Format::NM { n, m };
-            }
-        }
-    }
     if density >= DENSE_ABOVE {
         return Format::Dense;
     }
     let csr = nnz * 6 + (rows + 1) * 4;
-    let bitmap = rows * cols.div_ceil(64) * 8 + nnz * 4 + (rows + 1) * 4;
-    if cols <= 1 << 16 && csr <= bitmap { Format::Csr } else { Format::Bitmap }
+    let bitmap = rows * cols.div_ceil(16) * 2 + nnz * 4 + (rows + 1) * 4;
+    if cols <= 1 << 16 && csr < bitmap { Format::Csr } else { Format::Bitmap }
 }
 
 /// The linears of a block, in forward order.
@@ -215,9 +206,11 @@ impl Runtime {
 
     /// Logits (seq x vocab) of one window of token ids from position 0.
     pub fn window_logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let mut cache = self.cache();
-        let x = self.run(&mut cache, tokens)?;
-        Ok(self.head_rows(&x, tokens.len()))
+        on_pool(|| {
+            let mut cache = self.cache();
+            let x = self.run(&mut cache, tokens)?;
+            Ok(self.head_rows(&x, tokens.len()))
+        })
     }
 
     /// Feeds `tokens` after the positions in `cache` (which grows by them) and returns the
@@ -226,9 +219,11 @@ impl Runtime {
         if tokens.is_empty() {
             return Err(ModelError::Tokens { reason: "no tokens to feed".into() });
         }
-        let x = self.run(cache, tokens)?;
-        let t = tokens.len();
-        Ok(self.head_rows(&x[(t - 1) * self.d..], 1))
+        on_pool(|| {
+            let x = self.run(cache, tokens)?;
+            let t = tokens.len();
+            Ok(self.head_rows(&x[(t - 1) * self.d..], 1))
+        })
     }
 
     /// The final norm and the output head on `rows` hidden rows.
@@ -297,6 +292,17 @@ impl Runtime {
         ops::swiglu(&g, &u, &mut a);
         l[6].forward(&a, t, &mut y);
         x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Runs `f` on a thread of the current rayon pool: the forward's many parallel loops are
+/// then cheap forks inside the pool, not one blocking hand-over from outside it each (which
+/// cost about as much as a decoded token's weights to read).
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
     }
 }
 

@@ -81,6 +81,45 @@ pub struct RunReport<L = serde_json::Value> {
     /// evaluations; absent for other commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingInfo>,
+    /// How fast and how large the pruned model is with packed sparse linears against the same
+    /// model dense (`prunus prune --speed`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<PackedSpeed>,
+}
+
+/// A number for the dense model and for the same model with packed linears.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DensePacked {
+    /// Every linear dense (gemm).
+    pub dense: f64,
+    /// Each block linear in the format its zeros suit.
+    pub packed: f64,
+}
+
+/// The pruned model's speed and size on this CPU, dense against packed, measured side by side
+/// in one process on the same runtime (`prunus_model::runtime`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackedSpeed {
+    /// The instruction set the sparse kernels ran on (`avx512f`, `avx2+fma`, `portable`).
+    pub isa: String,
+    /// The CPU's model name.
+    pub cpu: String,
+    /// Block linears per format, e.g. `210 bitmap`.
+    pub formats: String,
+    /// Tokens per second evaluating windows of `eval_window` tokens from position 0.
+    pub eval_tokens_per_s: DensePacked,
+    /// Tokens per second decoding one token at a time after a prompt, with the key/value cache.
+    pub decode_tokens_per_s: DensePacked,
+    /// Seconds to the first token (the prompt's prefill).
+    pub first_token_s: DensePacked,
+    /// Bytes of the model's tensors on disk: dense f32 safetensors against the sparse-bitmask
+    /// layout (`prune --out-format sparse-bitmask`).
+    pub disk_bytes: DensePacked,
+    /// Bytes of the block linears in memory: dense f32 against packed.
+    pub linear_bytes: DensePacked,
+    /// The protocol: windows and their length, prompt and decoded tokens, repeats (the best of
+    /// which is kept, each side alternately).
+    pub protocol: String,
 }
 
 /// One optimizer step of a training run.

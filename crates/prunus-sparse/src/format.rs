@@ -41,9 +41,10 @@ pub(crate) enum Storage {
     Dense(Vec<f32>),
     /// Row after row, `cols / m` groups of `keep` values and their positions in the group.
     NM { n: usize, m: usize, keep: usize, values: Vec<f32>, positions: Vec<u8> },
-    /// `words` u64 per row (bit `j % 64` of word `j / 64` set where weight j is non-zero); the
-    /// non-zero values row after row, those of row r at `starts[r]..starts[r + 1]`.
-    Bitmap { words: usize, bits: Vec<u64>, values: Vec<f32>, starts: Vec<usize> },
+    /// `chunks` u16 per row (bit `j % 16` of chunk `j / 16` set where weight j is non-zero);
+    /// the non-zero values row after row, those of row r at `starts[r]..starts[r + 1]`, then
+    /// [`PAD`] zeros (the vector kernels load a whole chunk of values at a time).
+    Bitmap { chunks: usize, bits: Vec<u16>, values: Vec<f32>, starts: Vec<usize> },
     /// The non-zero values and their columns row after row, row r at `starts[r]..starts[r + 1]`.
     Csr { starts: Vec<usize>, columns: Vec<u16>, values: Vec<f32> },
 }
@@ -55,6 +56,9 @@ pub struct PackedLinear {
     pub(crate) cols: usize,
     pub(crate) storage: Storage,
 }
+
+/// Zeros after a bitmap's values.
+pub(crate) const PAD: usize = crate::simd::LANES;
 
 fn nonzero(v: f32) -> bool {
     v.to_bits() != 0
@@ -72,21 +76,22 @@ impl PackedLinear {
             Format::Dense => Storage::Dense(weight.to_vec()),
             Format::NM { n, m } => pack_nm(weight, rows, cols, n, m)?,
             Format::Bitmap => {
-                let words = cols.div_ceil(64);
-                let mut bits = vec![0u64; rows * words];
+                let chunks = cols.div_ceil(16);
+                let mut bits = vec![0u16; rows * chunks];
                 let (mut values, mut starts) = (Vec::new(), Vec::with_capacity(rows + 1));
                 for (r, row) in weight.chunks_exact(cols.max(1)).take(rows).enumerate() {
                     starts.push(values.len());
                     for (j, &v) in row.iter().enumerate() {
                         if nonzero(v) {
-                            bits[r * words + j / 64] |= 1u64 << (j % 64);
+                            bits[r * chunks + j / 16] |= 1u16 << (j % 16);
                             values.push(v);
                         }
                     }
                 }
                 starts.resize(rows, values.len());
                 starts.push(values.len());
-                Storage::Bitmap { words, bits, values, starts }
+                values.extend([0.0; PAD]);
+                Storage::Bitmap { chunks, bits, values, starts }
             }
             Format::Csr => {
                 if cols > 1 << 16 {
@@ -134,7 +139,8 @@ impl PackedLinear {
     pub fn stored_values(&self) -> usize {
         match &self.storage {
             Storage::Dense(w) => w.len(),
-            Storage::NM { values, .. } | Storage::Bitmap { values, .. } | Storage::Csr { values, .. } => values.len(),
+            Storage::NM { values, .. } | Storage::Csr { values, .. } => values.len(),
+            Storage::Bitmap { values, .. } => values.len() - PAD,
         }
     }
 
@@ -144,7 +150,7 @@ impl PackedLinear {
         match &self.storage {
             Storage::Dense(w) => w.len() * f,
             Storage::NM { values, positions, .. } => values.len() * f + positions.len(),
-            Storage::Bitmap { bits, values, starts, .. } => bits.len() * 8 + values.len() * f + starts.len() * 4,
+            Storage::Bitmap { bits, values, starts, .. } => bits.len() * 2 + (values.len() - PAD) * f + starts.len() * 4,
             Storage::Csr { starts, columns, values } => values.len() * f + columns.len() * 2 + starts.len() * 4,
         }
     }
@@ -161,13 +167,13 @@ impl PackedLinear {
                     w[group * m + p as usize] = v;
                 }
             }
-            Storage::Bitmap { words, bits, values, starts } => {
+            Storage::Bitmap { chunks, bits, values, starts } => {
                 for r in 0..rows {
                     let mut k = starts[r];
-                    for word in 0..*words {
-                        let mut b = bits[r * words + word];
+                    for chunk in 0..*chunks {
+                        let mut b = bits[r * chunks + chunk];
                         while b != 0 {
-                            w[r * cols + word * 64 + b.trailing_zeros() as usize] = values[k];
+                            w[r * cols + chunk * 16 + b.trailing_zeros() as usize] = values[k];
                             k += 1;
                             b &= b - 1;
                         }

@@ -15,19 +15,29 @@
 //!   portable kernels chosen at run time): the fallback where packing would not pay.
 //!
 //! Packing never changes a value: [`PackedLinear::to_dense`] gives the input back bit for bit.
-//! [`PackedLinear::forward`] computes `y = x W^T` for `t` rows of `x` (`t x cols`): one row is a
-//! matrix-vector product (decoding a token: memory-bound, so fewer bytes read is the gain);
-//! many rows go through a transposed layout where each non-zero weight scales a contiguous
-//! row of `t` activations. Work is split over output rows with rayon, and each output is one
-//! sum in a fixed order, so results do not depend on the thread count. The inner loops are
-//! compiled for AVX-512 and AVX2 + FMA as well as the portable baseline and the best the CPU
-//! has is chosen at run time ([`simd`]).
+//! [`PackedLinear::forward`] computes `y = x W^T` for `t` rows of `x` (`t x cols`):
+//!
+//! - one row (decoding a token) is a matrix-vector product, bound by the bytes of `W` read, so
+//!   fewer bytes is the gain: a bitmap row is expanded 16 weights at a time in registers
+//!   (`vexpandps` with AVX-512, a table of permutations with AVX2), N:M and CSR rows gather
+//!   their inputs;
+//! - many rows (evaluation, prefill) run the sparse kernel only where the weights are sparse
+//!   enough to beat the dense one (below [`UNPACK_ABOVE`] non-zeros): inputs in tiles of 64
+//!   or 128 tokens, each stored weight scaling one tile column into accumulators held in
+//!   registers, a block of input columns at a time so the inputs stay in the first-level
+//!   cache; denser weights are unpacked (in parallel, into a buffer kept between calls) and
+//!   multiplied by `gemm`, which then gives the very bits of the dense matrix.
+//!
+//! Work is split over output rows with rayon and each output is one chain of fused
+//! multiply-adds in a fixed order, so results do not depend on the thread count; the
+//! AVX-512, AVX2 and portable paths are one arithmetic and give the same bits ([`simd`]).
 
 mod format;
 mod kernels;
 pub mod simd;
 
 pub use format::{Format, PackedLinear};
+pub use kernels::UNPACK_ABOVE;
 
 /// What can go wrong when packing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

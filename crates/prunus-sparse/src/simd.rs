@@ -1,20 +1,25 @@
-//! The instruction set of the inner loops, chosen once at run time.
+//! The instruction set of the inner loops, chosen once at run time, and the few loops written
+//! with intrinsics.
 //!
-//! The loops are written once, portably, and compiled three times: for the baseline target,
-//! for AVX2 + FMA and for AVX-512F (`#[target_feature]`), where the compiler vectorizes them
-//! with that width. Rust does not contract `a * x + y` into a fused multiply-add, so every path
-//! rounds each element the same way: the results are bit-identical whichever path runs.
+//! Every kernel is defined by its arithmetic, not by its instruction set: each output (or each
+//! of its 16 accumulator lanes, for one token) is a chain of fused multiply-adds in a fixed
+//! order, reduced in a fixed order. The AVX-512 and AVX2 paths are that arithmetic with 16 or 8
+//! lanes per register, and the portable path is the same written with `f32::mul_add` (the
+//! hardware instruction where the target has one, a correctly rounded library call where not),
+//! so every path gives the same bits. The portable loops are compiled once per instruction set
+//! (`#[target_feature]`) so the compiler can vectorize them at that width.
 
 use std::sync::OnceLock;
 
 /// An instruction set the kernels can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// AVX-512F (16 lanes of f32).
+    /// AVX-512F with AVX2 and FMA (16 lanes of f32).
     Avx512,
-    /// AVX2 with FMA (8 lanes).
+    /// AVX2 with FMA and POPCNT (8 lanes).
     Avx2,
-    /// Whatever the baseline target allows (SSE2 on x86-64).
+    /// Whatever the baseline target allows (SSE2 on x86-64); fused multiply-adds in software
+    /// there, so slow: a fallback.
     Portable,
 }
 
@@ -33,12 +38,17 @@ impl Isa {
         match self {
             Isa::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && Isa::Avx2.available(),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("popcnt"),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
+    }
+
+    /// This one if the CPU has it, else the portable path.
+    pub(crate) fn or_portable(self) -> Isa {
+        if self.available() { self } else { Isa::Portable }
     }
 }
 
@@ -48,66 +58,269 @@ pub fn detected() -> Isa {
     *ISA.get_or_init(|| [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.available()).unwrap_or(Isa::Portable))
 }
 
-/// `y += a * x` elementwise (`x` and `y` of one length), on the detected instruction set.
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_on(detected(), a, x, y);
+/// Lanes of a one-token accumulator.
+pub(crate) const LANES: usize = 16;
+
+/// Accumulators of a one-token row product (independent chains, so that each multiply-add
+/// does not wait for the previous one).
+pub(crate) const CHAINS: usize = 4;
+
+/// The one-token sums: `CHAINS` accumulators of 16 lanes, added lane by lane in order, then the
+/// lanes in order.
+#[inline(always)]
+pub(crate) fn reduce(acc: &[[f32; LANES]; CHAINS]) -> f32 {
+    let mut sum = acc[0];
+    for a in &acc[1..] {
+        for j in 0..LANES {
+            sum[j] += a[j];
+        }
+    }
+    sum.iter().fold(0.0, |s, a| s + a)
 }
 
-/// [`axpy`] on `isa`, or on the portable path if this CPU lacks it.
-pub fn axpy_on(isa: Isa, a: f32, x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), y.len(), "axpy of slices of different lengths");
+/// One row of a bitmap-packed matrix times `x`, for one token: for every 16 columns, the
+/// row's weights there (zeros where the bit is clear) are multiplied into accumulator
+/// `chunk % CHAINS` (lane j takes column j of the chunk) with fused multiply-adds, and the
+/// accumulators are then reduced ([`reduce`]). `masks` holds the row's 16-bit chunks,
+/// `values` its non-zeros followed by at least 16 readable values, `x` one input per chunk
+/// column (zero-padded).
+pub(crate) fn bitmap_row(isa: Isa, masks: &[u16], values: &[f32], x: &[f32]) -> f32 {
+    assert!(x.len() >= masks.len() * LANES, "inputs padded to whole chunks");
+    let mut acc = [[0f32; LANES]; CHAINS];
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if isa.available() => {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            unsafe { axpy_avx512(a, x, y) }
-        }
+        // SAFETY: the CPU has AVX-512F (Isa::Avx512 is only chosen when available); the
+        // kernel checks its loads of values, and x was checked above.
+        Isa::Avx512 => unsafe { x86::bitmap_row_avx512(masks, values, x, &mut acc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if isa.available() => {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { axpy_avx2(a, x, y) }
+        // SAFETY: the CPU has AVX2 and FMA; as above.
+        Isa::Avx2 => unsafe { x86::bitmap_row_avx2(masks, values, x, &mut acc) },
+        _ => {
+            let mut k = 0;
+            for (chunk, &mask) in masks.iter().enumerate() {
+                let mut w = [0f32; LANES];
+                let mut b = mask;
+                while b != 0 {
+                    w[b.trailing_zeros() as usize] = values[k];
+                    k += 1;
+                    b &= b - 1;
+                }
+                let xs = &x[chunk * LANES..(chunk + 1) * LANES];
+                let a = &mut acc[chunk % CHAINS];
+                for j in 0..LANES {
+                    a[j] = w[j].mul_add(xs[j], a[j]);
+                }
+            }
         }
-        _ => axpy_portable(a, x, y),
     }
+    reduce(&acc)
 }
 
-#[inline(always)]
-fn axpy_portable(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * *xi;
+/// A bitmap row unpacked into `out` (16 floats per chunk: the row's weights where the bits
+/// are set, zeros elsewhere); `values` as for [`bitmap_row`].
+pub(crate) fn bitmap_unpack(isa: Isa, masks: &[u16], values: &[f32], out: &mut [f32]) {
+    assert!(out.len() >= masks.len() * LANES, "a whole chunk of output per mask");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (Isa::Avx512 is only chosen when available); the
+        // kernel checks its loads, and out was checked above.
+        Isa::Avx512 => unsafe { x86::bitmap_unpack_avx512(masks, values, out) },
+        _ => {
+            let mut k = 0;
+            for (chunk, &mask) in masks.iter().enumerate() {
+                let w = &mut out[chunk * LANES..(chunk + 1) * LANES];
+                w.fill(0.0);
+                let mut b = mask;
+                while b != 0 {
+                    w[b.trailing_zeros() as usize] = values[k];
+                    k += 1;
+                    b &= b - 1;
+                }
+            }
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn axpy_avx512(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_portable(a, x, y);
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{CHAINS, LANES};
+
+    /// For each byte of a mask, the source lane of each of 8 lanes when the set bits take
+    /// consecutive values (lanes whose bit is clear point at lane 0 and are masked off).
+    static EXPAND8: [[i32; 8]; 256] = {
+        let mut t = [[0i32; 8]; 256];
+        let mut m = 0;
+        while m < 256 {
+            let (mut j, mut k) = (0, 0);
+            while j < 8 {
+                if m & (1 << j) != 0 {
+                    t[m][j] = k;
+                    k += 1;
+                }
+                j += 1;
+            }
+            m += 1;
+        }
+        t
+    };
+
+    #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+    pub(super) unsafe fn bitmap_row_avx512(masks: &[u16], values: &[f32], x: &[f32], out: &mut [[f32; LANES]; CHAINS]) {
+        let mut acc = [_mm512_setzero_ps(); CHAINS];
+        let mut k = 0;
+        // One chunk into accumulator a.
+        let mut step = |a: &mut __m512, chunk: usize, mask: u16| {
+            assert!(k + LANES <= values.len(), "values padded by a chunk");
+            // SAFETY: 16 values from k are in bounds (just checked) and the caller checked
+            // that x holds a whole chunk per mask. The expansion is the register form of
+            // vexpandps: the compiler would fold the load into it, and the memory form is slow
+            // on AMD's cores.
+            unsafe {
+                let v = _mm512_loadu_ps(values.as_ptr().add(k));
+                let w: __m512;
+                std::arch::asm!("vexpandps {w}{{{m}}}{{z}}, {v}", w = lateout(zmm_reg) w, m = in(kreg) mask, v = in(zmm_reg) v, options(pure, nomem, nostack));
+                *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(x.as_ptr().add(chunk * LANES)), *a);
+            }
+            k += mask.count_ones() as usize;
+        };
+        // Whole groups of CHAINS chunks with the accumulators in registers, then the rest.
+        let whole = masks.len() / CHAINS * CHAINS;
+        for (g, group) in masks[..whole].chunks_exact(CHAINS).enumerate() {
+            for (i, (a, &mask)) in acc.iter_mut().zip(group).enumerate() {
+                step(a, g * CHAINS + i, mask);
+            }
+        }
+        for (i, &mask) in masks[whole..].iter().enumerate() {
+            step(&mut acc[i], whole + i, mask);
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: o holds 16 floats.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+    pub(super) unsafe fn bitmap_unpack_avx512(masks: &[u16], values: &[f32], out: &mut [f32]) {
+        let mut k = 0;
+        for (chunk, &mask) in masks.iter().enumerate() {
+            assert!(k + LANES <= values.len(), "values padded by a chunk");
+            // SAFETY: 16 values from k are in bounds (just checked); the caller checked that
+            // out holds a whole chunk per mask. Register-form expansion, as in bitmap_row.
+            unsafe {
+                let v = _mm512_loadu_ps(values.as_ptr().add(k));
+                let w: __m512;
+                std::arch::asm!("vexpandps {w}{{{m}}}{{z}}, {v}", w = lateout(zmm_reg) w, m = in(kreg) mask, v = in(zmm_reg) v, options(pure, nomem, nostack));
+                _mm512_storeu_ps(out.as_mut_ptr().add(chunk * LANES), w);
+            }
+            k += mask.count_ones() as usize;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    pub(super) unsafe fn bitmap_row_avx2(masks: &[u16], values: &[f32], x: &[f32], out: &mut [[f32; LANES]; CHAINS]) {
+        // Each accumulator of 16 lanes as two registers of 8.
+        let mut acc = [[_mm256_setzero_ps(); 2]; CHAINS];
+        let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let mut k = 0;
+        // Eight weights of one mask byte, expanded: gathered by the table, the clear lanes zeroed.
+        let expand = |v: *const f32, byte: usize| {
+            // SAFETY: the loop checks that 16 values from v are in bounds; EXPAND8 rows hold 8
+            // i32.
+            unsafe {
+                let idx = _mm256_loadu_si256(EXPAND8[byte].as_ptr().cast());
+                let w = _mm256_permutevar8x32_ps(_mm256_loadu_ps(v), idx);
+                let on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte as i32), bit), bit);
+                _mm256_and_ps(w, _mm256_castsi256_ps(on))
+            }
+        };
+        let mut step = |[lo, hi]: &mut [__m256; 2], chunk: usize, mask: u16| {
+            let (b0, b1) = ((mask & 0xff) as usize, (mask >> 8) as usize);
+            assert!(k + LANES <= values.len(), "values padded by a chunk");
+            // SAFETY: 16 values from k are in bounds (just checked: the high byte's 8 start at
+            // most 8 later); the caller checked that x holds a whole chunk per mask.
+            unsafe {
+                let (v, xs) = (values.as_ptr().add(k), x.as_ptr().add(chunk * LANES));
+                *lo = _mm256_fmadd_ps(expand(v, b0), _mm256_loadu_ps(xs), *lo);
+                let v = v.add(b0.count_ones() as usize);
+                *hi = _mm256_fmadd_ps(expand(v, b1), _mm256_loadu_ps(xs.add(8)), *hi);
+            }
+            k += mask.count_ones() as usize;
+        };
+        let whole = masks.len() / CHAINS * CHAINS;
+        for (g, group) in masks[..whole].chunks_exact(CHAINS).enumerate() {
+            for (i, (a, &mask)) in acc.iter_mut().zip(group).enumerate() {
+                step(a, g * CHAINS + i, mask);
+            }
+        }
+        for (i, &mask) in masks[whole..].iter().enumerate() {
+            step(&mut acc[i], whole + i, mask);
+        }
+        for (o, [lo, hi]) in out.iter_mut().zip(acc) {
+            // SAFETY: o holds 16 floats.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), lo);
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), hi);
+            }
+        }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_portable(a, x, y);
+/// Calls the `#[inline(always)]` function `$f` with the arguments `$val`, compiled for the
+/// instruction set `$isa`: three copies of the same code, each inside a `#[target_feature]`
+/// function, so the compiler vectorizes it at that width.
+macro_rules! on_isa {
+    ($isa:expr, $f:path, ($($arg:ident: $ty:ty = $val:expr),* $(,)?)) => {{
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Isa::Avx512 => {
+                #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+                fn wide($($arg: $ty),*) { $f($($arg),*) }
+                // SAFETY: Isa::Avx512 is only chosen when the CPU has these features.
+                unsafe { wide($($val),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Isa::Avx2 => {
+                #[target_feature(enable = "avx2,fma,popcnt")]
+                fn wide($($arg: $ty),*) { $f($($arg),*) }
+                // SAFETY: Isa::Avx2 is only chosen when the CPU has these features.
+                unsafe { wide($($val),*) }
+            }
+            _ => $f($($val),*),
+        }
+    }};
 }
+pub(crate) use on_isa;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_available_path_gives_the_same_bits() {
-        let x: Vec<f32> = (0..1003).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
-        let start: Vec<f32> = (0..1003).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
-        let run = |isa| {
-            let mut y = start.clone();
-            axpy_on(isa, 0.37, &x, &mut y);
-            y.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-        };
-        let portable = run(Isa::Portable);
+    fn every_available_path_expands_bitmaps_to_the_same_bits() {
+        let chunks = 7;
+        let masks: Vec<u16> = (0..chunks).map(|i| [0xffff, 0, 0x8001, 0x5a5a, 0x0100, 0x7fff, 0x00f3][i]).collect();
+        let ones: usize = masks.iter().map(|m| m.count_ones() as usize).sum();
+        let mut values: Vec<f32> = (0..ones).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        values.extend([0.0; LANES]);
+        let x: Vec<f32> = (0..chunks * LANES).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
+        let portable = bitmap_row(Isa::Portable, &masks, &values, &x);
         for isa in [Isa::Avx512, Isa::Avx2] {
-            assert_eq!(run(isa), portable, "{}", isa.name());
+            assert_eq!(bitmap_row(isa.or_portable(), &masks, &values, &x).to_bits(), portable.to_bits(), "{}", isa.name());
         }
-        assert_eq!(f32::from_bits(portable[5]), start[5] + 0.37 * x[5]);
+        // The same sum in f64 from the unpacked row.
+        let mut want = 0f64;
+        let mut k = 0;
+        for (c, &m) in masks.iter().enumerate() {
+            for j in 0..LANES {
+                if m & (1 << j) != 0 {
+                    want += f64::from(values[k]) * f64::from(x[c * LANES + j]);
+                    k += 1;
+                }
+            }
+        }
+        assert!((f64::from(portable) - want).abs() < 1e-5, "{portable} vs {want}");
         assert!(Isa::Portable.available() && detected().available());
     }
 }

@@ -1,8 +1,9 @@
 //! Packing round-trips bit for bit in every format, refuses what a format cannot hold, and the
 //! products equal a float64 reference within f32 rounding, for one token and many, on odd
-//! shapes, with the same bits in pools of 1 and 2 threads.
+//! shapes, with the same bits in pools of 1 and 2 threads and on every instruction set.
 
 use prunus_rng::SplitMix64;
+use prunus_sparse::simd::{self, Isa};
 use prunus_sparse::{Error, Format, PackedLinear};
 
 /// A rows x cols matrix with about `density` of its entries non-zero (uniform in [-1, 1)),
@@ -129,7 +130,7 @@ fn products_match_the_reference_and_not_the_thread_count() {
             if cols % 8 == 0 {
                 formats.push(Format::NM { n: 4, m: 8 });
             }
-            for t in [1, 3, 17, 64] {
+            for t in [1, 3, 17, 64, 100] {
                 let x = rng.vec(t * cols, 1.0);
                 let (want, scale) = reference(&w, &x, t, rows, cols);
                 for &format in &formats {
@@ -141,6 +142,17 @@ fn products_match_the_reference_and_not_the_thread_count() {
                         assert!(err <= cols as f64 * f64::from(f32::EPSILON) * scale, "{format} {rows}x{cols} t {t} output {k}: {got} vs {want}");
                     }
                     assert_eq!(bits(&forward(&p, &x, t, 1)), bits(&y), "{format} {rows}x{cols} t {t}: 1 vs 2 threads");
+                    // Denser weights with many tokens run the dense kernels on the unpacked
+                    // matrix: the very bits of the dense format.
+                    if t >= 16 && density >= prunus_sparse::UNPACK_ABOVE {
+                        let d = PackedLinear::pack(&w, rows, cols, Format::Dense).unwrap();
+                        assert_eq!(bits(&y), bits(&forward(&d, &x, t, 2)), "{format} {rows}x{cols} t {t}: unpacked vs dense");
+                    }
+                    for isa in [Isa::Avx2, Isa::Portable] {
+                        let mut other = vec![f32::NAN; t * rows];
+                        p.forward_on(isa, &x, t, &mut other);
+                        assert_eq!(bits(&other), bits(&y), "{format} {rows}x{cols} t {t}: {} vs {}", isa.name(), simd::detected().name());
+                    }
                 }
             }
         }

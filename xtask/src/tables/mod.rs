@@ -40,6 +40,7 @@ mod long;
 mod markdown;
 /// Structured cells: long-table rows and the summary section.
 pub mod model_level;
+pub mod packed;
 mod sections;
 mod settings;
 mod summary;
@@ -154,6 +155,7 @@ fn render_summary(summary: &Summary, opts: &SummaryOptions) -> String {
     summary.zero_shot(&mut out);
     summary.timing(&mut out, opts.time_reference.as_deref());
     out.push_str(&model_level::section(summary.records));
+    out.push_str(&packed::section(summary.records));
     out.push_str(&training::section(summary.records, opts.training_baseline.as_deref()));
     let mut plots: Vec<(String, crate::plots::LinePlot)> = summary.plots().into_iter().map(|(n, p)| (n.to_string(), p)).collect();
     plots.extend(training::plots(summary.records));

@@ -115,6 +115,7 @@ fn cell(
             training: None,
             library: None,
             budget_of: None,
+            speed: false,
         },
         wall_seconds: seconds.total + 0.75,
         finished_unix: 1_700_000_000,
@@ -158,6 +159,7 @@ fn cell(
             output: None,
             structure: None,
             training: None,
+            packed: None,
         },
     }
 }
@@ -448,4 +450,32 @@ fn the_summary_counts_no_zeros_in_structured_cells_and_says_what_their_seconds_a
     assert!(!md.contains("Realised sparsity"), "{md}");
     assert!(md.contains("## Pruning time") && md.contains("For structured cells, score+mask is every scoring iteration"), "{md}");
     assert!(md.contains("## Structured pruning"), "{md}");
+}
+
+#[test]
+fn timed_cells_get_the_packed_section_and_long_rows() {
+    let mut timed = cell(Some("wanda"), "2:4", 0.5, 0, 30.0, [(0.5, 0.5), (0.6, 0.6)], None);
+    timed.cell.speed = true;
+    let pair = |dense: f64, packed: f64| prunus_report::DensePacked { dense, packed };
+    timed.report.packed = Some(prunus_report::PackedSpeed {
+        isa: "avx512f".into(),
+        cpu: "Test CPU".into(),
+        formats: "210 bitmap".into(),
+        eval_tokens_per_s: pair(800.0, 780.0),
+        decode_tokens_per_s: pair(40.0, 60.0),
+        first_token_s: pair(0.1, 0.09),
+        disk_bytes: pair(538.0 * 1048576.0, 340.0 * 1048576.0),
+        linear_bytes: pair(405.0 * 1048576.0, 216.0 * 1048576.0),
+        protocol: "1 window of 512 tokens".into(),
+    });
+    let records = packed::with_packed_rows(&[cell(None, "dense", 0.0, 0, 14.0, [(0.5, 0.5), (0.6, 0.6)], None), timed]);
+    let md = summary_markdown(&records, &options()).unwrap();
+    assert!(md.contains("## Packed sparse linears on CPU") && md.contains("`avx512f` on Test CPU"), "{md}");
+    assert!(md.contains("| wanda | 2:4 | 210 bitmap | 40.0 | 60.0 | 1.50× | 800 | 780 | 0.97× | 538 | 340 |"), "{md}");
+    let rows: Vec<&Evaluation> = records[1].report.evaluations.iter().filter(|e| e.task == packed::TASK).collect();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().any(|e| e.metric == "decode_tokens_per_second_packed" && e.value == 60.0));
+    // Cells that were not timed have no such section.
+    let plain = summary_markdown(&[cell(None, "dense", 0.0, 0, 14.0, [(0.5, 0.5), (0.6, 0.6)], None)], &options()).unwrap();
+    assert!(!plain.contains("Packed sparse"));
 }

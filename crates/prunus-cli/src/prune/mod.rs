@@ -76,7 +76,8 @@ pub fn run(args: PruneArgs) -> Result<()> {
         }
     };
 
-    let evaluations = evaluate_and_save(&session, &plan.specs, &tokens.eval, &plan.opts, plan.out.as_deref(), agreement.as_mut(), &mut seconds)?;
+    let out = plan.out.as_deref().map(|p| (p, plan.sparse_out));
+    let evaluations = evaluate_and_save(&session, &plan.specs, &tokens.eval, &plan.opts, out, agreement.as_mut(), &mut seconds)?;
     seconds.total = started.elapsed().as_secs_f64();
 
     let (method, config) = match &plan.method {
@@ -89,6 +90,24 @@ pub fn run(args: PruneArgs) -> Result<()> {
     report.calibration = pruned.calibration;
     report.output = plan.out.as_ref().map(|p| p.display().to_string());
     report.structure = pruned.structure;
+    if plan.speed {
+        let pb = crate::session::spinner("timing the model packed against dense");
+        let packed = crate::speed::measure(&session.model, &tokens.eval, plan.opts.seq_len)?;
+        pb.finish_and_clear();
+        let mib = |b: f64| b / (1u64 << 20) as f64;
+        eprintln!(
+            "packed ({}, {}): decode {:.1} tok/s (dense {:.1}), evaluation {:.0} tok/s (dense {:.0}), {:.0} MiB on disk as sparse-bitmask (dense {:.0})",
+            packed.formats,
+            packed.isa,
+            packed.decode_tokens_per_s.packed,
+            packed.decode_tokens_per_s.dense,
+            packed.eval_tokens_per_s.packed,
+            packed.eval_tokens_per_s.dense,
+            mib(packed.disk_bytes.packed),
+            mib(packed.disk_bytes.dense)
+        );
+        report.packed = Some(packed);
+    }
 
     let ppl = report.evaluations.iter().find(|e| e.metric == "ppl").map(|e| format!(", {} = {:.4}", e.task, e.value)).unwrap_or_default();
     println!("{} {method} {}: {}{ppl}{}", session.info.label, pruned.asked, pruned.summary, pruned.tail);
@@ -96,13 +115,14 @@ pub fn run(args: PruneArgs) -> Result<()> {
 }
 
 /// The end of a pruning run: the tasks on the pruned model, the dense-agreement metrics (whose
-/// dense pass ran before pruning and counts as evaluation time), then saving to `out` if given.
+/// dense pass ran before pruning and counts as evaluation time), then saving to `out` if given
+/// (with the block linears in the sparse-bitmask layout when its flag is set).
 fn evaluate_and_save(
     session: &Session,
     specs: &[TaskSpec],
     eval_tokens: &[u32],
     opts: &EvalOpts,
-    out: Option<&std::path::Path>,
+    out: Option<(&std::path::Path, bool)>,
     mut agreement: Option<&mut DenseAgreement>,
     seconds: &mut Seconds,
 ) -> Result<Vec<Evaluation>> {
@@ -112,8 +132,8 @@ fn evaluate_and_save(
         evaluations.extend(a.finish(session, eval_tokens)?);
     }
     seconds.evaluation = t.elapsed().as_secs_f64() + agreement.as_ref().map_or(0.0, |a| a.dense_seconds);
-    if let Some(out) = out {
-        seconds.save = session::save(session, out)?;
+    if let Some((out, sparse)) = out {
+        seconds.save = session::save(session, out, sparse)?;
     }
     Ok(evaluations)
 }

@@ -269,7 +269,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         std::fs::remove_dir_all(&model_dir).with_context(|| format!("replacing {}", model_dir.display()))?;
     }
     let tokenizer = corpus.vocab.tokenizer_json()?;
-    model.save_hf_dir(&model_dir, &SaveOptions { tokenizer_json: Some(tokenizer.as_bytes()), overwrite: false })?;
+    model.save_hf_dir(&model_dir, &SaveOptions { tokenizer_json: Some(tokenizer.as_bytes()), overwrite: false, sparse: false })?;
     let final_validation_loss = outcome.evals.last().map_or(f64::NAN, |e| e.value);
     let report = TrainReport {
         prunus: env!("CARGO_PKG_VERSION").into(),

@@ -107,7 +107,7 @@ fn the_bad_input_corpus_gives_one_line_and_writes_nothing() {
     let tokenizer = prunus_data::tokenizer::from_gguf(&prunus_data::assets::default_model_path().unwrap()).unwrap();
     let tok_json = tokenizer.to_string(false).unwrap();
     let base = root.join("hf");
-    tiny.save_hf_dir(&base, &SaveOptions { tokenizer_json: Some(tok_json.as_bytes()), overwrite: false }).unwrap();
+    tiny.save_hf_dir(&base, &SaveOptions { tokenizer_json: Some(tok_json.as_bytes()), overwrite: false, sparse: false }).unwrap();
     let no_config = variant(&base, root, "no-config", |d| std::fs::remove_file(d.join("config.json")).unwrap());
     let bad_config = variant(&base, root, "bad-config", |d| std::fs::write(d.join("config.json"), "{").unwrap());
     let zero_heads = variant(&base, root, "zero-heads", |d| edit_config(d, "num_attention_heads", 0.into()));

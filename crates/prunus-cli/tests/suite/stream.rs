@@ -62,6 +62,9 @@ fn a_streamed_prune_refuses_what_it_cannot_do_and_writes_nothing() {
     fails_with(&prunus(&["prune", "--method", "wanda", "--stream"]), &["--stream", "--out"]);
     fails_with(&prunus(&["prune", "--method", "wanda", "--stream", "--out", &p("o"), "--eval", "ppl:wiki-vital"]), &["--stream", "evaluates nothing"]);
     fails_with(&prunus(&["prune", "--method", "taylor", "--reduction", "0.2", "--stream", "--out", &p("o")]), &["--stream", "layer-wise"]);
+    fails_with(&prunus(&["prune", "--method", "wanda", "--stream", "--out", &p("o"), "--out-format", "sparse-bitmask"]), &["--stream", "sparse-bitmask"]);
+    fails_with(&prunus(&["prune", "--method", "wanda", "--stream", "--out", &p("o"), "--speed"]), &["--stream", "--speed"]);
+    fails_with(&prunus(&["prune", "--method", "wanda", "--out-format", "sparse-bitmask"]), &["--out"]);
     // A shard cut short is named before any block is pruned; nothing appears at --out.
     ok(&["synth", "--shape", "smollm2-135m", "--layers", "2", "--dtype", "f32", "--out", &p("syn")]);
     let shard = dir.path().join("syn/model-00003-of-00004.safetensors");

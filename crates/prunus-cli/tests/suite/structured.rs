@@ -103,7 +103,7 @@ fn units_the_architecture_cannot_remove_are_refused_and_nothing_is_written() {
     let tokenizer_json = tokenizer.to_string(false).unwrap();
     LlamaModel::synthetic(config, 1)
         .unwrap()
-        .save_hf_dir(&model_dir, &SaveOptions { tokenizer_json: Some(tokenizer_json.as_bytes()), overwrite: false })
+        .save_hf_dir(&model_dir, &SaveOptions { tokenizer_json: Some(tokenizer_json.as_bytes()), overwrite: false, sparse: false })
         .unwrap();
     let (out, report) = (dir.path().join("out"), dir.path().join("r.json"));
     let prune = |extra: &[&str]| {

@@ -15,6 +15,7 @@ use safetensors::Dtype;
 
 use crate::config::LlamaConfig;
 
+mod bitmask;
 mod files;
 mod outdir;
 mod shards;
@@ -22,6 +23,7 @@ mod shards;
 use files::io;
 pub(crate) use files::{safetensors_files, write_config};
 pub use files::{header_problem, read_config};
+pub use bitmask::FORMAT as SPARSE_FORMAT;
 pub use outdir::{OutputDir, TEMP_PREFIX, remove_stale_temps};
 pub use shards::{RawTensor, ShardReader, ShardWriter};
 use shards::write_safetensors;
@@ -36,6 +38,11 @@ pub struct SaveOptions<'a> {
     /// Replace an existing non-empty output directory (it is swapped out only once the new
     /// one is complete).
     pub overwrite: bool,
+    /// Store every decoder-block linear in compressed-tensors' sparse-bitmask layout (its
+    /// non-zero values, a bit per weight and the row offsets; see [`SPARSE_FORMAT`]) instead of
+    /// as a dense matrix: a pruned model's file shrinks with its sparsity, and
+    /// [`from_hf_dir`](LlamaModel::from_hf_dir) reads it back bit for bit.
+    pub sparse: bool,
 }
 
 impl LlamaModel {
@@ -86,8 +93,18 @@ impl LlamaModel {
                 reason: format!("the weights in {} hold layer {extra}", dir.display()),
             });
         }
+        check_quantization(&config, dir)?;
         let mut tensors = HashMap::new();
         for (name, shape) in config.tensor_shapes() {
+            let compressed = format!("{}.compressed", bitmask::prefix(&name));
+            if !routing.contains_key(&name) && routing.contains_key(&compressed) {
+                let i = routing[&compressed];
+                let prefix = bitmask::prefix(&name);
+                let w = bitmask::decompress(&shape, |part| maps[*routing.get(&format!("{prefix}.{part}"))?].get(&format!("{prefix}.{part}")).ok())
+                    .map_err(|reason| ModelError::Safetensors { path: files[i].clone(), reason: format!("sparse tensor `{prefix}`: {reason}") })?;
+                tensors.insert(name, candle_core::Tensor::from_vec(w, shape.as_slice(), &Device::Cpu)?.to_device(device)?);
+                continue;
+            }
             let i = *routing
                 .get(&name)
                 .ok_or_else(|| ModelError::MissingTensor { path: dir.to_path_buf(), tensor: name.clone() })?;
@@ -113,7 +130,8 @@ impl LlamaModel {
                 .map_err(|e| ModelError::Safetensors { path: files[i].clone(), reason: format!("tensor `{name}`: {e}") })?;
             tensors.insert(name, t);
         }
-        let extra = routing.len().saturating_sub(tensors.len());
+        let parts = routing.keys().filter(|k| bitmask::PARTS.iter().any(|p| k.ends_with(&format!(".{p}")))).count();
+        let extra = routing.len().saturating_sub(tensors.len() + parts);
         if extra > 0 {
             tracing::debug!(extra, "ignoring tensors that a llama does not use");
         }
@@ -139,6 +157,7 @@ impl LlamaModel {
         c.tie_word_embeddings = self.is_tied();
         c.num_key_value_heads = Some(c.n_kv_heads());
         c.head_dim = Some(c.head_dim());
+        c.quantization_config = None;
         c
     }
 
@@ -153,12 +172,54 @@ impl LlamaModel {
         dir.commit()
     }
 
-    fn write_hf_files(&self, dir: &Path, options: &SaveOptions<'_>) -> Result<()> {
-        let config_path = write_config(dir, &self.export_config())?;
-        let mut tensors = Vec::new();
+    /// Bytes of the tensors [`save_hf_dir`](Self::save_hf_dir) writes (headers aside): every
+    /// tensor as f32, or with `sparse` the block linears in the sparse-bitmask layout (their
+    /// non-zero values, a bit per weight, a row offset per row and the shape).
+    pub fn tensor_bytes(&self, sparse: bool) -> Result<u64> {
+        let mut total = 0u64;
         for (name, t) in self.named_tensors() {
-            tensors.push((name, RawTensor::from_tensor(t, Dtype::F32)?));
+            total += if sparse && is_block_linear(&name) {
+                let (rows, cols) = t.dims2()?;
+                let nonzero = t.flatten_all()?.to_vec1::<f32>()?.iter().filter(|v| v.to_bits() != 0).count();
+                (nonzero * 4 + rows * cols.div_ceil(8) + rows * 8 + 16) as u64
+            } else {
+                (t.elem_count() * 4) as u64
+            };
         }
+        Ok(total)
+    }
+
+    fn write_hf_files(&self, dir: &Path, options: &SaveOptions<'_>) -> Result<()> {
+        let mut config = self.export_config();
+        let mut tensors = Vec::new();
+        let (mut zeros, mut packed) = (0usize, 0usize);
+        let mut two_four = true;
+        for (name, t) in self.named_tensors() {
+            if options.sparse && is_block_linear(&name) {
+                let (rows, cols) = t.dims2()?;
+                let w = t.flatten_all()?.to_vec1::<f32>()?;
+                zeros += w.iter().filter(|v| **v == 0.0).count(); // -0.0 is stored, but is a zero
+                packed += w.len();
+                two_four &= cols % 4 == 0 && w.chunks_exact(4).all(|g| g.iter().filter(|v| v.to_bits() != 0).count() <= 2);
+                tensors.extend(bitmask::compress(bitmask::prefix(&name), &w, rows, cols));
+            } else {
+                tensors.push((name, RawTensor::from_tensor(t, Dtype::F32)?));
+            }
+        }
+        if options.sparse {
+            config.quantization_config = Some(serde_json::json!({
+                "quant_method": "compressed-tensors",
+                "format": bitmask::FORMAT,
+                "sparsity_config": {
+                    "format": bitmask::FORMAT,
+                    "global_sparsity": zeros as f64 / packed.max(1) as f64,
+                    "sparsity_structure": if two_four { "2:4" } else { "unstructured" },
+                    "targets": ["Linear"],
+                    "ignore": ["lm_head"],
+                },
+            }));
+        }
+        let config_path = write_config(dir, &config)?;
         write_safetensors(&dir.join("model.safetensors"), tensors.iter().map(|(n, t)| (n.as_str(), t)), &config_path)?;
         if let Some(tok) = options.tokenizer_json {
             let p = dir.join("tokenizer.json");
@@ -166,4 +227,25 @@ impl LlamaModel {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is the weight of a decoder block's linear (`model.layers.N.*_proj.weight`).
+fn is_block_linear(name: &str) -> bool {
+    name.starts_with("model.layers.") && name.ends_with("_proj.weight")
+}
+
+/// Refuses a `quantization_config` that describes anything but dense or sparse-bitmask f32,
+/// f16 or bf16 weights: prunus does not dequantize.
+fn check_quantization(config: &LlamaConfig, dir: &Path) -> Result<()> {
+    let Some(q) = &config.quantization_config else { return Ok(()) };
+    let method = q.get("quant_method").and_then(|m| m.as_str()).unwrap_or("");
+    let groups = q.get("config_groups").is_some_and(|g| g.as_object().is_some_and(|o| !o.is_empty()));
+    if method != "compressed-tensors" || groups {
+        return Err(ModelError::Config {
+            field: "quantization_config".into(),
+            value: if method.is_empty() { "?".into() } else { method.into() },
+            reason: format!("{} holds quantized weights; prunus reads f32, f16 and bf16 weights, dense or in the {} layout", dir.display(), bitmask::FORMAT),
+        });
+    }
+    Ok(())
 }

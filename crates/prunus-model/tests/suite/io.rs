@@ -25,7 +25,7 @@ fn save_then_load_is_bit_exact() {
     for tied in [true, false] {
         let model = LlamaModel::synthetic(LlamaConfig::new(64, 32, 48, 2, 4, 2, !tied), 9).unwrap();
         let out = dir.path().join(format!("out-{tied}"));
-        model.save_hf_dir(&out, &SaveOptions { tokenizer_json: Some(b"{\"x\": 1}"), overwrite: false }).unwrap();
+        model.save_hf_dir(&out, &SaveOptions { tokenizer_json: Some(b"{\"x\": 1}"), overwrite: false, sparse: false }).unwrap();
         assert_eq!(std::fs::read(out.join("tokenizer.json")).unwrap(), b"{\"x\": 1}");
         let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["architectures"], serde_json::json!(["LlamaForCausalLM"]));
@@ -83,7 +83,7 @@ fn save_refuses_bad_output_dirs() {
     let loaded = LlamaModel::from_hf_dir(&src, &Device::Cpu).unwrap();
     // The input model's own path, also via `..`, and a parent of it.
     for out in [src.clone(), src.join("..").join("src"), dir.path().to_path_buf()] {
-        let e = loaded.save_hf_dir(&out, &SaveOptions { tokenizer_json: None, overwrite: true }).unwrap_err();
+        let e = loaded.save_hf_dir(&out, &SaveOptions { tokenizer_json: None, overwrite: true, sparse: false }).unwrap_err();
         assert!(matches!(e, ModelError::OutputDir { .. }) && e.to_string().contains("input model"), "{e}");
     }
     // An existing non-empty directory without overwrite, then with it.
@@ -92,7 +92,7 @@ fn save_refuses_bad_output_dirs() {
     let e = model.save_hf_dir(&other, &SaveOptions::default()).unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e}");
     std::fs::write(other.join("stale.txt"), "x").unwrap();
-    model.save_hf_dir(&other, &SaveOptions { tokenizer_json: None, overwrite: true }).unwrap();
+    model.save_hf_dir(&other, &SaveOptions { tokenizer_json: None, overwrite: true, sparse: false }).unwrap();
     assert!(!other.join("stale.txt").exists());
     // An existing empty directory is fine.
     let empty = dir.path().join("empty");
@@ -107,7 +107,7 @@ fn save_refuses_bad_output_dirs() {
     let g = dir.path().join("m.gguf");
     write_gguf(&model, &g, GgmlDType::F32, "llama");
     let gm = LlamaModel::from_gguf(&g, &Device::Cpu).unwrap();
-    assert!(gm.save_hf_dir(&g, &SaveOptions { tokenizer_json: None, overwrite: true }).unwrap_err().to_string().contains("input model"));
+    assert!(gm.save_hf_dir(&g, &SaveOptions { tokenizer_json: None, overwrite: true, sparse: false }).unwrap_err().to_string().contains("input model"));
 }
 
 #[test]

@@ -12,4 +12,5 @@ mod io;
 mod layout;
 mod real_model;
 mod runtime;
+mod sparse_checkpoint;
 mod stream;
