@@ -37,6 +37,7 @@ mod report;
 mod scaffold;
 mod streaming;
 mod swe;
+mod sparse_plot;
 mod tables;
 mod test;
 mod workspace;
@@ -77,6 +78,13 @@ enum Task {
     /// prunus-all, with its kind's conformance test and a README skeleton), or with
     /// --out-of-tree DIR a shared-library crate against the C ABI for `prunus --plugin`.
     NewPlugin(scaffold::Args),
+    /// Draw DIR/plot.svg (packed over dense speed against sparsity, decode and evaluation)
+    /// from the DIR/speed.csv that `cargo run --release -p prunus-benches --example
+    /// sparse_speed -- DIR` writes.
+    SparsePlot {
+        /// The directory of speed.csv, e.g. results/sparse-speed.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -87,5 +95,6 @@ fn main() -> Result<()> {
         Task::Report(args) => report::report(args),
         Task::Streaming(args) => streaming::run(args),
         Task::NewPlugin(args) => scaffold::run(args),
+        Task::SparsePlot { dir } => sparse_plot::run(&dir),
     }
 }

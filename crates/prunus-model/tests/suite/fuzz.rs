@@ -1,5 +1,5 @@
-//! The model readers under prunus-fuzz (see its docs): GGUF files, safetensors files and
-//! their shard index, and config.json. Each target writes the input where the reader expects
+//! The model readers under prunus-fuzz (see its docs): GGUF files, safetensors files (dense
+//! and in the sparse-bitmask layout) and their shard index, and config.json. Each target writes the input where the reader expects
 //! it and loads; an error is the right answer, a panic is a crash. Regression inputs live in
 //! `tests/fuzz/<target>/`; `PRUNUS_FUZZ_SECONDS=600 cargo test --release -p prunus-model
 //! --test fuzz -- <target>` is a campaign.
@@ -50,7 +50,10 @@ fn fuzz_gguf() {
 fn fuzz_safetensors() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = hf_dir(scratch.path());
-    let seeds = vec![std::fs::read(dir.join("model.safetensors")).unwrap()];
+    // A second seed with the block linears in the sparse-bitmask layout (its own reader).
+    let sparse = scratch.path().join("sparse");
+    tiny().save_hf_dir(&sparse, &SaveOptions { sparse: true, ..SaveOptions::default() }).unwrap();
+    let seeds = vec![std::fs::read(dir.join("model.safetensors")).unwrap(), std::fs::read(sparse.join("model.safetensors")).unwrap()];
     let file = dir.join("model.safetensors");
     prunus_fuzz::run("safetensors", &corpus("safetensors"), &seeds, |data| {
         std::fs::write(&file, data).unwrap();
