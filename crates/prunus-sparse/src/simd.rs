@@ -166,12 +166,28 @@ mod x86 {
         t
     };
 
+    /// Calls `step(accumulator, chunk, mask)` for every chunk, chunk c into accumulator
+    /// c mod CHAINS: whole groups of CHAINS chunks (so the accumulators stay in registers),
+    /// then the rest.
+    #[inline(always)]
+    fn by_chains<A>(masks: &[u16], acc: &mut [A; CHAINS], mut step: impl FnMut(&mut A, usize, u16)) {
+        let whole = masks.len() / CHAINS * CHAINS;
+        for (g, group) in masks[..whole].chunks_exact(CHAINS).enumerate() {
+            for (i, (a, &mask)) in acc.iter_mut().zip(group).enumerate() {
+                step(a, g * CHAINS + i, mask);
+            }
+        }
+        for (i, &mask) in masks[whole..].iter().enumerate() {
+            step(&mut acc[i], whole + i, mask);
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
     pub(super) unsafe fn bitmap_row_avx512(masks: &[u16], values: &[f32], x: &[f32], out: &mut [[f32; LANES]; CHAINS]) {
         let mut acc = [_mm512_setzero_ps(); CHAINS];
         let mut k = 0;
         // One chunk into accumulator a.
-        let mut step = |a: &mut __m512, chunk: usize, mask: u16| {
+        let step = |a: &mut __m512, chunk: usize, mask: u16| {
             assert!(k + LANES <= values.len(), "values padded by a chunk");
             // SAFETY: 16 values from k are in bounds (just checked) and the caller checked
             // that x holds a whole chunk per mask. The expansion is the register form of
@@ -185,16 +201,7 @@ mod x86 {
             }
             k += mask.count_ones() as usize;
         };
-        // Whole groups of CHAINS chunks with the accumulators in registers, then the rest.
-        let whole = masks.len() / CHAINS * CHAINS;
-        for (g, group) in masks[..whole].chunks_exact(CHAINS).enumerate() {
-            for (i, (a, &mask)) in acc.iter_mut().zip(group).enumerate() {
-                step(a, g * CHAINS + i, mask);
-            }
-        }
-        for (i, &mask) in masks[whole..].iter().enumerate() {
-            step(&mut acc[i], whole + i, mask);
-        }
+        by_chains(masks, &mut acc, step);
         for (o, a) in out.iter_mut().zip(acc) {
             // SAFETY: o holds 16 floats.
             unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
@@ -235,7 +242,7 @@ mod x86 {
                 _mm256_and_ps(w, _mm256_castsi256_ps(on))
             }
         };
-        let mut step = |[lo, hi]: &mut [__m256; 2], chunk: usize, mask: u16| {
+        let step = |[lo, hi]: &mut [__m256; 2], chunk: usize, mask: u16| {
             let (b0, b1) = ((mask & 0xff) as usize, (mask >> 8) as usize);
             assert!(k + LANES <= values.len(), "values padded by a chunk");
             // SAFETY: 16 values from k are in bounds (just checked: the high byte's 8 start at
@@ -248,15 +255,7 @@ mod x86 {
             }
             k += mask.count_ones() as usize;
         };
-        let whole = masks.len() / CHAINS * CHAINS;
-        for (g, group) in masks[..whole].chunks_exact(CHAINS).enumerate() {
-            for (i, (a, &mask)) in acc.iter_mut().zip(group).enumerate() {
-                step(a, g * CHAINS + i, mask);
-            }
-        }
-        for (i, &mask) in masks[whole..].iter().enumerate() {
-            step(&mut acc[i], whole + i, mask);
-        }
+        by_chains(masks, &mut acc, step);
         for (o, [lo, hi]) in out.iter_mut().zip(acc) {
             // SAFETY: o holds 16 floats.
             unsafe {
