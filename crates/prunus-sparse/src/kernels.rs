@@ -3,13 +3,17 @@
 //! One token (decoding) is a matrix-vector product, bound by the bytes of `W` read: each row
 //! is summed in four accumulators of 16 lanes, stored weight i going to lane i mod 16 of
 //! accumulator (i / 16) mod 4 (for a bitmap, column j of 16-column chunk c, expanded in
-//! registers, to lane j of accumulator c mod 4), then reduced in a fixed order. Many tokens (evaluation, prefill) go through a tiled layout: the inputs transposed
-//! into tiles of `TILE` tokens (a whole tile of one input column contiguous) and, for each
-//! output row, the row's stored weights each scaling one tile column into `TILE` accumulators
-//! held in registers; each output is one chain of fused multiply-adds in storage order, which
-//! the tile size does not change. Output rows are split over the rayon pool in fixed chunks,
-//! so the thread count never changes a bit, and every instruction set gives the same bits
-//! ([`crate::simd`]).
+//! registers, to lane j of accumulator c mod 4), then reduced in a fixed order.
+//!
+//! Many tokens (evaluation, prefill): weights with at least [`UNPACK_ABOVE`] non-zeros are
+//! unpacked and multiplied by gemm (the dense format's bits); sparser ones go through a tiled
+//! layout: the inputs transposed into tiles of 16, 64 or 128 tokens (a whole tile of one input
+//! column contiguous) and, for each output row, the row's stored weights each scaling one tile
+//! column into accumulators held in registers; each output is one chain of fused multiply-adds
+//! in storage order, which the tile size does not change.
+//!
+//! Output rows are split over the rayon pool and each is computed alone, so the thread count
+//! never changes a bit, and every instruction set gives the same bits ([`crate::simd`]).
 
 use rayon::prelude::*;
 
