@@ -137,8 +137,19 @@ impl ShardReader {
         self.entries.keys().map(String::as_str)
     }
 
-    /// The stored dtype of `name`, checked to be f32, f16 or bf16 and of shape `shape`.
+    /// The prefix of `name`'s four tensors when it is stored in the sparse-bitmask layout
+    /// (no `name` itself, but `<prefix>.compressed`).
+    fn sparse_prefix<'n>(&self, name: &'n str) -> Option<&'n str> {
+        let prefix = super::bitmask::prefix(name);
+        (!self.entries.contains_key(name) && self.entries.contains_key(&format!("{prefix}.compressed"))).then_some(prefix)
+    }
+
+    /// The stored dtype of `name`, checked to be f32, f16 or bf16 and of shape `shape` (f32 for a
+    /// linear in the sparse-bitmask layout, whose shape is checked when it is read).
     pub fn check(&self, name: &str, shape: &[usize]) -> Result<Dtype> {
+        if self.sparse_prefix(name).is_some() {
+            return Ok(Dtype::F32);
+        }
         let e = self.entry(name)?;
         if e.shape != shape {
             return Err(ModelError::ShapeMismatch { tensor: name.to_string(), expected: shape.to_vec(), found: e.shape.clone() });
@@ -149,15 +160,43 @@ impl ShardReader {
         }
     }
 
-    /// The bytes of `name` as stored, after [`check`](Self::check)ing it against `shape`.
+    /// The bytes of `name` as stored, after [`check`](Self::check)ing it against `shape`; a
+    /// linear in the sparse-bitmask layout comes back dense, as f32.
     pub fn raw(&self, name: &str, shape: &[usize]) -> Result<RawTensor> {
+        if let Some(prefix) = self.sparse_prefix(name) {
+            return self.sparse(prefix, shape);
+        }
         let dtype = self.check(name, shape)?;
         let e = self.entry(name)?;
+        Ok(RawTensor { dtype, shape: e.shape.clone(), bytes: self.bytes(name, e)? })
+    }
+
+    /// The data of `name`'s entry `e`.
+    fn bytes(&self, name: &str, e: &Entry) -> Result<Vec<u8>> {
         let (path, file) = &self.files[e.file];
         let mut bytes = vec![0u8; (e.end - e.start) as usize];
         file.read_exact_at(&mut bytes, e.start)
             .map_err(|err| ModelError::Safetensors { path: path.clone(), reason: format!("reading tensor `{name}`: {err}") })?;
-        Ok(RawTensor { dtype, shape: e.shape.clone(), bytes })
+        Ok(bytes)
+    }
+
+    /// The dense f32 matrix of `prefix`'s four sparse-bitmask tensors, checked as
+    /// [`bitmask::decompress`](super::bitmask::decompress) does.
+    fn sparse(&self, prefix: &str, shape: &[usize]) -> Result<RawTensor> {
+        let mut parts = HashMap::new();
+        for part in super::bitmask::PARTS {
+            let name = format!("{prefix}.{part}");
+            if let Some(e) = self.entries.get(&name) {
+                parts.insert(part, (e, self.bytes(&name, e)?));
+            }
+        }
+        let file = &self.files[self.entries[&format!("{prefix}.compressed")].file].0;
+        let w = super::bitmask::decompress(shape, |part| {
+            let (e, bytes) = parts.get(part)?;
+            safetensors::tensor::TensorView::new(e.dtype, e.shape.clone(), bytes).ok()
+        })
+        .map_err(|reason| ModelError::Safetensors { path: file.clone(), reason: format!("sparse tensor `{prefix}`: {reason}") })?;
+        Ok(RawTensor { dtype: Dtype::F32, shape: shape.to_vec(), bytes: w.iter().flat_map(|v| v.to_le_bytes()).collect() })
     }
 
     /// `name` as an f32 tensor on the CPU (see [`raw`](Self::raw)).

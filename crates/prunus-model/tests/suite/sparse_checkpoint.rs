@@ -56,6 +56,10 @@ fn a_sparse_checkpoint_loads_back_bit_for_bit_and_is_smaller() {
     assert!((0.65..0.75).contains(&g), "{g}");
     let dcfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dense.join("config.json")).unwrap()).unwrap();
     assert!(dcfg.get("quantization_config").is_none());
+    // The tensor-at-a-time reader (`prunus inspect`, `prune --stream`) reads it as well.
+    let (a, b) = (prunus_model::stream::inspect_dir(&sparse).unwrap(), prunus_model::stream::inspect_dir(&dense).unwrap());
+    assert_eq!(a.2, b.2);
+    assert!(a.2.iter().all(|l| l.zeros * 10 > l.numel * 6), "{:?}", a.2);
     // Saving the loaded model again gives the same bytes.
     let again = dir.path().join("again");
     save(&back, &again, true);
