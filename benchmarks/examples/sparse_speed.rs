@@ -16,12 +16,11 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use candle_core::Device;
 use prunus_core::Pattern;
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
-use prunus_model::runtime::{Packing, Runtime};
+use prunus_model::runtime::{Packing, Runtime, side_by_side};
 use {prunus_magnitude as _, prunus_sparse as _};
 
 const WINDOWS: usize = 3;
@@ -42,37 +41,6 @@ struct Row {
     /// Largest error of the dense and the packed logits against the f64 forward, as a share of
     /// the largest logit.
     f64_error: (f64, f64),
-}
-
-/// Seconds of the fastest of `REPEATS` runs of `f`, alternating with `g` (same count).
-fn best_alternating(mut f: impl FnMut(), mut g: impl FnMut()) -> (f64, f64) {
-    let (mut a, mut b) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..REPEATS {
-        let t = Instant::now();
-        f();
-        a = a.min(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        g();
-        b = b.min(t.elapsed().as_secs_f64());
-    }
-    (a, b)
-}
-
-fn decode(rt: &Runtime, prompt: &[u32]) -> (f64, f64) {
-    let mut cache = rt.cache();
-    let t = Instant::now();
-    let logits = rt.extend(&mut cache, prompt).unwrap();
-    let ttft = t.elapsed().as_secs_f64();
-    let mut next = argmax(&logits);
-    let t = Instant::now();
-    for _ in 0..DECODE {
-        next = argmax(&rt.extend(&mut cache, &[next]).unwrap());
-    }
-    (ttft, t.elapsed().as_secs_f64())
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b }) as u32
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,17 +84,7 @@ fn main() -> anyhow::Result<()> {
         // A wrong kernel is off by whole units; f32 rounding through 30 blocks by about 1e-5.
         assert!(max_diff <= 1e-4, "{setting}: packed logits differ by {max_diff:e} of the largest");
         eprintln!("{setting}: timing");
-        let (te_dense, te_packed) = best_alternating(
-            || windows.iter().for_each(|w| drop(dense.window_logits(w).unwrap())),
-            || windows.iter().for_each(|w| drop(packed.window_logits(w).unwrap())),
-        );
-        let (mut dd, mut dp) = ((f64::INFINITY, f64::INFINITY), (f64::INFINITY, f64::INFINITY));
-        for _ in 0..REPEATS {
-            let a = decode(&dense, prompt);
-            let b = decode(&packed, prompt);
-            dd = (dd.0.min(a.0), dd.1.min(a.1));
-            dp = (dp.0.min(b.0), dp.1.min(b.1));
-        }
+        let t = side_by_side([&dense, &packed], &windows, prompt, DECODE, REPEATS, REPEATS)?;
         let linears = packed.linears();
         let formats = packed.format_counts();
         let tokens = (WINDOWS * SEQ) as f64;
@@ -135,9 +93,9 @@ fn main() -> anyhow::Result<()> {
             formats: formats.iter().map(|(f, n)| format!("{n} {f}")).collect::<Vec<_>>().join(", "),
             bytes: linears.iter().map(|l| l.bytes).sum(),
             dense_bytes: linears.iter().map(|l| l.dense_bytes).sum(),
-            eval: (tokens / te_dense, tokens / te_packed),
-            decode: (DECODE as f64 / dd.1, DECODE as f64 / dp.1),
-            ttft: (dd.0, dp.0),
+            eval: (tokens / t.eval[0], tokens / t.eval[1]),
+            decode: (DECODE as f64 / t.decode[0], DECODE as f64 / t.decode[1]),
+            ttft: (t.first_token[0], t.first_token[1]),
             max_diff,
             f64_error,
         });
@@ -157,7 +115,7 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
     std::fs::write(out.join("speed.csv"), csv)?;
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let cpu = prunus_sparse::simd::cpu_name();
     let mut md = format!(
         "# Packed sparse linears against dense, SmolLM2-135M\n\n\
          Produced by `cargo run --release -p prunus-benches --example sparse_speed -- results/sparse-speed` \

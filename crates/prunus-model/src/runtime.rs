@@ -295,6 +295,49 @@ impl Runtime {
     }
 }
 
+/// Best wall seconds of the same work on two runtimes, timed alternately ([`side_by_side`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SideBySide {
+    /// Evaluating all the windows once.
+    pub eval: [f64; 2],
+    /// The prompt's prefill, to the first token's logits.
+    pub first_token: [f64; 2],
+    /// The greedy tokens decoded one at a time after it.
+    pub decode: [f64; 2],
+}
+
+/// Times `sides` alternately on the same work and keeps the best time of each (a shared
+/// machine's load only ever slows a run down): every window evaluated from position 0, the
+/// best of `eval_repeats`; then `prompt` prefilled and `decode` tokens decoded greedily with
+/// the key/value cache, the best of `decode_repeats`.
+pub fn side_by_side(sides: [&Runtime; 2], windows: &[&[u32]], prompt: &[u32], decode: usize, eval_repeats: usize, decode_repeats: usize) -> Result<SideBySide> {
+    let mut best = SideBySide { eval: [f64::INFINITY; 2], first_token: [f64::INFINITY; 2], decode: [f64::INFINITY; 2] };
+    for _ in 0..eval_repeats {
+        for (i, rt) in sides.iter().enumerate() {
+            let t = std::time::Instant::now();
+            for w in windows {
+                rt.window_logits(w)?;
+            }
+            best.eval[i] = best.eval[i].min(t.elapsed().as_secs_f64());
+        }
+    }
+    let argmax = |v: &[f32]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b }) as u32;
+    for _ in 0..decode_repeats {
+        for (i, rt) in sides.iter().enumerate() {
+            let mut cache = rt.cache();
+            let t = std::time::Instant::now();
+            let mut logits = rt.extend(&mut cache, prompt)?;
+            best.first_token[i] = best.first_token[i].min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            for _ in 0..decode {
+                logits = rt.extend(&mut cache, &[argmax(&logits)])?;
+            }
+            best.decode[i] = best.decode[i].min(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(best)
+}
+
 /// Runs `f` on a thread of the current rayon pool: the forward's many parallel loops are
 /// then cheap forks inside the pool, not one blocking hand-over from outside it each (which
 /// cost about as much as a decoded token's weights to read).

@@ -58,6 +58,15 @@ pub fn detected() -> Isa {
     *ISA.get_or_init(|| [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.available()).unwrap_or(Isa::Portable))
 }
 
+/// The CPU's model name, from /proc/cpuinfo (empty where there is none): for the tables that
+/// name the machine beside [`detected`].
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default()
+}
+
 /// Lanes of a one-token accumulator.
 pub(crate) const LANES: usize = 16;
 
