@@ -7,10 +7,12 @@
 //!
 //! Many tokens (evaluation, prefill): weights with at least [`UNPACK_ABOVE`] non-zeros are
 //! unpacked and multiplied by gemm (the dense format's bits); sparser ones go through a tiled
-//! layout: the inputs transposed into tiles of 16, 64 or 128 tokens (a whole tile of one input
-//! column contiguous) and, for each output row, the row's stored weights each scaling one tile
-//! column into accumulators held in registers; each output is one chain of fused multiply-adds
-//! in storage order, which the tile size does not change.
+//! layout: the stored weights listed once as offsets into a tile, then tile after tile of 16,
+//! 64 or 128 tokens, the tile's inputs transposed (a whole tile of one input column
+//! contiguous, on whole cache lines) into a buffer that stays in the second-level caches, and
+//! for each output row, the row's stored weights each scaling one tile column into
+//! accumulators held in registers, a block of input columns at a time; each output is one
+//! chain of fused multiply-adds in storage order, which the tile size does not change.
 //!
 //! Output rows are split over the rayon pool and each is computed alone, so the thread count
 //! never changes a bit, and every instruction set gives the same bits ([`crate::simd`]).
@@ -23,13 +25,18 @@ use crate::simd::{self, CHAINS, Isa, LANES, on_isa};
 /// Output rows per parallel task, at least (one token).
 const ROWS_PER_TASK: usize = 16;
 
-/// Output rows per parallel task with many tokens: the rows of a task share each block of
-/// inputs while it is in cache, and the sparser the rows the more of them it takes to use it.
-const TILE_ROWS: usize = 64;
+/// Output rows per parallel task with many tokens (and per task listing their weights).
+const TILE_ROWS: usize = 32;
 
-/// Inputs of a tile per block of columns in the many-token kernel (16 KiB): they stay in the
-/// first-level cache while a chunk of rows passes over them.
-const BLOCK_FLOATS: usize = 4096;
+/// Inputs of a tile per block of columns in the many-token kernel (32 KiB, 64 columns of 128
+/// tokens): read from the first-level cache while a group of rows passes over them.
+const BLOCK_FLOATS: usize = 8192;
+
+/// Input columns per parallel task when transposing a tile.
+const TRANSPOSE_COLUMNS: usize = 64;
+
+/// Rows whose accumulators stay in the first-level cache beside a block of inputs.
+const GROUP_ROWS: usize = 16;
 
 impl PackedLinear {
     /// `y (t x rows) = x (t x cols) . W^T`, row-major, on the best instruction set this CPU
@@ -41,6 +48,16 @@ impl PackedLinear {
     /// [`forward`](Self::forward) on the instruction set `isa` (the portable path if the CPU
     /// lacks it): the same bits on every one, which the tests check.
     pub fn forward_on(&self, isa: Isa, x: &[f32], t: usize, y: &mut [f32]) {
+        self.product(isa, x, t, y, true);
+    }
+
+    /// [`forward_on`](Self::forward_on) without unpacking: many tokens always run the sparse
+    /// kernel, whatever the density (for tests and for benchmarks that find the break-even).
+    pub fn forward_sparse_on(&self, isa: Isa, x: &[f32], t: usize, y: &mut [f32]) {
+        self.product(isa, x, t, y, false);
+    }
+
+    fn product(&self, isa: Isa, x: &[f32], t: usize, y: &mut [f32], unpack: bool) {
         assert_eq!(x.len(), t * self.cols, "input of {} values for {t} x {}", x.len(), self.cols);
         assert_eq!(y.len(), t * self.rows, "output of {} values for {t} x {}", y.len(), self.rows);
         if t == 0 || self.rows == 0 {
@@ -66,7 +83,7 @@ impl PackedLinear {
                     }
                 });
             }
-            _ if self.stored_values() as f64 >= UNPACK_ABOVE * (self.rows * self.cols) as f64 && t >= 16 => self.unpacked(isa, x, t, y),
+            _ if unpack && self.stored_values() as f64 >= UNPACK_ABOVE * (self.rows * self.cols) as f64 && t >= 16 => self.unpacked(isa, x, t, y),
             _ if t < 64 => self.tiled::<16>(isa, x, t, y),
             _ if isa == Isa::Avx512 => self.tiled::<128>(isa, x, t, y),
             _ => self.tiled::<64>(isa, x, t, y),
@@ -97,37 +114,93 @@ impl PackedLinear {
         UNPACKED.with(|s| s.set(w));
     }
 
-    /// Many tokens: inputs in tiles of `T` tokens, every row against every tile.
+    /// Many tokens: inputs in tiles of `T` tokens. The stored weights are first listed as
+    /// offsets into a tile ([`Lists`]); then tile after tile, the tile's inputs transposed
+    /// into one buffer (a token's inputs along each column, which stays in the cores'
+    /// second-level caches while every row passes over it) and the rows, split over the pool,
+    /// multiplied against it ([`rows_by_tile`]).
     fn tiled<const T: usize>(&self, isa: Isa, x: &[f32], t: usize, y: &mut [f32]) {
+        let (rows, cols, s) = (self.rows, self.cols, stride::<T>());
+        let lists = self.lists(isa, s, BLOCK_FLOATS / T);
+        let mut buf = SCRATCH.with(|c| c.take());
+        buf.resize(cols * s + LANES, 0.0);
+        // Tile columns start on cache lines (the stride is a whole number of them), so no
+        // vector load splits one.
+        let skew = buf.as_ptr().align_offset(64).min(LANES);
+        let out = Out { y: y.as_mut_ptr(), t, rows };
+        for tile in 0..t.div_ceil(T) {
+            let tokens = T.min(t - tile * T);
+            let xt = &mut buf[skew..skew + cols * s];
+            xt.par_chunks_mut(TRANSPOSE_COLUMNS * s).enumerate().for_each(|(c, xs)| {
+                let (c0, c1) = (c * TRANSPOSE_COLUMNS, ((c + 1) * TRANSPOSE_COLUMNS).min(cols));
+                simd::transpose(isa, &x[tile * T * cols + c0..], cols, tokens, c1 - c0, xs, s);
+                // Lanes past the last token: zeros (their outputs are never written).
+                if tokens < T {
+                    for col in xs.chunks_mut(s) {
+                        col[tokens..T].fill(0.0);
+                    }
+                }
+            });
+            let xt = &*xt;
+            (0..rows.div_ceil(TILE_ROWS)).into_par_iter().for_each(|c| {
+                let r0 = c * TILE_ROWS;
+                let l = &lists;
+                match T {
+                    128 => on_isa!(isa, rows_by_tile::<128>, (isa: Isa = isa, p: &PackedLinear = self, l: &Lists = l, r0: usize = r0, xt: &[f32] = xt, tile: usize = tile, out: Out = out)),
+                    64 => on_isa!(isa, rows_by_tile::<64>, (isa: Isa = isa, p: &PackedLinear = self, l: &Lists = l, r0: usize = r0, xt: &[f32] = xt, tile: usize = tile, out: Out = out)),
+                    16 => on_isa!(isa, rows_by_tile::<16>, (isa: Isa = isa, p: &PackedLinear = self, l: &Lists = l, r0: usize = r0, xt: &[f32] = xt, tile: usize = tile, out: Out = out)),
+                    _ => unreachable!("tiles of 16, 64 or 128 tokens"),
+                }
+            });
+        }
+        SCRATCH.with(|c| c.set(buf));
+        LISTS.with(|c| c.set(lists));
+    }
+
+    /// Every row's stored weights as offsets into a tile of inputs (column times `stride`),
+    /// at the positions of their values, and where each block of `width` input columns
+    /// starts in each row; built in parallel over rows, in a buffer kept between calls.
+    fn lists(&self, isa: Isa, stride: usize, width: usize) -> Lists {
         let (rows, cols) = (self.rows, self.cols);
-        let tiles = t.div_ceil(T);
-        // xt[tile][col][token in tile], zero-padded past t; built a block of columns at a time
-        // so the lines written stay in cache.
-        let mut xt = SCRATCH.with(|s| s.take());
-        xt.clear();
-        xt.resize(tiles * cols * stride::<T>(), 0.0);
-        xt.par_chunks_mut((cols * stride::<T>()).max(1)).enumerate().for_each(|(tile, xs)| {
-            for c0 in (0..cols).step_by(64) {
-                let c1 = (c0 + 64).min(cols);
-                for lane in 0..T.min(t - tile * T) {
-                    let row = &x[(tile * T + lane) * cols..][..cols];
-                    for c in c0..c1 {
-                        xs[c * stride::<T>() + lane] = row[c];
+        let blocks = cols.div_ceil(width).max(1);
+        let mut l = LISTS.with(|c| c.take());
+        let total = self.all_values().len();
+        assert!(total < u32::MAX as usize && cols * stride < u32::MAX as usize, "a linear of fewer than 2^32 values");
+        l.offsets.resize(total + LANES, 0);
+        l.bounds.resize(rows * (blocks + 1), 0);
+        l.blocks = blocks;
+        // Disjoint spans of offsets per task of rows: rows' values are contiguous and in order.
+        let mut spans = Vec::with_capacity(rows.div_ceil(TILE_ROWS));
+        let (mut rest, mut at) = (&mut l.offsets[..], 0);
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let end = if r0 + TILE_ROWS >= rows { total + LANES } else { self.cursor(r0 + TILE_ROWS).k };
+            let (span, tail) = std::mem::take(&mut rest).split_at_mut(end - at);
+            spans.push((r0, at, span));
+            (rest, at) = (tail, end);
+        }
+        spans.into_par_iter().zip(l.bounds.par_chunks_mut(TILE_ROWS * (blocks + 1))).for_each(|((r0, first, span), bounds)| {
+            for (i, bs) in bounds.chunks_exact_mut(blocks + 1).enumerate() {
+                let r = r0 + i;
+                let mut at = self.cursor(r);
+                bs[0] = at.k as u32;
+                match &self.storage {
+                    Storage::Bitmap { chunks, bits, .. } => {
+                        simd::bitmap_offsets(isa, &bits[r * chunks..(r + 1) * chunks], width / 16, stride, &mut span[at.k - first..], bs);
+                    }
+                    _ => {
+                        for b in 0..blocks {
+                            let mut k = at.k - first;
+                            self.walk_to(r, &mut at, (b + 1) * width, |c, _| {
+                                span[k] = (c * stride) as u32;
+                                k += 1;
+                            });
+                            bs[b + 1] = at.k as u32;
+                        }
                     }
                 }
             }
         });
-        let out = Out { y: y.as_mut_ptr(), t, rows };
-        (0..rows.div_ceil(TILE_ROWS)).into_par_iter().for_each(|c| {
-            let r0 = c * TILE_ROWS;
-            match T {
-                128 => on_isa!(isa, rows_by_tiles::<128>, (p: &PackedLinear = self, r0: usize = r0, xt: &[f32] = &xt, out: Out = out)),
-                64 => on_isa!(isa, rows_by_tiles::<64>, (p: &PackedLinear = self, r0: usize = r0, xt: &[f32] = &xt, out: Out = out)),
-                16 => on_isa!(isa, rows_by_tiles::<16>, (p: &PackedLinear = self, r0: usize = r0, xt: &[f32] = &xt, out: Out = out)),
-                _ => unreachable!("tiles of 16, 64 or 128 tokens"),
-            }
-        });
-        SCRATCH.with(|s| s.set(xt));
+        l
     }
 
     /// Where the walk over row `r`'s stored weights starts.
@@ -137,6 +210,15 @@ impl PackedLinear {
             Storage::Dense(_) => unreachable!("dense weights go through gemm"),
             Storage::NM { m, keep, .. } => Cursor { k: r * (self.cols / m) * keep, next: 0 },
             Storage::Bitmap { starts, .. } | Storage::Csr { starts, .. } => Cursor { k: starts[r], next: 0 },
+        }
+    }
+
+    /// Every stored value (a row's contiguous, in storage order).
+    #[inline(always)]
+    fn all_values(&self) -> &[f32] {
+        match &self.storage {
+            Storage::Dense(_) => unreachable!("dense weights go through gemm"),
+            Storage::NM { values, .. } | Storage::Bitmap { values, .. } | Storage::Csr { values, .. } => values,
         }
     }
 
@@ -249,48 +331,56 @@ fn lanes(values: &[f32], x: &[f32], cols: usize, column: impl Fn(usize) -> usize
     simd::reduce(&acc)
 }
 
-/// Rows `r0..r0 + TILE_ROWS` (those that exist) against every tile of `xt`: tile by tile
-/// and, within a tile, `BLOCK_FLOATS / T` input columns at a time, so the inputs being read
-/// stay in the first-level cache while the rows pass over them; then the tile's outputs are
-/// written to `y`, a token's outputs of these rows contiguous. Each output's chain of
-/// multiply-adds continues from block to block in storage order, so `T` (16 or 64
-/// accumulator lanes, or 128 with AVX-512: enough independent chains to hide the multiply-add
-/// latency) changes no bit.
+/// Rows `r0..r0 + TILE_ROWS` (those that exist) against the tile `xt` of inputs (tile
+/// number `tile`): block by block of `BLOCK_FLOATS / T` input columns (the block's inputs
+/// stay in the first-level cache while [`GROUP_ROWS`] rows pass over them), each row's
+/// weights in the block scale their tile columns into `T` accumulators held in registers
+/// ([`simd::tile_segment`]); then the tile's outputs are written to `y`, a token's outputs of
+/// these rows contiguous. Each output's chain of multiply-adds continues from block to block
+/// in storage order, so `T` (16, 64, or 128 with AVX-512: enough independent chains to hide
+/// the multiply-add latency) changes no bit.
 #[inline(always)]
-fn rows_by_tiles<const T: usize>(p: &PackedLinear, r0: usize, xt: &[f32], out: Out) {
-    let cols = p.cols;
-    let s = stride::<T>();
+fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize, xt: &[f32], tile: usize, out: Out) {
     let n = TILE_ROWS.min(p.rows - r0);
-    let mut block = vec![0f32; n * T];
-    for (tile, xs) in xt.chunks_exact((cols * s).max(1)).enumerate() {
-        let mut at = [Cursor::default(); TILE_ROWS];
-        for (i, a) in at[..n].iter_mut().enumerate() {
-            *a = p.cursor(r0 + i);
-        }
-        for c0 in (0..cols).step_by(BLOCK_FLOATS / T) {
-            for (i, (a, acc_out)) in at[..n].iter_mut().zip(block.chunks_exact_mut(T)).enumerate() {
-                let acc_out: &mut [f32; T] = acc_out.try_into().expect("a tile of outputs");
-                let (mut acc, mut here) = (if c0 == 0 { [0.0; T] } else { *acc_out }, *a);
-                p.walk_to(r0 + i, &mut here, c0 + BLOCK_FLOATS / T, |c, v| {
-                    let col: &[f32; T] = xs[c * s..c * s + T].try_into().expect("a tile column");
-                    for l in 0..T {
-                        acc[l] = v.mul_add(col[l], acc[l]);
-                    }
-                });
-                (*acc_out, *a) = (acc, here);
-            }
-        }
-        for l in 0..T.min(out.t - tile * T) {
-            let token = tile * T + l;
-            // SAFETY: `out` points at the t x rows outputs, which outlive the product; this
-            // task alone writes rows r0..r0 + n (tasks take disjoint row ranges), and token <
-            // t, r0 + n <= rows keep the writes inside.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out.y.add(token * out.rows + r0), n) };
-            for (i, d) in dst.iter_mut().enumerate() {
-                *d = block[i * T + l];
+    let blocks = l.blocks;
+    let values = p.all_values();
+    let mut acc = ACC.with(|c| c.take());
+    acc.clear();
+    acc.resize(n * T, 0.0);
+    for g0 in (0..n).step_by(GROUP_ROWS) {
+        let g1 = (g0 + GROUP_ROWS).min(n);
+        for b in 0..blocks {
+            for (i, acc) in (g0..g1).zip(acc[g0 * T..g1 * T].chunks_exact_mut(T)) {
+                let at = (r0 + i) * (blocks + 1) + b;
+                let (k0, k1) = (l.bounds[at] as usize, l.bounds[at + 1] as usize);
+                if k0 < k1 {
+                    let acc: &mut [f32; T] = acc.try_into().expect("a tile of outputs");
+                    simd::tile_segment(isa, &values[k0..k1], &l.offsets[k0..k1], xt, acc);
+                }
             }
         }
     }
+    for j in 0..T.min(out.t - tile * T) {
+        let token = tile * T + j;
+        // SAFETY: `out` points at the t x rows outputs, which outlive the product; this task
+        // alone writes rows r0..r0 + n (tasks take disjoint row ranges), and token < t,
+        // r0 + n <= rows keep the writes inside.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.y.add(token * out.rows + r0), n) };
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = acc[i * T + j];
+        }
+    }
+    ACC.with(|c| c.set(acc));
+}
+
+/// The many-token kernel's list of stored weights: `offsets[k]`, the offset in a tile of
+/// inputs of the column of stored value k (column times the tile's stride); row r's values
+/// in block b of input columns at `bounds[r * (blocks + 1) + b]..bounds[r * (blocks + 1) + b + 1]`.
+#[derive(Default)]
+struct Lists {
+    offsets: Vec<u32>,
+    bounds: Vec<u32>,
+    blocks: usize,
 }
 
 /// Where a many-token product writes: `y` (t x rows, row-major), shared by the tasks, each
@@ -309,10 +399,12 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 /// Share of non-zero weights at or above which many-token products unpack the weights and
-/// run the dense kernels instead of the sparse ones: on an AMD EPYC (Zen 5) with AVX-512 the
-/// sparse kernel beats gemm only below about a fifth to a quarter of the weights
-/// (`benchmarks/benches/sparse.rs`, results/sparse-speed/README.md).
-pub const UNPACK_ABOVE: f64 = 0.25;
+/// run the dense kernels instead of the sparse ones. On an Intel Xeon with AVX-512 the sparse
+/// kernel beat gemm on SmolLM2's down projection (576 x 1536, 512 tokens) up to about 70%
+/// non-zeros (1.2x at half, 1.7x at 30%; `benchmarks/benches/sparse.rs`); half keeps a margin
+/// for other machines and shapes, and keeps the most common sparsity, 50% and 2:4, on the
+/// dense kernels' very bits.
+pub const UNPACK_ABOVE: f64 = 0.5;
 
 thread_local! {
     /// The weights unpacked for the dense kernels, kept between calls.
@@ -320,6 +412,11 @@ thread_local! {
     /// The many-token kernel's inputs in tiles, kept between calls: a fresh buffer of a few
     /// MiB per product costs as much in page faults as the product itself.
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// A task's lists of tile offsets and block bounds in the many-token kernel, kept between
+    /// calls.
+    static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
+    /// A task's accumulators in the many-token kernel.
+    static ACC: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Floats between the starts of two input columns of a tile: a cache line more than the tile,
@@ -373,3 +470,5 @@ fn dense(w: &[f32], ld: usize, x: &[f32], t: usize, rows: usize, cols: usize, y:
         );
     }
 }
+
+

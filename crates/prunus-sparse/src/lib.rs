@@ -21,12 +21,13 @@
 //!   fewer bytes is the gain: a bitmap row is expanded 16 weights at a time in registers
 //!   (`vexpandps` with AVX-512, a table of permutations with AVX2), N:M and CSR rows gather
 //!   their inputs;
-//! - many rows (evaluation, prefill) run the sparse kernel only where the weights are sparse
-//!   enough to beat the dense one (below [`UNPACK_ABOVE`] non-zeros): inputs in tiles of 64
-//!   or 128 tokens, each stored weight scaling one tile column into accumulators held in
-//!   registers, a block of input columns at a time so the inputs stay in the first-level
-//!   cache; denser weights are unpacked (in parallel, into a buffer kept between calls) and
-//!   multiplied by `gemm`, which then gives the very bits of the dense matrix.
+//! - many rows (evaluation, prefill) run the sparse kernel where the weights are sparse
+//!   enough to beat the dense one (below [`UNPACK_ABOVE`] non-zeros): the stored weights
+//!   listed as offsets into a tile of 64 or 128 tokens, the inputs transposed a tile at a
+//!   time, each stored weight scaling one tile column into accumulators held in registers, a
+//!   block of input columns at a time so the inputs come from the first-level cache; denser
+//!   weights are unpacked (in parallel, into a buffer kept between calls) and multiplied by
+//!   `gemm`, which then gives the very bits of the dense matrix.
 //!
 //! Work is split over output rows with rayon and each output is one chain of fused
 //! multiply-adds in a fixed order, so results do not depend on the thread count; the

@@ -150,6 +150,89 @@ pub(crate) fn bitmap_unpack(isa: Isa, masks: &[u16], values: &[f32], out: &mut [
     }
 }
 
+/// One row's stored weights in one block of a tile: for each weight k in order, every lane l
+/// of the tile takes `acc[l] = values[k] * xs[offsets[k] + l] + acc[l]` (fused), so each
+/// output is one chain of multiply-adds in storage order. The AVX-512 (T = 128) and AVX2
+/// (T = 64) kernels hold the T accumulators in eight registers; other tile sizes run the
+/// portable loop compiled for the caller's instruction set. Panics if a column runs past `xs`.
+#[inline(always)]
+pub(crate) fn tile_segment<const T: usize>(isa: Isa, values: &[f32], offsets: &[u32], xs: &[f32], acc: &mut [f32; T]) {
+    assert_eq!(values.len(), offsets.len(), "an offset per value");
+    match (isa, T) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (Isa::Avx512 is only chosen when available); acc holds
+        // T = 128 floats and the kernel checks every column against xs.
+        (Isa::Avx512, 128) => unsafe { x86::tile_segment_avx512(values, offsets, xs, acc.as_mut_ptr()) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA; acc holds T = 64 floats; as above.
+        (Isa::Avx2, 64) => unsafe { x86::tile_segment_avx2(values, offsets, xs, acc.as_mut_ptr()) },
+        _ => {
+            let mut a = *acc;
+            for (&v, &o) in values.iter().zip(offsets) {
+                let col: &[f32; T] = xs[o as usize..o as usize + T].try_into().expect("a tile column");
+                for l in 0..T {
+                    a[l] = v.mul_add(col[l], a[l]);
+                }
+            }
+            *acc = a;
+        }
+    }
+}
+
+/// `tokens` rows of `cols` inputs (`x`, rows `ld` apart) transposed into `xs`: input column
+/// c of token l at `xs[c * stride + l]`. Data movement only: every path gives the same values.
+pub(crate) fn transpose(isa: Isa, x: &[f32], ld: usize, tokens: usize, cols: usize, xs: &mut [f32], stride: usize) {
+    if tokens == 0 || cols == 0 {
+        return;
+    }
+    assert!(x.len() >= (tokens - 1) * ld + cols && ld >= cols && stride >= tokens, "{tokens} x {cols} inputs, {ld} apart");
+    assert!(xs.len() >= (cols - 1) * stride + tokens, "room for {cols} columns of {tokens}");
+    let (mut l0, mut c0) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512 | Isa::Avx2) {
+        // SAFETY: the CPU has AVX2 (both instruction sets include it); the kernel reads and
+        // writes whole 8 x 8 blocks inside the bounds checked above.
+        unsafe { x86::transpose_avx2(x, ld, tokens, cols, xs, stride) };
+        (l0, c0) = (tokens / 8 * 8, cols / 8 * 8);
+    }
+    let _ = isa;
+    // What the blocks of 8 x 8 left: the last columns of every token, and the last tokens.
+    for l in 0..tokens {
+        let from = if l < l0 { c0 } else { 0 };
+        for c in from..cols {
+            xs[c * stride + l] = x[l * ld + c];
+        }
+    }
+}
+
+/// A bitmap row's stored weights as offsets into a tile of inputs (`column * stride`, in
+/// storage order) written to `out`, and in `bounds[b + 1]` the position after the last of
+/// block b (`per_block` chunks of 16 columns), counted from `bounds[0]`.
+pub(crate) fn bitmap_offsets(isa: Isa, masks: &[u16], per_block: usize, stride: usize, out: &mut [u32], bounds: &mut [u32]) {
+    let base = bounds[0];
+    bounds[1..].fill(base);
+    let mut k = 0;
+    for (b, block) in masks.chunks(per_block.max(1)).enumerate() {
+        let first = b * per_block;
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F; the kernel checks its stores against out.
+            Isa::Avx512 => k = unsafe { x86::bitmap_offsets_avx512(block, first, stride, out, k) },
+            _ => {
+                for (i, &mask) in block.iter().enumerate() {
+                    let mut m = mask;
+                    while m != 0 {
+                        out[k] = (((first + i) * LANES + m.trailing_zeros() as usize) * stride) as u32;
+                        k += 1;
+                        m &= m - 1;
+                    }
+                }
+            }
+        }
+        bounds[b + 1] = base + k as u32;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -231,6 +314,130 @@ mod x86 {
                 _mm512_storeu_ps(out.as_mut_ptr().add(chunk * LANES), w);
             }
             k += mask.count_ones() as usize;
+        }
+    }
+
+    /// [`super::transpose`] of the whole 8 x 8 blocks: eight rows of eight loaded, transposed
+    /// in registers (pairs interleaved, then quadruples, then halves swapped), stored as
+    /// eight columns of eight.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn transpose_avx2(x: &[f32], ld: usize, tokens: usize, cols: usize, xs: &mut [f32], stride: usize) {
+        // Eight columns of every token at a time: the lines read are reused by the next eight,
+        // and the columns written are whole runs.
+        for l0 in (0..tokens / 8 * 8).step_by(8) {
+            for c0 in (0..cols / 8 * 8).step_by(8) {
+                // SAFETY: rows l0..l0 + 8 <= tokens and columns c0..c0 + 8 <= cols lie inside x
+                // (tokens rows of cols, ld apart), and columns c0..c0 + 8 of tokens l0..l0 + 8
+                // inside xs (the caller checked both).
+                unsafe {
+                    let r = |i: usize| _mm256_loadu_ps(x.as_ptr().add((l0 + i) * ld + c0));
+                    let (t0, t1) = (_mm256_unpacklo_ps(r(0), r(1)), _mm256_unpackhi_ps(r(0), r(1)));
+                    let (t2, t3) = (_mm256_unpacklo_ps(r(2), r(3)), _mm256_unpackhi_ps(r(2), r(3)));
+                    let (t4, t5) = (_mm256_unpacklo_ps(r(4), r(5)), _mm256_unpackhi_ps(r(4), r(5)));
+                    let (t6, t7) = (_mm256_unpacklo_ps(r(6), r(7)), _mm256_unpackhi_ps(r(6), r(7)));
+                    let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+                    let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+                    let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+                    let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+                    let columns = [
+                        _mm256_permute2f128_ps::<0x20>(u0, u4),
+                        _mm256_permute2f128_ps::<0x20>(u1, u5),
+                        _mm256_permute2f128_ps::<0x20>(u2, u6),
+                        _mm256_permute2f128_ps::<0x20>(u3, u7),
+                        _mm256_permute2f128_ps::<0x31>(u0, u4),
+                        _mm256_permute2f128_ps::<0x31>(u1, u5),
+                        _mm256_permute2f128_ps::<0x31>(u2, u6),
+                        _mm256_permute2f128_ps::<0x31>(u3, u7),
+                    ];
+                    for (j, v) in columns.into_iter().enumerate() {
+                        _mm256_storeu_ps(xs.as_mut_ptr().add((c0 + j) * stride + l0), v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`super::bitmap_offsets`] of the chunks `masks` (the first is chunk `first` of the
+    /// row), written from `out[k]`; returns the position after the last.
+    #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+    pub(super) unsafe fn bitmap_offsets_avx512(masks: &[u16], first: usize, stride: usize, out: &mut [u32], mut k: usize) -> usize {
+        let s = stride as i32;
+        let lanes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(s));
+        for (i, &mask) in masks.iter().enumerate() {
+            let n = mask.count_ones() as usize;
+            assert!(k + n <= out.len(), "room for the row's offsets");
+            let column = (first + i) * LANES * stride;
+            // SAFETY: the masked store writes the first n lanes only, in bounds (just checked).
+            unsafe {
+                let packed = _mm512_maskz_compress_epi32(mask, _mm512_add_epi32(lanes, _mm512_set1_epi32(column as i32)));
+                _mm512_mask_storeu_epi32(out.as_mut_ptr().add(k).cast(), ((1u32 << n) - 1) as u16, packed);
+            }
+            k += n;
+        }
+        k
+    }
+
+    /// [`super::tile_segment`] for 128 lanes: eight registers of 16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn tile_segment_avx512(values: &[f32], offsets: &[u32], xs: &[f32], acc: *mut f32) {
+        let last = xs.len().checked_sub(128).expect("a whole tile column");
+        // SAFETY: acc holds 128 floats (the caller's promise); every column read is checked
+        // to end within xs.
+        unsafe {
+            let mut a = [_mm512_setzero_ps(); 8];
+            for (j, r) in a.iter_mut().enumerate() {
+                *r = _mm512_loadu_ps(acc.add(16 * j));
+            }
+            let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = a;
+            for (&v, &o) in values.iter().zip(offsets) {
+                let o = o as usize;
+                assert!(o <= last, "a tile column within the inputs");
+                let (w, c) = (_mm512_set1_ps(v), xs.as_ptr().add(o));
+                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c), a0);
+                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(16)), a1);
+                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(32)), a2);
+                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(48)), a3);
+                a4 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(64)), a4);
+                a5 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(80)), a5);
+                a6 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(96)), a6);
+                a7 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(112)), a7);
+            }
+            for (j, r) in [a0, a1, a2, a3, a4, a5, a6, a7].into_iter().enumerate() {
+                _mm512_storeu_ps(acc.add(16 * j), r);
+            }
+        }
+    }
+
+    /// [`super::tile_segment`] for 64 lanes: eight registers of 8.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_segment_avx2(values: &[f32], offsets: &[u32], xs: &[f32], acc: *mut f32) {
+        let last = xs.len().checked_sub(64).expect("a whole tile column");
+        // SAFETY: acc holds 64 floats (the caller's promise); every column read is checked
+        // to end within xs.
+        unsafe {
+            let mut a = [_mm256_setzero_ps(); 8];
+            for (j, r) in a.iter_mut().enumerate() {
+                *r = _mm256_loadu_ps(acc.add(8 * j));
+            }
+            let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = a;
+            for (&v, &o) in values.iter().zip(offsets) {
+                let o = o as usize;
+                assert!(o <= last, "a tile column within the inputs");
+                let (w, c) = (_mm256_set1_ps(v), xs.as_ptr().add(o));
+                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c), a0);
+                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(8)), a1);
+                a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(16)), a2);
+                a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(24)), a3);
+                a4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(32)), a4);
+                a5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(40)), a5);
+                a6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(48)), a6);
+                a7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(56)), a7);
+            }
+            for (j, r) in [a0, a1, a2, a3, a4, a5, a6, a7].into_iter().enumerate() {
+                _mm256_storeu_ps(acc.add(8 * j), r);
+            }
         }
     }
 

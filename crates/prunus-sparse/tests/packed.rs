@@ -117,34 +117,48 @@ fn forward(p: &PackedLinear, x: &[f32], t: usize, threads: usize) -> Vec<f32> {
     y
 }
 
+/// The sparse kernel whatever the density (`forward` unpacks denser weights for many tokens).
+fn sparse_forward(p: &PackedLinear, isa: Isa, x: &[f32], t: usize, threads: usize) -> Vec<f32> {
+    let mut y = vec![f32::NAN; t * p.rows()];
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| p.forward_sparse_on(isa, x, t, &mut y));
+    y
+}
+
 #[test]
 fn products_match_the_reference_and_not_the_thread_count() {
     let mut rng = SplitMix64::new(3);
     for (rows, cols) in SHAPES {
-        for density in [0.1, 0.5] {
+        for density in [0.1, 0.5, 0.9] {
             let mut w = sparse(&mut rng, rows, cols, density);
-            if cols % 8 == 0 {
+            if cols % 8 == 0 && density < 0.9 {
                 to_nm(&mut w, 4, 8);
             }
             let mut formats = vec![Format::Dense, Format::Bitmap, Format::Csr];
-            if cols % 8 == 0 {
+            if cols % 8 == 0 && density < 0.9 {
                 formats.push(Format::NM { n: 4, m: 8 });
             }
-            for t in [1, 3, 17, 64, 100] {
+            // 300 tokens: tiles of 128 and a part tile.
+            for t in [1, 3, 17, 64, 100, 300] {
                 let x = rng.vec(t * cols, 1.0);
                 let (want, scale) = reference(&w, &x, t, rows, cols);
                 for &format in &formats {
                     let p = PackedLinear::pack(&w, rows, cols, format).unwrap();
                     let y = forward(&p, &x, t, 2);
-                    for (k, ((got, want), scale)) in y.iter().zip(&want).zip(&scale).enumerate() {
-                        let err = (f64::from(*got) - want).abs();
-                        // Recursive summation in f32: within cols * eps of the sum of |w x|.
-                        assert!(err <= cols as f64 * f64::from(f32::EPSILON) * scale, "{format} {rows}x{cols} t {t} output {k}: {got} vs {want}");
+                    let mut products = vec![("forward", y.clone())];
+                    if format != Format::Dense {
+                        products.push(("sparse kernel", sparse_forward(&p, simd::detected(), &x, t, 2)));
+                    }
+                    for (what, y) in &products {
+                        for (k, ((got, want), scale)) in y.iter().zip(&want).zip(&scale).enumerate() {
+                            let err = (f64::from(*got) - want).abs();
+                            // Recursive summation in f32: within cols * eps of the sum of |w x|.
+                            assert!(err <= cols as f64 * f64::from(f32::EPSILON) * scale, "{format} {what} {rows}x{cols} t {t} output {k}: {got} vs {want}");
+                        }
                     }
                     assert_eq!(bits(&forward(&p, &x, t, 1)), bits(&y), "{format} {rows}x{cols} t {t}: 1 vs 2 threads");
                     // Denser weights with many tokens run the dense kernels on the unpacked
                     // matrix: the very bits of the dense format.
-                    if t >= 16 && density >= prunus_sparse::UNPACK_ABOVE {
+                    if t >= 16 && p.stored_values() as f64 >= prunus_sparse::UNPACK_ABOVE * (rows * cols) as f64 {
                         let d = PackedLinear::pack(&w, rows, cols, Format::Dense).unwrap();
                         assert_eq!(bits(&y), bits(&forward(&d, &x, t, 2)), "{format} {rows}x{cols} t {t}: unpacked vs dense");
                     }
@@ -152,6 +166,10 @@ fn products_match_the_reference_and_not_the_thread_count() {
                         let mut other = vec![f32::NAN; t * rows];
                         p.forward_on(isa, &x, t, &mut other);
                         assert_eq!(bits(&other), bits(&y), "{format} {rows}x{cols} t {t}: {} vs {}", isa.name(), simd::detected().name());
+                        if format != Format::Dense {
+                            let (one, sparse) = (sparse_forward(&p, isa, &x, t, 1), &products[1].1);
+                            assert_eq!(bits(&one), bits(sparse), "{format} sparse kernel {rows}x{cols} t {t}: {} on 1 thread vs {} on 2", isa.name(), simd::detected().name());
+                        }
                     }
                 }
             }
