@@ -6,16 +6,19 @@
 //! [`Packing`] says; the embedding, the norms and the output head stay dense (the tied
 //! embedding/head is never pruned). [`Runtime::window_logits`] runs one window from position 0
 //! (evaluation), [`Runtime::extend`] feeds tokens after those already in a [`KvCache`]
-//! (prefill, then one token at a time) and returns the logits of the last one. The kernels are
-//! those of the hand-written training path ([`crate::backprop`]): RMSNorm, RoPE, causal
-//! attention and SwiGLU; attention against a cache (queries after position 0) is a plain loop
-//! per query head. Results do not depend on the thread count. With [`Packing::Dense`] every
+//! (prefill, then one token at a time) and returns the logits of the last one. RMSNorm and
+//! RoPE are the hand-written training path's kernels ([`crate::backprop`]); attention over a
+//! window is done here for inference: per (head, block of 64 queries), scores only against
+//! the keys up to the block's last query, a softmax through a polynomial `exp` the compiler
+//! vectorizes (as the SwiGLU's sigmoid), and a block's buffers reused from block to block.
+//! Attention against a cache (queries after position 0) is a plain loop per query head.
+//! Results do not depend on the thread count. With [`Packing::Dense`] every
 //! linear goes through gemm, the dense reference the packed formats are timed against.
 
 use prunus_sparse::{Format, PackedLinear};
 use rayon::prelude::*;
 
-use crate::backprop::ops::{self, AttnShape};
+use crate::backprop::ops::{self, Operand};
 use crate::error::{ModelError, Result};
 use crate::layout::BlockSlot;
 use crate::llama::LlamaModel;
@@ -249,50 +252,70 @@ impl Runtime {
         for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
             row.copy_from_slice(&self.embed[id as usize * d..(id as usize + 1) * d]);
         }
+        let mut scratch = Scratch::default();
         for (b, block) in self.blocks.iter().enumerate() {
-            self.block(block, &mut x, t, start, cos, sin, &mut cache.k[b], &mut cache.v[b]);
+            self.block(block, &mut x, t, start, cos, sin, &mut cache.k[b], &mut cache.v[b], &mut scratch);
         }
         cache.len += t;
         Ok(x)
     }
 
-    /// One block on `x` (t x d) in place, at positions `start..start + t`.
+    /// One block on `x` (t x d) in place, at positions `start..start + t`; `s` holds the
+    /// buffers of the previous block, reused (every one is overwritten before it is read).
     #[allow(clippy::too_many_arguments)]
-    fn block(&self, w: &Block, x: &mut [f32], t: usize, start: usize, cos: &[f32], sin: &[f32], kc: &mut Vec<f32>, vc: &mut Vec<f32>) {
+    fn block(&self, w: &Block, x: &mut [f32], t: usize, start: usize, cos: &[f32], sin: &[f32], kc: &mut Vec<f32>, vc: &mut Vec<f32>, s: &mut Scratch) {
         let (d, hd) = (self.d, self.hd);
         let l = &w.linears;
-        let (qw, kw) = (w.heads * hd, w.kv_heads * hd);
-        let (mut h, mut r) = (vec![0f32; t * d], vec![0f32; t]);
-        ops::rms_norm(x, &w.attn_norm, self.eps, &mut h, &mut r);
-        let (mut q, mut k, mut v) = (vec![0f32; t * qw], vec![0f32; t * kw], vec![0f32; t * kw]);
-        l[0].forward(&h, t, &mut q);
-        l[1].forward(&h, t, &mut k);
-        l[2].forward(&h, t, &mut v);
-        ops::rope(&mut q, w.heads, hd, t, cos, sin, false);
-        ops::rope(&mut k, w.kv_heads, hd, t, cos, sin, false);
-        kc.extend_from_slice(&k);
-        vc.extend_from_slice(&v);
+        let (qw, kw, ff) = (w.heads * hd, w.kv_heads * hd, l[4].rows());
+        let size = |b: &mut Vec<f32>, n: usize| b.resize(n, 0.0);
+        size(&mut s.h, t * d);
+        size(&mut s.r, t);
+        size(&mut s.q, t * qw);
+        size(&mut s.k, t * kw);
+        size(&mut s.v, t * kw);
+        size(&mut s.o, t * qw);
+        size(&mut s.y, t * d);
+        size(&mut s.g, t * ff);
+        size(&mut s.u, t * ff);
+        size(&mut s.a, t * ff);
+        ops::rms_norm(x, &w.attn_norm, self.eps, &mut s.h, &mut s.r);
+        l[0].forward(&s.h, t, &mut s.q);
+        l[1].forward(&s.h, t, &mut s.k);
+        l[2].forward(&s.h, t, &mut s.v);
+        ops::rope(&mut s.q, w.heads, hd, t, cos, sin, false);
+        ops::rope(&mut s.k, w.kv_heads, hd, t, cos, sin, false);
+        kc.extend_from_slice(&s.k);
+        vc.extend_from_slice(&s.v);
         let scale = (1.0 / (hd as f64).sqrt()) as f32;
-        let mut o = vec![0f32; t * qw];
         if start == 0 {
-            let sh = AttnShape { n: 1, seq: t, heads: w.heads, kv_heads: w.kv_heads, hd, scale };
-            let mut lse = vec![0f32; t * w.heads];
-            ops::attention(&sh, &q, &k, &v, &mut o, &mut lse);
+            attend_window(&s.q, &s.k, &s.v, t, w.heads, w.kv_heads, hd, scale, &mut s.o);
         } else {
-            attend_cached(&q, kc, vc, start, t, w.heads, w.kv_heads, hd, scale, &mut o);
+            attend_cached(&s.q, kc, vc, start, t, w.heads, w.kv_heads, hd, scale, &mut s.o);
         }
-        let mut y = vec![0f32; t * d];
-        l[3].forward(&o, t, &mut y);
-        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
-        ops::rms_norm(x, &w.ffn_norm, self.eps, &mut h, &mut r);
-        let ff = l[4].rows();
-        let (mut g, mut u, mut a) = (vec![0f32; t * ff], vec![0f32; t * ff], vec![0f32; t * ff]);
-        l[4].forward(&h, t, &mut g);
-        l[5].forward(&h, t, &mut u);
-        ops::swiglu(&g, &u, &mut a);
-        l[6].forward(&a, t, &mut y);
-        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+        l[3].forward(&s.o, t, &mut s.y);
+        x.iter_mut().zip(&s.y).for_each(|(a, b)| *a += b);
+        ops::rms_norm(x, &w.ffn_norm, self.eps, &mut s.h, &mut s.r);
+        l[4].forward(&s.h, t, &mut s.g);
+        l[5].forward(&s.h, t, &mut s.u);
+        swiglu(&s.g, &s.u, &mut s.a);
+        l[6].forward(&s.a, t, &mut s.y);
+        x.iter_mut().zip(&s.y).for_each(|(a, b)| *a += b);
     }
+}
+
+/// A block's buffers, kept from block to block of one forward.
+#[derive(Default)]
+struct Scratch {
+    h: Vec<f32>,
+    r: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    o: Vec<f32>,
+    y: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    a: Vec<f32>,
 }
 
 /// Best wall seconds of the same work on two runtimes, timed alternately ([`side_by_side`]).
@@ -347,6 +370,120 @@ fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     } else {
         rayon::scope(|_| f())
     }
+}
+
+/// Query rows per task of [`attend_window`].
+const QUERY_BLOCK: usize = 64;
+
+/// Causal attention of one window of `t` positions from 0: one task per (query head, block of
+/// [`QUERY_BLOCK`] queries), largest blocks first; the block's scores against the keys up to
+/// its last query and then its outputs are two products by gemm (on the task's thread, so the
+/// thread count changes no bit), and each score row is a softmax over the keys up to its
+/// query ([`softmax_prefix`]). Keys past a block's last query are never computed, which
+/// halves the work of scoring every query against every key.
+#[allow(clippy::too_many_arguments)]
+fn attend_window(q: &[f32], k: &[f32], v: &[f32], t: usize, heads: usize, kv_heads: usize, hd: usize, scale: f32, o: &mut [f32]) {
+    let (qw, kw) = (heads * hd, kv_heads * hd);
+    let per_group = heads / kv_heads;
+    let blocks = t.div_ceil(QUERY_BLOCK);
+    let out = ops::Shared::new(o);
+    (0..heads * blocks).into_par_iter().for_each_init(Vec::new, |s: &mut Vec<f32>, task| {
+        let (j, qb) = (task % heads, blocks - 1 - task / heads);
+        let g = j / per_group;
+        let (r0, r1) = (qb * QUERY_BLOCK, ((qb + 1) * QUERY_BLOCK).min(t));
+        let (n, keys) = (r1 - r0, r1);
+        s.resize(n * keys, 0.0);
+        ops::matmul(n, keys, hd, s, keys, false, Operand::rows(&q[r0 * qw + j * hd..], qw), Operand::transposed(&k[g * hd..], kw), scale, false);
+        for (i, row) in s.chunks_exact_mut(keys).enumerate() {
+            let p = r0 + i;
+            softmax_prefix(&mut row[..=p]);
+            row[p + 1..].fill(0.0);
+        }
+        // SAFETY: this task writes rows r0..r1 of head j's columns only (tasks own distinct
+        // (head, block) pairs), and `o` outlives the loop.
+        let o = unsafe { out.get() };
+        ops::matmul(n, hd, keys, &mut o[r0 * qw + j * hd..], qw, false, Operand::rows(s, keys), Operand::rows(&v[g * hd..], kw), 1.0, false);
+    });
+}
+
+/// `row` replaced by its softmax: the largest value subtracted, [`exp`], the sum in eight
+/// interleaved partial sums added in a fixed order, then each value multiplied by its inverse.
+/// Compiled for AVX2 too where the CPU has it: the same operations, wider (no fused
+/// multiply-adds), so the same bits.
+fn softmax_prefix(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn wide(row: &mut [f32]) {
+            softmax_body(row)
+        }
+        // SAFETY: the CPU has AVX2 (just checked).
+        return unsafe { wide(row) };
+    }
+    softmax_body(row)
+}
+
+#[inline(always)]
+fn softmax_body(row: &mut [f32]) {
+    let mut m = [f32::NEG_INFINITY; 8];
+    for c in row.chunks(8) {
+        for (m, &x) in m.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
+    }
+    let m = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sums = [0f32; 8];
+    for c in row.chunks_mut(8) {
+        for (s, x) in sums.iter_mut().zip(c) {
+            *x = exp(*x - m);
+            *s += *x;
+        }
+    }
+    let inv = 1.0 / sums.iter().sum::<f32>();
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// `e^x` in f32 to a few units in the last place, in plain arithmetic the compiler
+/// vectorizes (the library's `expf` is a call per value): `x = n ln 2 + r` with `|r| <= ln 2 /
+/// 2`, the degree-6 Taylor polynomial of `e^r` (remainder below 1.3e-7 relative) times `2^n`
+/// built from its bits. Inputs are clamped to [-87, 88], where `2^n` is a normal float: below,
+/// it returns about 1.6e-38 instead of less (nothing in a softmax or a sigmoid that matters).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n * LN2_HI is exact for |n| < 2^8.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `act = gate * sigmoid(gate) * up`, the sigmoid through [`exp`] (with AVX2 where the CPU
+/// has it, the same bits as in [`softmax_prefix`]).
+fn swiglu(gate: &[f32], up: &[f32], act: &mut [f32]) {
+    #[inline(always)]
+    fn body(a: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((a, &g), &u) in a.iter_mut().zip(g).zip(u) {
+            *a = g / (1.0 + exp(-g)) * u;
+        }
+    }
+    act.par_chunks_mut(4096).zip(gate.par_chunks(4096)).zip(up.par_chunks(4096)).for_each(|((a, g), u)| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            fn wide(a: &mut [f32], g: &[f32], u: &[f32]) {
+                body(a, g, u)
+            }
+            // SAFETY: the CPU has AVX2 (just checked).
+            return unsafe { wide(a, g, u) };
+        }
+        body(a, g, u)
+    });
 }
 
 /// Causal attention of `t` queries at positions `start..start + t` against the cached keys

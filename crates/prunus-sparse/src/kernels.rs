@@ -65,6 +65,15 @@ impl PackedLinear {
         }
         let isa = isa.or_portable();
         match &self.storage {
+            Storage::Dense(w) if t == 1 => {
+                // gemm's one-row product read its weights at about three quarters of the
+                // speed this loop does (benchmarks/README.md#packed-sparse-linears).
+                let per_task = self.rows.div_ceil(4 * rayon::current_num_threads()).max(ROWS_PER_TASK);
+                y.par_chunks_mut(per_task).enumerate().for_each(|(c, ys)| {
+                    let r0 = c * per_task;
+                    on_isa!(isa, dense_rows, (w: &[f32] = w, cols: usize = self.cols, r0: usize = r0, x: &[f32] = x, ys: &mut [f32] = ys))
+                });
+            }
             Storage::Dense(w) => dense(w, self.cols, x, t, self.rows, self.cols, y),
             _ if t == 1 => {
                 let mut xp = x.to_vec();
@@ -293,6 +302,36 @@ fn rows_dot(p: &PackedLinear, r0: usize, x: &[f32], ys: &mut [f32]) {
     }
 }
 
+/// Rows `r0..` (as many as `ys` holds) of a dense matrix (`cols` per row) times the vector
+/// `x`, each as [`lanes`] sums a row: weight i into lane i mod 16 of accumulator
+/// (i / 16) mod [`CHAINS`], then [`simd::reduce`].
+#[inline(always)]
+fn dense_rows(w: &[f32], cols: usize, r0: usize, x: &[f32], ys: &mut [f32]) {
+    const GROUP: usize = LANES * CHAINS;
+    let x = &x[..cols];
+    for (i, yr) in ys.iter_mut().enumerate() {
+        let row = &w[(r0 + i) * cols..(r0 + i + 1) * cols];
+        let mut acc = [[0f32; LANES]; CHAINS];
+        // Whole groups of CHAINS chunks (the accumulators stay in registers), then the rest.
+        let (wg, xg) = (row.chunks_exact(GROUP), x.chunks_exact(GROUP));
+        let (wr, xr) = (wg.remainder(), xg.remainder());
+        for (w, x) in wg.zip(xg) {
+            for (c, a) in acc.iter_mut().enumerate() {
+                for j in 0..LANES {
+                    a[j] = w[c * LANES + j].mul_add(x[c * LANES + j], a[j]);
+                }
+            }
+        }
+        for (c, (w, x)) in wr.chunks(LANES).zip(xr.chunks(LANES)).enumerate() {
+            let a = &mut acc[c % CHAINS];
+            for j in 0..w.len() {
+                a[j] = w[j].mul_add(x[j], a[j]);
+            }
+        }
+        *yr = simd::reduce(&acc);
+    }
+}
+
 /// `sum_i values[i] * x[column(i)]`: value i into lane i mod 16 of accumulator
 /// (i / 16) mod `CHAINS`, then [`simd::reduce`].
 /// `column` gives columns below `cols` (the storage's invariant), and `x` holds `cols` inputs.
@@ -470,5 +509,3 @@ fn dense(w: &[f32], ld: usize, x: &[f32], t: usize, rows: usize, cols: usize, y:
         );
     }
 }
-
-

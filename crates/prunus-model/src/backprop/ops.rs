@@ -174,20 +174,20 @@ impl AttnShape {
 
 /// A buffer the attention tasks write disjoint parts of.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32, usize);
+pub(crate) struct Shared(*mut f32, usize);
 // SAFETY: every task writes only its own (window, head) columns or rows (see the callers),
 // and the buffer outlives the parallel loop.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
-    fn new(v: &mut [f32]) -> Self {
+    pub(crate) fn new(v: &mut [f32]) -> Self {
         Shared(v.as_mut_ptr(), v.len())
     }
 
     /// The whole buffer; callers write only what their task owns.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self) -> &mut [f32] {
+    pub(crate) unsafe fn get(&self) -> &mut [f32] {
         // SAFETY: the caller's contract (disjoint writes, live buffer).
         unsafe { std::slice::from_raw_parts_mut(self.0, self.1) }
     }

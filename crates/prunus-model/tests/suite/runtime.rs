@@ -1,5 +1,6 @@
 //! The packed-sparse runtime: its logits equal the candle forward's on the same pruned model
-//! (within 1e-5 of the window's largest logit) for every format, pattern and odd shape; a
+//! (within 1e-5 of the window's largest logit) for every format, pattern and odd shape, in
+//! windows shorter and longer than a block of queries and a tile of tokens; a
 //! key/value cache fed token by token gives the last logits of the whole window; results are
 //! bit-identical with 1 and 2 threads; an N:M format that does not fit is refused by name.
 
@@ -62,16 +63,19 @@ fn every_format_gives_the_candle_logits_on_odd_shapes() {
     // queries (4 heads over 2 groups); tied and untied heads.
     for (config, seed) in [(LlamaConfig::new(50, 40, 56, 2, 4, 2, true), 1), (LlamaConfig::new(61, 24, 40, 3, 6, 3, false), 2)] {
         let dense = LlamaModel::synthetic(config, seed).unwrap();
-        let window = ids(&tokens(1, 23, dense.config().vocab_size, seed));
-        for (label, model, formats) in [
-            ("70% unstructured", pruned(&dense, 0, 0, 0.7, 3), vec![Format::Dense, Format::Csr, Format::Bitmap]),
-            ("2:4", pruned(&dense, 2, 4, 0.0, 0), vec![Format::NM { n: 2, m: 4 }, Format::Csr, Format::Bitmap]),
-            ("4:8", pruned(&dense, 4, 8, 0.0, 0), vec![Format::NM { n: 4, m: 8 }, Format::Bitmap]),
-        ] {
-            let want = reference(&model, &window);
-            for packing in formats.into_iter().map(Packing::All).chain([Packing::Dense, Packing::Auto]) {
-                let rt = Runtime::new(&model, packing).unwrap();
-                close(&rt.window_logits(&window).unwrap(), &want, &format!("{label} {packing:?}"));
+        // 150 tokens: attention in blocks of 64 queries, the sparse kernels in a tile of 128
+        // tokens and a part tile.
+        for window in [ids(&tokens(1, 23, dense.config().vocab_size, seed)), ids(&tokens(1, 150, dense.config().vocab_size, seed + 10))] {
+            for (label, model, formats) in [
+                ("70% unstructured", pruned(&dense, 0, 0, 0.7, 3), vec![Format::Dense, Format::Csr, Format::Bitmap]),
+                ("2:4", pruned(&dense, 2, 4, 0.0, 0), vec![Format::NM { n: 2, m: 4 }, Format::Csr, Format::Bitmap]),
+                ("4:8", pruned(&dense, 4, 8, 0.0, 0), vec![Format::NM { n: 4, m: 8 }, Format::Bitmap]),
+            ] {
+                let want = reference(&model, &window);
+                for packing in formats.into_iter().map(Packing::All).chain([Packing::Dense, Packing::Auto]) {
+                    let rt = Runtime::new(&model, packing).unwrap();
+                    close(&rt.window_logits(&window).unwrap(), &want, &format!("{label} {packing:?} {} tokens", window.len()));
+                }
             }
         }
     }
@@ -102,14 +106,14 @@ fn a_cache_fed_token_by_token_gives_the_windows_last_logits() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let model = pruned(&LlamaModel::synthetic(LlamaConfig::new(50, 40, 56, 2, 4, 2, true), 6).unwrap(), 0, 0, 0.6, 7);
-    let window = ids(&tokens(1, 33, 50, 8));
+    let window = ids(&tokens(1, 150, 50, 8));
     let run = |threads: usize, packing: Packing| {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
             let rt = Runtime::new(&model, packing).unwrap();
             let mut cache = rt.cache();
             let mut out = rt.window_logits(&window).unwrap();
-            out.extend(rt.extend(&mut cache, &window[..30]).unwrap());
-            out.extend(rt.extend(&mut cache, &window[30..31]).unwrap());
+            out.extend(rt.extend(&mut cache, &window[..130]).unwrap());
+            out.extend(rt.extend(&mut cache, &window[130..131]).unwrap());
             out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
         })
     };
