@@ -234,7 +234,7 @@ impl Runtime {
         let (mut xf, mut r) = (vec![0f32; rows * self.d], vec![0f32; rows]);
         ops::rms_norm(&x[..rows * self.d], &self.final_norm, self.eps, &mut xf, &mut r);
         let mut logits = vec![0f32; rows * self.vocab];
-        ops::linear(&xf, self.head.as_deref().unwrap_or(&self.embed), rows, self.d, self.vocab, &mut logits);
+        prunus_sparse::dense_forward(self.head.as_deref().unwrap_or(&self.embed), self.vocab, self.d, &xf, rows, &mut logits);
         logits
     }
 

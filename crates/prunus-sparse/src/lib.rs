@@ -38,7 +38,7 @@ mod kernels;
 pub mod simd;
 
 pub use format::{Format, PackedLinear};
-pub use kernels::UNPACK_ABOVE;
+pub use kernels::{UNPACK_ABOVE, dense_forward};
 
 /// What can go wrong when packing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

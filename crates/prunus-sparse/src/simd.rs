@@ -238,6 +238,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{CHAINS, LANES};
+    use crate::kernels::PREFETCH;
 
     /// For each byte of a mask, the source lane of each of 8 lanes when the set bits take
     /// consecutive values (lanes whose bit is clear point at lane 0 and are masked off).
@@ -286,6 +287,10 @@ mod x86 {
             // vexpandps: the compiler would fold the load into it, and the memory form is slow
             // on AMD's cores.
             unsafe {
+                // The values a few KiB ahead, once per group of chunks (a hint: it never faults).
+                if chunk % CHAINS == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add(k + PREFETCH).cast());
+                }
                 let v = _mm512_loadu_ps(values.as_ptr().add(k));
                 let w: __m512;
                 std::arch::asm!("vexpandps {w}{{{m}}}{{z}}, {v}", w = lateout(zmm_reg) w, m = in(kreg) mask, v = in(zmm_reg) v, options(pure, nomem, nostack));
@@ -464,6 +469,9 @@ mod x86 {
             // SAFETY: 16 values from k are in bounds (just checked: the high byte's 8 start at
             // most 8 later); the caller checked that x holds a whole chunk per mask.
             unsafe {
+                if chunk % CHAINS == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add(k + PREFETCH).cast());
+                }
                 let (v, xs) = (values.as_ptr().add(k), x.as_ptr().add(chunk * LANES));
                 *lo = _mm256_fmadd_ps(expand(v, b0), _mm256_loadu_ps(xs), *lo);
                 let v = v.add(b0.count_ones() as usize);
