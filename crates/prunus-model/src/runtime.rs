@@ -457,10 +457,14 @@ fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // n as an integer from the bits of `shifted` (1.5 * 2^23 + n): no float-to-int conversion,
+    // which the compiler does not vectorize.
+    let n = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(n.wrapping_add(127) << 23)
 }
 
 /// `act = gate * sigmoid(gate) * up`, the sigmoid through [`exp`] (with AVX2 where the CPU
