@@ -2,9 +2,12 @@
 //! token (decoding: a matrix-vector product, memory-bound) and for 512 tokens (evaluation and
 //! prefill). One token cycles through enough copies of the matrix (96 MiB of dense weights) that
 //! every product reads its weights from memory, as decoding a model larger than the caches
-//! does; with one matrix the weights would stay in cache and the bytes saved would not show. What is timed is `PackedLinear::forward`, `y = x W^T`, on the current rayon pool;
-//! the dense rows run `Format::Dense` (gemm with its AVX-512, AVX2 or portable kernels, chosen
-//! at run time) on the same matrix with its zeros. Weights uniform in [-1, 1) with a seeded
+//! does; with one matrix the weights would stay in cache and the bytes saved would not show.
+//! What is timed is `PackedLinear::forward`, `y = x W^T`, on the current rayon pool; the dense
+//! rows run `Format::Dense` on the same matrix with its zeros (for one token a row loop, for
+//! many gemm with its AVX-512, AVX2 or portable kernels, chosen at run time), and for 512
+//! tokens `bitmap-kernel` times the sparse kernel at every density (`forward_sparse_on`:
+//! `forward` unpacks weights with at least `UNPACK_ABOVE` non-zeros for gemm). Weights uniform in [-1, 1) with a seeded
 //! random share of zeros (unstructured), or the two smallest of every four (2:4) and the four
 //! smallest of every eight (4:8) zeroed; inputs uniform in [-1, 1). Throughput is in weights of
 //! the dense matrix times tokens, so dense and packed rows compare directly.
@@ -13,7 +16,7 @@
 //! they chose); `-- 'sparse_decode/.*576x1536'` for one shape.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prunus_sparse::{Format, PackedLinear};
@@ -58,17 +61,45 @@ fn bench(c: &mut Criterion, group: &str, tokens: usize) {
             for &format in formats {
                 let ps: Vec<PackedLinear> = (0..copies).map(|_| PackedLinear::pack(w, rows, cols, format).unwrap()).collect();
                 let id = BenchmarkId::new(format!("{format}/{setting}"), format!("{label} {rows}x{cols}"));
-                let mut next = 0;
                 g.bench_function(id, |b| {
-                    b.iter(|| {
-                        next = (next + 1) % copies;
-                        ps[next].forward(black_box(&x), tokens, black_box(&mut y))
+                    b.iter_custom(|iters| {
+                        on_pool(|| {
+                            let t = Instant::now();
+                            for i in 0..iters as usize {
+                                ps[i % copies].forward(black_box(&x), tokens, black_box(&mut y));
+                            }
+                            t.elapsed()
+                        })
                     })
                 });
+                // Many tokens: the sparse kernel itself at every density too (`forward` unpacks
+                // denser weights for gemm), which shows where it breaks even.
+                if tokens > 1 && format == Format::Bitmap {
+                    let id = BenchmarkId::new(format!("bitmap-kernel/{setting}"), format!("{label} {rows}x{cols}"));
+                    let isa = prunus_sparse::simd::detected();
+                    g.bench_function(id, |b| {
+                        b.iter_custom(|iters| {
+                            on_pool(|| {
+                                let t = Instant::now();
+                                for _ in 0..iters {
+                                    ps[0].forward_sparse_on(isa, black_box(&x), tokens, black_box(&mut y));
+                                }
+                                t.elapsed()
+                            })
+                        })
+                    });
+                }
             }
         }
     }
     g.finish();
+}
+
+/// Runs `f` on a thread of the rayon pool, as the runtime runs its forward: each product's
+/// parallel loops are then forks inside the pool, not hand-overs from outside it (which cost a
+/// one-token product as much as its weights).
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 fn sparse_decode(c: &mut Criterion) {

@@ -471,12 +471,15 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 /// Share of non-zero weights at or above which many-token products unpack the weights and
-/// run the dense kernels instead of the sparse ones. On an Intel Xeon with AVX-512 the sparse
-/// kernel beat gemm on SmolLM2's down projection (576 x 1536, 512 tokens) up to about 70%
-/// non-zeros (1.2x at half, 1.7x at 30%; `benchmarks/benches/sparse.rs`); half keeps a margin
-/// for other machines and shapes, and keeps the most common sparsity, 50% and 2:4, on the
-/// dense kernels' very bits.
-pub const UNPACK_ABOVE: f64 = 0.5;
+/// run the dense kernels instead of the sparse ones. On a 2-core Intel Xeon with AVX-512, for
+/// SmolLM2's down projection (576 x 1536) and 512 tokens, the sparse kernel took 1.38x
+/// gemm's time with no zeros, 1.11x at 30% zeros, 0.87x at 50% and 0.57x at 70%
+/// (`cargo bench -p prunus-benches --bench sparse -- down`, benchmarks/README.md); it breaks
+/// even at about 60% non-zeros, where linears stay dense anyway ([`Format`] choice in the
+/// runtime keeps them dense from 75%).
+///
+/// [`Format`]: crate::Format
+pub const UNPACK_ABOVE: f64 = 0.6;
 
 thread_local! {
     /// The weights unpacked for the dense kernels, kept between calls.
