@@ -5,13 +5,14 @@
 //!
 //! Each setting prunes the default model with magnitude (per matrix for unstructured; which
 //! weights go does not change the speed), builds the runtime twice, `Packing::Dense` (every
-//! linear through gemm) and `Packing::Auto` (each linear in the format its zeros suit),
+//! linear dense: gemm for many tokens, a row loop for one) and `Packing::Auto` (each linear in
+//! the format its zeros suit),
 //! compares their logits with each other and with the f64 forward of the same weights, and
 //! times them alternately on the same windows, the best of `REPEATS` each. The tied embedding
 //! and output head (21% of the parameters) stay dense in both.
 //!
 //! Run: `cargo run --release -p prunus-benches --example sparse_speed -- results/sparse-speed`
-//! (about ten minutes on two cores; settings named after the folder, `dense 70% 2:4`, run
+//! (about six minutes on two cores; settings named after the folder, `dense 70% 2:4`, run
 //! only those); writes `speed.csv` and `speed.md` there, and
 //! `cargo xtask sparse-plot results/sparse-speed` draws `plot.svg` from the CSV.
 
@@ -129,11 +130,11 @@ fn main() -> anyhow::Result<()> {
         "# Packed sparse linears against dense, SmolLM2-135M\n\n\
          Produced by `cargo run --release -p prunus-benches --example sparse_speed -- results/sparse-speed` \
          (benchmarks/examples/sparse_speed.rs) on {cpu}, kernels `{}`, {} threads. Magnitude pruning at each setting; \
-         dense = every linear through gemm, packed = each linear in its format (`Packing::Auto`), same runtime, timed alternately, \
+         dense = every linear in the dense format (gemm for many tokens, a row loop for one), packed = each linear in its format (`Packing::Auto`), same runtime, timed alternately, \
          best of {REPEATS}. Evaluation: {WINDOWS} windows of {SEQ} tokens from position 0. Decode: a {PROMPT}-token prompt, then {DECODE} tokens one at a time \
          with the key/value cache. Bound: the decode speed-up if it were set by the bytes read alone \
          (linears plus the {:.0} MiB dense tied head, dense over packed). The last three columns: the largest difference between the logits of packed and dense over the \
-         evaluation windows, and of each against the f64 forward of the same weights on the first window, as shares of the largest logit.\n\n\
+         evaluation windows, and of each against the f64 forward of the same weights, as shares of the largest logit (the largest over the windows).\n\n\
          | setting | formats | linears MiB (dense {:.1}) | eval tok/s dense | packed | x | decode tok/s dense | packed | x | bound | first token s dense | packed | packed - dense | dense - f64 | packed - f64 |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         prunus_sparse::simd::detected().name(),
