@@ -472,8 +472,8 @@ unsafe impl Sync for Out {}
 
 /// Share of non-zero weights at or above which many-token products unpack the weights and
 /// run the dense kernels instead of the sparse ones. On a 2-core Intel Xeon with AVX-512, for
-/// SmolLM2's down projection (576 x 1536) and 512 tokens, the sparse kernel took 1.38x
-/// gemm's time with no zeros, 1.11x at 30% zeros, 0.87x at 50% and 0.57x at 70%
+/// SmolLM2's down projection (576 x 1536) and 512 tokens, the sparse kernel took 1.35x
+/// gemm's time with no zeros, 1.06x at 30% zeros, 0.84x at 50% and 0.61x at 70%
 /// (`cargo bench -p prunus-benches --bench sparse -- down`, benchmarks/README.md); it breaks
 /// even at about 60% non-zeros, where linears stay dense anyway ([`Format`] choice in the
 /// runtime keeps them dense from 75%).
