@@ -25,6 +25,23 @@ pub fn run(args: &[&str], extra: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The build's target directory as cargo resolves it (`$CARGO_TARGET_DIR`, else a
+/// `build.target-dir` in a cargo config file, else `target/` in the workspace), from
+/// `cargo metadata`; `target/` if that cannot be asked.
+pub fn target_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return dir.into();
+    }
+    command()
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|m| m.get("target_directory").and_then(|d| d.as_str()).map(std::path::PathBuf::from))
+        .unwrap_or_else(|| crate::workspace::root().join("target"))
+}
+
 /// `cargo --version`, or `unknown`.
 pub fn version() -> String {
     command()

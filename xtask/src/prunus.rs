@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
-/// The `prunus` binary of the release build (`$CARGO_TARGET_DIR` or `target/`).
+/// The `prunus` binary of the release build, in the target directory cargo builds into
+/// ([`crate::cargo::target_dir`]).
 pub fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace::root().join("target"));
-    target.join("release").join("prunus")
+    crate::cargo::target_dir().join("release").join("prunus")
 }
 
 /// Builds the release `prunus` binary and returns its path.

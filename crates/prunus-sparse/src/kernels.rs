@@ -20,13 +20,7 @@
 use rayon::prelude::*;
 
 use crate::format::{PackedLinear, Storage};
-use crate::simd::{self, CHAINS, Isa, LANES, on_isa};
-
-/// How far ahead (in floats) the one-token loops ask for the weights they will read: the
-/// hardware's prefetchers alone left the bitmap loop, whose loads wait on the popcounts of the
-/// masks before them, at about 10 GB/s, and a model's decode at 70% zeros went from 20.3 to
-/// 14.2 ms per token with it (the dense loop's from 30.6 to 26 ms) on the 2-core Xeon.
-pub(crate) const PREFETCH: usize = 1024;
+use crate::simd::{self, CHAINS, Isa, LANES, PREFETCH, on_isa};
 
 /// Output rows per parallel task, at least (one token).
 const ROWS_PER_TASK: usize = 16;

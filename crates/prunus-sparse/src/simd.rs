@@ -67,6 +67,12 @@ pub fn cpu_name() -> String {
         .unwrap_or_default()
 }
 
+/// How far ahead (in floats) the one-token loops ask for the weights they will read: the
+/// hardware's prefetchers alone left the bitmap loop, whose loads wait on the popcounts of the
+/// masks before them, at about 10 GB/s, and a model's decode at 70% zeros went from 20.3 to
+/// 14.2 ms per token with it (the dense loop's from 30.6 to 26 ms) on the 2-core Xeon.
+pub(crate) const PREFETCH: usize = 1024;
+
 /// Lanes of a one-token accumulator.
 pub(crate) const LANES: usize = 16;
 
@@ -237,8 +243,7 @@ pub(crate) fn bitmap_offsets(isa: Isa, masks: &[u16], per_block: usize, stride: 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CHAINS, LANES};
-    use crate::kernels::PREFETCH;
+    use super::{CHAINS, LANES, PREFETCH};
 
     /// For each byte of a mask, the source lane of each of 8 lanes when the set bits take
     /// consecutive values (lanes whose bit is clear point at lane 0 and are masked off).
