@@ -296,7 +296,7 @@ fn rows_dot(p: &PackedLinear, r0: usize, x: &[f32], ys: &mut [f32]) {
 /// `y (t x rows) = x (t x cols) . W^T` for a dense row-major `w` (rows x cols) that is not
 /// packed (a model's output head, say), as [`PackedLinear::forward`] multiplies one in the
 /// dense format: one token by a row loop ([`dense_rows`]; gemm's one-row product read its
-/// weights at about half its speed), more by gemm. Panics if the lengths do not match.
+/// weights at about three quarters of the bitmap loop's speed), more by gemm. Panics if the lengths do not match.
 pub fn dense_forward(w: &[f32], rows: usize, cols: usize, x: &[f32], t: usize, y: &mut [f32]) {
     assert_eq!(w.len(), rows * cols, "weights of {} values for {rows} x {cols}", w.len());
     assert_eq!(x.len(), t * cols, "input of {} values for {t} x {cols}", x.len());
