@@ -332,8 +332,9 @@ mod x86 {
     /// eight columns of eight.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn transpose_avx2(x: &[f32], ld: usize, tokens: usize, cols: usize, xs: &mut [f32], stride: usize) {
-        // Eight columns of every token at a time: the lines read are reused by the next eight,
-        // and the columns written are whole runs.
+        // Eight tokens at a time, their rows read in order (the hardware prefetchers follow
+        // eight streams); the eight-float runs written land in the tile's lines, which stay in
+        // the second-level cache until the next eight tokens fill them further.
         for l0 in (0..tokens / 8 * 8).step_by(8) {
             for c0 in (0..cols / 8 * 8).step_by(8) {
                 // SAFETY: rows l0..l0 + 8 <= tokens and columns c0..c0 + 8 <= cols lie inside x
@@ -387,69 +388,52 @@ mod x86 {
         k
     }
 
-    /// [`super::tile_segment`] for 128 lanes: eight registers of 16.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn tile_segment_avx512(values: &[f32], offsets: &[u32], xs: &[f32], acc: *mut f32) {
-        let last = xs.len().checked_sub(128).expect("a whole tile column");
-        // SAFETY: acc holds 128 floats (the caller's promise); every column read is checked
-        // to end within xs.
-        unsafe {
-            let mut a = [_mm512_setzero_ps(); 8];
-            for (j, r) in a.iter_mut().enumerate() {
-                *r = _mm512_loadu_ps(acc.add(16 * j));
+    /// [`super::tile_segment`] held in eight registers of `$w` lanes (`T` = 8 * `$w`): one
+    /// body for AVX-512 and AVX2, their intrinsics named.
+    macro_rules! tile_segment_kernel {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $w:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident) => {
+            $(#[$doc])*
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(values: &[f32], offsets: &[u32], xs: &[f32], acc: *mut f32) {
+                let last = xs.len().checked_sub(8 * $w).expect("a whole tile column");
+                // SAFETY: acc holds 8 * $w floats (the caller's promise); every column read is
+                // checked to end within xs.
+                unsafe {
+                    let mut a = [$zero(); 8];
+                    for (j, r) in a.iter_mut().enumerate() {
+                        *r = $load(acc.add($w * j));
+                    }
+                    let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = a;
+                    for (&v, &o) in values.iter().zip(offsets) {
+                        let o = o as usize;
+                        assert!(o <= last, "a tile column within the inputs");
+                        let (w, c) = ($set1(v), xs.as_ptr().add(o));
+                        a0 = $fmadd(w, $load(c), a0);
+                        a1 = $fmadd(w, $load(c.add($w)), a1);
+                        a2 = $fmadd(w, $load(c.add(2 * $w)), a2);
+                        a3 = $fmadd(w, $load(c.add(3 * $w)), a3);
+                        a4 = $fmadd(w, $load(c.add(4 * $w)), a4);
+                        a5 = $fmadd(w, $load(c.add(5 * $w)), a5);
+                        a6 = $fmadd(w, $load(c.add(6 * $w)), a6);
+                        a7 = $fmadd(w, $load(c.add(7 * $w)), a7);
+                    }
+                    for (j, r) in [a0, a1, a2, a3, a4, a5, a6, a7].into_iter().enumerate() {
+                        $store(acc.add($w * j), r);
+                    }
+                }
             }
-            let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = a;
-            for (&v, &o) in values.iter().zip(offsets) {
-                let o = o as usize;
-                assert!(o <= last, "a tile column within the inputs");
-                let (w, c) = (_mm512_set1_ps(v), xs.as_ptr().add(o));
-                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c), a0);
-                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(16)), a1);
-                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(32)), a2);
-                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(48)), a3);
-                a4 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(64)), a4);
-                a5 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(80)), a5);
-                a6 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(96)), a6);
-                a7 = _mm512_fmadd_ps(w, _mm512_loadu_ps(c.add(112)), a7);
-            }
-            for (j, r) in [a0, a1, a2, a3, a4, a5, a6, a7].into_iter().enumerate() {
-                _mm512_storeu_ps(acc.add(16 * j), r);
-            }
-        }
+        };
     }
 
-    /// [`super::tile_segment`] for 64 lanes: eight registers of 8.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_segment_avx2(values: &[f32], offsets: &[u32], xs: &[f32], acc: *mut f32) {
-        let last = xs.len().checked_sub(64).expect("a whole tile column");
-        // SAFETY: acc holds 64 floats (the caller's promise); every column read is checked
-        // to end within xs.
-        unsafe {
-            let mut a = [_mm256_setzero_ps(); 8];
-            for (j, r) in a.iter_mut().enumerate() {
-                *r = _mm256_loadu_ps(acc.add(8 * j));
-            }
-            let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7] = a;
-            for (&v, &o) in values.iter().zip(offsets) {
-                let o = o as usize;
-                assert!(o <= last, "a tile column within the inputs");
-                let (w, c) = (_mm256_set1_ps(v), xs.as_ptr().add(o));
-                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c), a0);
-                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(8)), a1);
-                a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(16)), a2);
-                a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(24)), a3);
-                a4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(32)), a4);
-                a5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(40)), a5);
-                a6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(48)), a6);
-                a7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(c.add(56)), a7);
-            }
-            for (j, r) in [a0, a1, a2, a3, a4, a5, a6, a7].into_iter().enumerate() {
-                _mm256_storeu_ps(acc.add(8 * j), r);
-            }
-        }
-    }
+    tile_segment_kernel!(
+        /// [`super::tile_segment`] for 128 lanes: eight registers of 16.
+        tile_segment_avx512, "avx512f,avx2,fma", 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps
+    );
+    tile_segment_kernel!(
+        /// [`super::tile_segment`] for 64 lanes: eight registers of 8.
+        tile_segment_avx2, "avx2,fma", 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps
+    );
 
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) unsafe fn bitmap_row_avx2(masks: &[u16], values: &[f32], x: &[f32], out: &mut [[f32; LANES]; CHAINS]) {
