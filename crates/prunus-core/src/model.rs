@@ -48,6 +48,14 @@ pub trait PrunableModel {
         capture: Option<&mut CaptureFn<'_>>,
     ) -> Result<Tensor>;
 
+    /// Runs block `block` on `hidden` only as far as its last capture site, calling
+    /// `capture` as [`block_forward`](Self::block_forward) does, and returns nothing: the
+    /// statistics pass, whose output nobody reads, need not compute what follows the last
+    /// site (in a Llama block, the down projection). By default the whole block runs.
+    fn block_capture(&self, block: usize, hidden: &Tensor, capture: &mut CaptureFn<'_>) -> Result<()> {
+        self.block_forward(block, hidden, Some(capture)).map(|_| ())
+    }
+
     /// The weight of linear `name` in block `block`, (d_out, d_in) f32.
     fn weight(&self, block: usize, name: &str) -> Result<Tensor>;
 

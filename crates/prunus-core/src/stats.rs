@@ -55,9 +55,8 @@ impl Stats {
                 got: vec![n_tokens, d_in],
             });
         }
-        let x = x.to_dtype(DType::F32)?;
+        let flat = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         if let Some(sq) = self.sq_sum.as_mut() {
-            let flat = x.flatten_all()?.to_vec1::<f32>()?;
             crate::mask::check_finite(&flat, "calibration activations")?;
             for row in flat.chunks_exact(d_in) {
                 for (acc, &v) in sq.iter_mut().zip(row) {
@@ -67,10 +66,7 @@ impl Stats {
         }
         if let Some(gram) = self.gram.as_mut() {
             // (d_in, n_tokens) x (n_tokens, d_in) in f32, summed per batch into f64.
-            let g = x.t()?.matmul(&x)?.flatten_all()?.to_vec1::<f32>()?;
-            for (acc, v) in gram.iter_mut().zip(g) {
-                *acc += f64::from(v);
-            }
+            add_gram(gram, &flat, n_tokens, d_in);
         }
         self.n_samples += n_samples;
         self.n_tokens += n_tokens;
@@ -83,6 +79,84 @@ impl Stats {
         let n = self.n_samples.max(1) as f64;
         self.sq_sum.as_ref().map(|s| s.iter().map(|v| v / n).collect())
     }
+}
+
+/// Rows of the Gram matrix per panel of [`add_gram`], at least (more than gemm's 64).
+const GRAM_BLOCK: usize = 128;
+
+/// Adds `x^T x` (d x d) for `x` (n x d, row-major) to the symmetric row-major `acc`, each
+/// entry computed in f32 by gemm and added in f64, with about half the multiply-adds of the
+/// whole product. The rows are cut into panels (of about [`GRAM_BLOCK`]) and each panel, in
+/// parallel, is one product of its rows against the columns up to its last row, whose entries
+/// are added both where they are and at their mirror above the diagonal: a panel owns every
+/// entry whose larger index is one of its rows. As `acc` was symmetric and `x_a . x_b` and
+/// `x_b . x_a` are one sum, the result is entry for entry what adding gemm's product of the
+/// whole matrices gives: gemm's passes over the `n` rows depend on `n` alone once a product is
+/// larger than 64 x 64 (a test checks the bits against candle's `x.t().matmul(&x)`).
+fn add_gram(acc: &mut [f64], x: &[f32], n: usize, d: usize) {
+    use rayon::prelude::*;
+
+    /// `acc`, written by the panels at disjoint entries.
+    struct Sum(*mut f64);
+    // SAFETY: the panels write disjoint entries (those whose larger index is in the panel).
+    unsafe impl Sync for Sum {}
+
+    assert!(x.len() == n * d && acc.len() == d * d, "{n} x {d} activations, a {d} x {d} sum");
+    if n == 0 {
+        return;
+    }
+    // Panels of at least GRAM_BLOCK rows, or the whole matrix: gemm takes other paths for
+    // products of at most 64 x 64 (there its passes over the rows split differently, which
+    // changes the bits), so no panel may be that small unless the whole product is.
+    let panels = (d / GRAM_BLOCK).max(1);
+    let sum = Sum(acc.as_mut_ptr());
+    // The largest panels (the last) first, for balance.
+    (0..panels).rev().collect::<Vec<_>>().into_par_iter().for_each_init(Vec::new, |part: &mut Vec<f32>, p| {
+        let (r0, r1) = (p * d / panels, (p + 1) * d / panels);
+        part.resize((r1 - r0) * r1, 0.0);
+        // SAFETY: lhs reads x[k * d + r0 + a] (a < r1 - r0, k < n) and rhs x[k * d + b]
+        // (b < r1 <= d), inside x (n x d); part holds (r1 - r0) x r1, written row-major.
+        unsafe {
+            gemm::gemm(
+                r1 - r0,
+                r1,
+                n,
+                part.as_mut_ptr(),
+                1,
+                r1 as isize,
+                false,
+                x.as_ptr().add(r0),
+                d as isize,
+                1,
+                x.as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        let sum = &sum;
+        let at = |i: usize| {
+            // SAFETY: i < d * d, and this panel alone writes entry i (its larger index, a
+            // below, is one of its rows): see `Sum`.
+            unsafe { &mut *sum.0.add(i) }
+        };
+        for (a, row) in (r0..r1).zip(part.chunks_exact(r1)) {
+            for (b, &v) in row[..=a].iter().enumerate() {
+                *at(a * d + b) += f64::from(v);
+            }
+        }
+        // The mirrors, row by row above the diagonal (a > b).
+        for b in 0..r1 {
+            for a in (b + 1).max(r0)..r1 {
+                *at(b * d + a) += f64::from(part[(a - r0) * r1 + b]);
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -109,5 +183,27 @@ mod tests {
         let x = Tensor::new(&[[1f32, f32::NAN]], &Device::Cpu).unwrap();
         let mut s = Stats::new(StatKind::SqNorm, 2);
         assert!(s.add(&x, 1).unwrap_err().to_string().contains("calibration activations"));
+    }
+
+    #[test]
+    fn gram_has_the_bits_of_the_whole_product() {
+        // Shapes of the real sites (576 and 1536 wide, 512 to 2048 tokens a batch), widths
+        // the panels do not divide, more than 512 rows (gemm splits its passes over them), and
+        // products small enough for gemm's other paths; added twice, onto a symmetric sum.
+        for (n, d, seed) in [(2048, 576, 1), (512, 1536, 2), (1000, 200, 3), (700, 1000, 4), (1300, 130, 5), (100, 65, 6), (37, 50, 7), (5, 96, 8), (3, 1, 9), (0, 7, 10)] {
+            let mut rng = prunus_rng::SplitMix64::new(seed);
+            let (mut ours, mut whole_sum) = (vec![0f64; d * d], vec![0f64; d * d]);
+            for _ in 0..2 {
+                let x: Vec<f32> = (0..n * d).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
+                let t = Tensor::from_vec(x.clone(), (n, d), &Device::Cpu).unwrap();
+                let whole = t.t().unwrap().matmul(&t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (s, v) in whole_sum.iter_mut().zip(whole) {
+                    *s += f64::from(v);
+                }
+                add_gram(&mut ours, &x, n, d);
+            }
+            let first = whole_sum.iter().zip(&ours).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(first, None, "{n} x {d}: entry {first:?} differs");
+        }
     }
 }

@@ -247,6 +247,11 @@ impl PrunableModel for StreamingLlama {
         PrunableModel::block_forward(&self.model, block, hidden, capture)
     }
 
+    fn block_capture(&self, block: usize, hidden: &Tensor, capture: &mut prunus_core::model::CaptureFn<'_>) -> prunus_core::Result<()> {
+        self.resident(block)?;
+        PrunableModel::block_capture(&self.model, block, hidden, capture)
+    }
+
     fn weight(&self, block: usize, name: &str) -> prunus_core::Result<Tensor> {
         self.resident(block)?;
         self.model.weight(block, name)

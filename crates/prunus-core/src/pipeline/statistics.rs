@@ -55,7 +55,7 @@ pub(super) fn block_statistics(
             }
             Ok(())
         };
-        model.block_forward(block, chunk, Some(&mut capture))?;
+        model.block_capture(block, chunk, &mut capture)?;
     }
     let forward_seconds = t.elapsed().as_secs_f64() - stat_seconds;
     Ok((stats, forward_seconds, stat_seconds))

@@ -155,13 +155,23 @@ impl LlamaModel {
 
     /// Runs block `b` on (n_samples, seq_len, d_model) hidden states, handing each linear's
     /// input to `capture` at its site (the sites of [`BLOCK_TENSORS`](crate::layout::BLOCK_TENSORS)).
-    pub(crate) fn run_block<E>(
+    pub(crate) fn run_block<E>(&self, b: usize, x: &Tensor, ctx: &PassCtx, capture: Option<&mut SiteFn<'_, E>>) -> std::result::Result<Tensor, E>
+    where
+        E: From<ModelError> + From<candle_core::Error>,
+    {
+        Ok(self.block_pass(b, x, ctx, capture, true)?.expect("a whole pass has an output"))
+    }
+
+    /// [`run_block`](Self::run_block), or with `whole` false, only up to the last capture
+    /// site (the down projection and the residual are not computed; `None`).
+    pub(crate) fn block_pass<E>(
         &self,
         b: usize,
         x: &Tensor,
         ctx: &PassCtx,
         mut capture: Option<&mut SiteFn<'_, E>>,
-    ) -> std::result::Result<Tensor, E>
+        whole: bool,
+    ) -> std::result::Result<Option<Tensor>, E>
     where
         E: From<ModelError> + From<candle_core::Error>,
     {
@@ -238,8 +248,11 @@ impl LlamaModel {
         if let Some(f) = capture.as_mut() {
             f(MLP_ACT, &act)?;
         }
+        if !whole {
+            return Ok(None);
+        }
         let down = act.matmul(&blk[DownProj].t()?)?.reshape((n, seq, d))?;
-        Ok((x + down)?)
+        Ok(Some((x + down)?))
     }
 
     /// Runs block `block` on hidden states (n_samples, seq_len, d_model) with a causal mask.

@@ -9,6 +9,23 @@ use super::model::LlamaModel;
 use crate::error::ModelError;
 use crate::layout::LINEARS;
 
+impl LlamaModel {
+    /// The pass context for `hidden` (n_samples, seq_len, d_model) entering block `block`,
+    /// which must exist.
+    fn block_ctx(&self, block: usize, hidden: &Tensor) -> prunus_core::Result<super::forward::PassCtx> {
+        self.block(block)?;
+        let seq = hidden
+            .dims3()
+            .map_err(|_| ModelError::ShapeMismatch {
+                tensor: format!("hidden states entering block {block}"),
+                expected: vec![0, 0, self.config.hidden_size],
+                found: hidden.dims().to_vec(),
+            })?
+            .1;
+        Ok(self.pass_ctx(seq)?)
+    }
+}
+
 impl PrunableModel for LlamaModel {
     fn n_blocks(&self) -> usize {
         self.blocks.len()
@@ -36,20 +53,16 @@ impl PrunableModel for LlamaModel {
         hidden: &Tensor,
         capture: Option<&mut prunus_core::model::CaptureFn<'_>>,
     ) -> prunus_core::Result<Tensor> {
-        self.block(block)?;
-        let seq = hidden
-            .dims3()
-            .map_err(|_| ModelError::ShapeMismatch {
-                tensor: format!("hidden states entering block {block}"),
-                expected: vec![0, 0, self.config.hidden_size],
-                found: hidden.dims().to_vec(),
-            })?
-            .1;
-        let ctx = self.pass_ctx(seq)?;
+        let ctx = self.block_ctx(block, hidden)?;
         match capture {
             Some(f) => self.run_block::<prunus_core::Error>(block, hidden, &ctx, Some(f)),
             None => self.run_block::<prunus_core::Error>(block, hidden, &ctx, None),
         }
+    }
+
+    fn block_capture(&self, block: usize, hidden: &Tensor, capture: &mut prunus_core::model::CaptureFn<'_>) -> prunus_core::Result<()> {
+        let ctx = self.block_ctx(block, hidden)?;
+        self.block_pass::<prunus_core::Error>(block, hidden, &ctx, Some(capture), false).map(|_| ())
     }
 
     fn weight(&self, block: usize, name: &str) -> prunus_core::Result<Tensor> {

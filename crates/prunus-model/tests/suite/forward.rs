@@ -182,6 +182,31 @@ fn capture_sites_get_flattened_inputs() {
 }
 
 #[test]
+fn capture_only_pass_hands_every_site_the_same_inputs() {
+    let model = LlamaModel::synthetic(LlamaConfig::new(50, 24, 40, 2, 6, 3, false), 4).unwrap();
+    let h = PrunableModel::embed(&model, &tokens(2, 7, 50, 6)).unwrap();
+    for b in 0..model.n_blocks() {
+        let mut full: Vec<(String, Vec<f32>)> = Vec::new();
+        PrunableModel::block_forward(&model, b, &h, Some(&mut |site: &str, x: &Tensor| {
+            full.push((site.to_string(), x.flatten_all()?.to_vec1::<f32>()?));
+            Ok(())
+        }))
+        .unwrap();
+        let mut part: Vec<(String, Vec<f32>)> = Vec::new();
+        PrunableModel::block_capture(&model, b, &h, &mut |site: &str, x: &Tensor| {
+            part.push((site.to_string(), x.flatten_all()?.to_vec1::<f32>()?));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(full.len(), 4);
+        // Bit for bit: the statistics of every method come from these.
+        let bits = |v: &[(String, Vec<f32>)]| v.iter().map(|(s, x)| (s.clone(), x.iter().map(|f| f.to_bits()).collect::<Vec<_>>())).collect::<Vec<_>>();
+        assert_eq!(bits(&full), bits(&part), "block {b}");
+    }
+    assert!(PrunableModel::block_capture(&model, 9, &h, &mut |_: &str, _: &Tensor| Ok(())).is_err());
+}
+
+#[test]
 fn capture_errors_propagate() {
     let model = LlamaModel::synthetic(LlamaConfig::tiny(), 3).unwrap();
     let h = PrunableModel::embed(&model, &tokens(1, 4, 64, 5)).unwrap();
