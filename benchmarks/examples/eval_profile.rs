@@ -1,0 +1,47 @@
+//! Evaluates one 512-token window of the default model again and again on one side of the
+//! sparse-speed comparison, for a profiler (`perf record -e cpu-clock -- ...`) to see where
+//! that side's time goes, and prints the best window's time.
+//!
+//! Run: `cargo run --release -p prunus-benches --example eval_profile -- 0.7 packed 20`
+//! (sparsity pruned by magnitude per matrix, 0 for none; `dense` or `packed` as in
+//! `sparse_speed`; seconds to loop).
+
+use candle_core::Device;
+use prunus_core::Pattern;
+use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
+use prunus_model::runtime::{Packing, Runtime};
+use {prunus_magnitude as _, prunus_sparse as _};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: eval_profile SPARSITY dense|packed SECONDS";
+    let [sparsity, side, seconds] = &args[..] else { anyhow::bail!(usage) };
+    let (sparsity, seconds): (f64, f64) = (sparsity.parse()?, seconds.parse()?);
+    let packing = match side.as_str() {
+        "dense" => Packing::Dense,
+        "packed" => Packing::Auto,
+        _ => anyhow::bail!(usage),
+    };
+    let mut say = |m: &str| eprintln!("assets: {m}");
+    let model_file = prunus_data::assets::default_model(&mut say)?;
+    let corpus_file = prunus_data::assets::verified_file(prunus_data::assets::AssetId::WikiVital, prunus_data::assets::WIKI_VITAL_JSON, &mut say)?;
+    let mut model = prunus_model::LlamaModel::from_gguf(&model_file.path, &Device::Cpu)?;
+    let tokenizer = prunus_data::tokenizer::from_gguf(&model_file.path)?;
+    let eval = prunus_data::tokenizer::encode_cached(&tokenizer, &prunus_data::corpus::wiki_vital(&corpus_file.path)?.eval_text)?;
+    if sparsity > 0.0 {
+        let magnitude = prunus_core::registry::find("magnitude").expect("linked").build_layerwise(&serde_json::Value::Null)?;
+        prune_layerwise(&mut model, &magnitude, &Pattern::Unstructured { sparsity }, None, &PipelineOptions::default(), &mut |_| {})?;
+    }
+    let runtime = Runtime::new(&model, packing)?;
+    let window = &eval[..512];
+    runtime.window_logits(window)?;
+    let (start, mut best, mut n) = (std::time::Instant::now(), f64::INFINITY, 0);
+    while start.elapsed().as_secs_f64() < seconds {
+        let t = std::time::Instant::now();
+        runtime.window_logits(window)?;
+        best = best.min(t.elapsed().as_secs_f64());
+        n += 1;
+    }
+    println!("{side} at {sparsity}: {n} windows, best {:.1} ms ({:.1} tokens/s)", best * 1e3, 512.0 / best);
+    Ok(())
+}
