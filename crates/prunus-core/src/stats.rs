@@ -55,7 +55,7 @@ impl Stats {
                 got: vec![n_tokens, d_in],
             });
         }
-        let flat = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let flat = if self.sq_sum.is_some() || self.gram.is_some() { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? } else { Vec::new() };
         if let Some(sq) = self.sq_sum.as_mut() {
             crate::mask::check_finite(&flat, "calibration activations")?;
             for row in flat.chunks_exact(d_in) {
@@ -141,8 +141,8 @@ fn add_gram(acc: &mut [f64], x: &[f32], n: usize, d: usize) {
         }
         let sum = &sum;
         let at = |i: usize| {
-            // SAFETY: i < d * d, and this panel alone writes entry i (its larger index, a
-            // below, is one of its rows): see `Sum`.
+            // SAFETY: i < d * d, and this panel alone writes entry i (the larger of its row
+            // and column, `a` below, is one of the panel's rows): see `Sum`.
             unsafe { &mut *sum.0.add(i) }
         };
         for (a, row) in (r0..r1).zip(part.chunks_exact(r1)) {
