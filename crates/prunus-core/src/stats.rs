@@ -111,7 +111,7 @@ fn add_gram(acc: &mut [f64], x: &[f32], n: usize, d: usize) {
     let panels = (d / GRAM_BLOCK).max(1);
     let sum = Sum(acc.as_mut_ptr());
     // The largest panels (the last) first, for balance.
-    (0..panels).rev().collect::<Vec<_>>().into_par_iter().for_each_init(Vec::new, |part: &mut Vec<f32>, p| {
+    (0..panels).into_par_iter().rev().for_each_init(Vec::new, |part: &mut Vec<f32>, p| {
         let (r0, r1) = (p * d / panels, (p + 1) * d / panels);
         part.resize((r1 - r0) * r1, 0.0);
         // SAFETY: lhs reads x[k * d + r0 + a] (a < r1 - r0, k < n) and rhs x[k * d + b]
