@@ -38,13 +38,10 @@ impl CustomOp1 for RowLogSumExp {
         let rows = src.len().checked_div(n).unwrap_or(0);
         let mut out = vec![0f32; rows];
         if n > 0 {
+            let exp = expf::Expf::get();
             par_rows(src, &mut out, n, 1, |_, a, b| {
                 for (x, y) in a.chunks_exact(n).zip(b.iter_mut()) {
-                    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    // Summed in f64: a vocabulary of ~50K terms loses the small ones in f32
-                    // (perplexity came out 1.2e-4 relative too low against the numpy reference).
-                    let sum: f64 = x.iter().map(|v| f64::from((v - m).exp())).sum();
-                    *y = m + sum.ln() as f32;
+                    *y = exp.logsumexp(x);
                 }
             });
         }
@@ -52,7 +49,349 @@ impl CustomOp1 for RowLogSumExp {
     }
 }
 
-/// Row-wise log-sum-exp, (..., n) -> (...).
+/// Row-wise log-sum-exp, (..., n) -> (...): per row `m + ln(sum of e^(x - m))` with `m` the
+/// row's maximum, each `e^(x - m)` the C library's `expf` (through [`expf::Expf`]) and the sum
+/// in f64 in the row's order. Summed in f64 because a vocabulary of ~50K terms loses the small
+/// ones in f32 (perplexity came out 1.2e-4 relative too low against the numpy reference).
 pub(crate) fn row_logsumexp(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&RowLogSumExp)
+}
+
+pub(crate) mod expf {
+    //! The C library's `expf`, bit for bit, many values at a time.
+    //!
+    //! Perplexity takes `e^x` of every logit (25M per 512-token window of a 49K vocabulary);
+    //! one call of the library's `expf` per value was about 7% of an evaluation. glibc's
+    //! `expf` (since 2.28; the algorithm of Arm's optimized-routines, also in musl) works in
+    //! double precision: `x = (k + r) ln2 / 32` with integer `k` and `|r| <= 1/2`, `2^(k/32)`
+    //! from a table of 32 entries and the exponent bits, `2^(r/32)` from a cubic, one rounding
+    //! to f32 at the end. The same steps written here in f64 arithmetic compile to vector
+    //! instructions (AVX-512 or AVX2, chosen at run time) and give the same bits, so every
+    //! perplexity keeps its last digit. glibc builds the function twice, with and without
+    //! fused multiply-adds, and picks one per CPU; which one this machine's library uses is not
+    //! assumed but checked: [`Expf::get`] compares each candidate with the library on a sweep
+    //! of inputs once per process and takes the first that agrees everywhere, or the library's
+    //! own scalar calls when none does (another C library, another algorithm).
+
+    use std::sync::OnceLock;
+
+    /// `32 / ln 2` (glibc's `InvLn2N`).
+    const INV_LN2_N: f64 = f64::from_bits(0x3ff7_1547_652b_82fe) * 32.0;
+    /// `1.5 * 2^52`: adding and subtracting it rounds to an integer, ties to even.
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    /// The cubic's coefficients for `2^(r/32) - 1` in powers of `r` (3, 2, 1), scaled by 32.
+    const C0: f64 = f64::from_bits(0x3fac_6af8_4b91_2394) / 32_768.0;
+    const C1: f64 = f64::from_bits(0x3fce_bfce_50fa_c4f3) / 1_024.0;
+    const C2: f64 = f64::from_bits(0x3fe6_2e42_ff0c_52d6) / 32.0;
+
+    /// Values per block: computed together, then added to the f64 sum in order.
+    const BLOCK: usize = 64;
+
+    /// How the block's exponentials are computed.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Path {
+        /// One call of the library's `expf` per value.
+        Library,
+        /// The steps above with fused multiply-adds, compiled for AVX-512.
+        FusedAvx512,
+        /// With fused multiply-adds, compiled for AVX2 and FMA.
+        FusedAvx2,
+        /// Without fused multiply-adds, compiled for AVX2.
+        UnfusedAvx2,
+        /// Without fused multiply-adds, compiled for the baseline target.
+        Unfused,
+    }
+
+    /// The chosen path with its table: `tab[i] = bits(2^(i/32)) - (i << 47)`, so that adding
+    /// `k << 47` to `tab[k % 32]` gives the bits of `2^(k/32)`.
+    #[derive(Debug)]
+    pub(crate) struct Expf {
+        pub(crate) path: Path,
+        tab: [u64; 32],
+    }
+
+    impl Expf {
+        /// The path for this process: the first candidate that agrees with the library on
+        /// every input of [`sweep`], checked once.
+        pub(crate) fn get() -> &'static Expf {
+            static CHOSEN: OnceLock<Expf> = OnceLock::new();
+            CHOSEN.get_or_init(|| {
+                let tab = table();
+                let inputs = sweep();
+                let want: Vec<u32> = inputs.iter().map(|x| x.exp().to_bits()).collect();
+                let mut got = vec![0f32; inputs.len()];
+                for path in candidates() {
+                    let e = Expf { path, tab };
+                    for (x, g) in inputs.chunks(BLOCK).zip(got.chunks_mut(BLOCK)) {
+                        e.block(x, 0.0, g);
+                    }
+                    if got.iter().zip(&want).all(|(g, w)| g.to_bits() == *w) {
+                        return e;
+                    }
+                }
+                Expf { path: Path::Library, tab }
+            })
+        }
+
+        /// `out[i] = expf(x[i] - m)` for one block (at most [`BLOCK`] values), every `x[i] - m`
+        /// finite with magnitude below 88 (outside, glibc takes special cases).
+        #[inline]
+        fn block(&self, x: &[f32], m: f32, out: &mut [f32]) {
+            let t = &self.tab;
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2_fma(x: &[f32], m: f32, out: &mut [f32], t: &[u64; 32]) {
+                    lanes::<true>(x, m, out, t)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2(x: &[f32], m: f32, out: &mut [f32], t: &[u64; 32]) {
+                    lanes::<false>(x, m, out, t)
+                }
+                // SAFETY: a path is only a candidate where the CPU has its features
+                // (`candidates`), and a chosen path is one of the candidates.
+                match self.path {
+                    Path::FusedAvx512 => {
+                        unsafe { avx512::<false>(x, m, out, 0.0, t) };
+                        return;
+                    }
+                    Path::FusedAvx2 => return unsafe { avx2_fma(x, m, out, t) },
+                    Path::UnfusedAvx2 => return unsafe { avx2(x, m, out, t) },
+                    _ => {}
+                }
+            }
+            if self.path == Path::Library {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = (v - m).exp();
+                }
+                return;
+            }
+            lanes::<false>(x, m, out, t)
+        }
+
+        /// `m + ln(sum of expf(x - m))` with `m` the maximum of `x`, the sum in f64 in the
+        /// order of `x`: the bits of the plain loop with one library call per value.
+        pub(crate) fn logsumexp(&self, x: &[f32]) -> f32 {
+            let (m, sum) = self.max_sum_exp(x);
+            m + sum.ln() as f32
+        }
+
+        /// The maximum `m` of `x` (as `f32::max` folds it) and the sum of `expf(x - m)` in f64
+        /// in the order of `x`, with the bits of the plain loop. A row with a NaN, an
+        /// infinity or a value 88 or more below its maximum takes that loop.
+        pub(crate) fn max_sum_exp(&self, x: &[f32]) -> (f32, f64) {
+            let (m, lo, nan) = range(x);
+            let mut sum = 0f64;
+            if nan || !(lo - m > -88.0) || self.path == Path::Library {
+                for &v in x {
+                    sum += f64::from((v - m).exp());
+                }
+            } else if self.path == Path::FusedAvx512 {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the path is chosen only where the CPU has AVX-512 F.
+                return (m, unsafe { avx512::<true>(x, m, &mut [], 0.0, &self.tab) });
+            } else {
+                let mut buf = [0f32; BLOCK];
+                for c in x.chunks(BLOCK) {
+                    let b = &mut buf[..c.len()];
+                    self.block(c, m, b);
+                    for &e in b.iter() {
+                        sum += f64::from(e);
+                    }
+                }
+            }
+            (m, sum)
+        }
+    }
+
+    /// The maximum and minimum of `x` (`f32::max` and `f32::min`, which ignore NaN and give
+    /// the same value in any order, so 16 lanes) and whether it holds a NaN.
+    fn range(x: &[f32]) -> (f32, f32, bool) {
+        let (mut hi, mut lo, mut nan) = ([f32::NEG_INFINITY; 16], [f32::INFINITY; 16], [false; 16]);
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for (i, &v) in c.iter().enumerate() {
+                hi[i] = hi[i].max(v);
+                lo[i] = lo[i].min(v);
+                nan[i] |= v.is_nan();
+            }
+        }
+        let rest = chunks.remainder();
+        let m = rest.iter().chain(&hi).copied().fold(f32::NEG_INFINITY, f32::max);
+        let l = rest.iter().chain(&lo).copied().fold(f32::INFINITY, f32::min);
+        (m, l, nan.iter().any(|&n| n) || rest.iter().any(|v| v.is_nan()))
+    }
+
+    /// [`lanes`] with fused multiply-adds in AVX-512 intrinsics, eight values at a time, each
+    /// written to `out` or, with `SUM`, added to `sum` in order (`out` unused). The compiler's
+    /// version of the same loop fetches the table entries with a gather, which made it half
+    /// as fast on an AMD EPYC (Zen 4); here they come from the four registers that hold the
+    /// table (two two-source permutes and a blend on bit 4 of `k`). Adding in the same loop
+    /// lets the sum's chain of dependent additions, the floor of a row's time, overlap the
+    /// computation of the next values.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn avx512<const SUM: bool>(x: &[f32], m: f32, out: &mut [f32], mut sum: f64, tab: &[u64; 32]) -> f64 {
+        use std::arch::x86_64::*;
+        let n = if SUM { x.len() } else { x.len().min(out.len()) };
+        let whole = n - n % 8;
+        let mut wide = [0f64; 8];
+        // SAFETY: loads of eight values at offsets i < whole <= n from `x` and, without
+        // `SUM`, stores as many into `out` (n <= out.len()); the table is read as four vectors
+        // of eight u64 from its 32 entries.
+        unsafe {
+            let t = tab.as_ptr().cast::<__m512i>();
+            let (t0, t1, t2, t3) = (_mm512_loadu_si512(t), _mm512_loadu_si512(t.add(1)), _mm512_loadu_si512(t.add(2)), _mm512_loadu_si512(t.add(3)));
+            let (inv, shift) = (_mm512_set1_pd(INV_LN2_N), _mm512_set1_pd(SHIFT));
+            let (c0, c1, c2, one) = (_mm512_set1_pd(C0), _mm512_set1_pd(C1), _mm512_set1_pd(C2), _mm512_set1_pd(1.0));
+            let (mv, bit4) = (_mm256_set1_ps(m), _mm512_set1_epi64(16));
+            for i in (0..whole).step_by(8) {
+                let xd = _mm512_cvtps_pd(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv));
+                let z = _mm512_mul_pd(inv, xd);
+                let kd = _mm512_add_pd(z, shift);
+                let ki = _mm512_castpd_si512(kd);
+                let r = _mm512_sub_pd(z, _mm512_sub_pd(kd, shift));
+                let lo = _mm512_permutex2var_epi64(t0, ki, t1);
+                let hi = _mm512_permutex2var_epi64(t2, ki, t3);
+                let entry = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, bit4), lo, hi);
+                let s = _mm512_castsi512_pd(_mm512_add_epi64(entry, _mm512_slli_epi64::<47>(ki)));
+                let p = _mm512_fmadd_pd(c0, r, c1);
+                let r2 = _mm512_mul_pd(r, r);
+                let q = _mm512_fmadd_pd(c2, r, one);
+                let e = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_fmadd_pd(p, r2, q), s));
+                if SUM {
+                    _mm512_storeu_pd(wide.as_mut_ptr(), _mm512_cvtps_pd(e));
+                    for w in wide {
+                        sum += w;
+                    }
+                } else {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(i), e);
+                }
+            }
+        }
+        let mut rest = [0f32; 8];
+        let rest = if SUM { &mut rest[..n - whole] } else { &mut out[whole..n] };
+        lanes::<true>(&x[whole..n], m, rest, tab);
+        if SUM {
+            for &e in rest.iter() {
+                sum += f64::from(e);
+            }
+        }
+        sum
+    }
+
+    /// glibc's steps for every value of one block, in lanes the compiler vectorizes; `FUSED`
+    /// chooses fused multiply-adds where the library's FMA build contracts them.
+    #[inline(always)]
+    fn lanes<const FUSED: bool>(x: &[f32], m: f32, out: &mut [f32], tab: &[u64; 32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            let xd = f64::from(v - m);
+            let z = INV_LN2_N * xd;
+            let kd = z + SHIFT;
+            let ki = kd.to_bits();
+            let r = z - (kd - SHIFT);
+            let s = f64::from_bits(tab[(ki % 32) as usize].wrapping_add(ki << 47));
+            let (p, r2, q) = if FUSED { (C0.mul_add(r, C1), r * r, C2.mul_add(r, 1.0)) } else { (C0 * r + C1, r * r, C2 * r + 1.0) };
+            let y = if FUSED { p.mul_add(r2, q) } else { p * r2 + q };
+            *o = (y * s) as f32;
+        }
+    }
+
+    /// `tab[i] = bits(2^(i/32)) - (i << 47)`.
+    fn table() -> [u64; 32] {
+        std::array::from_fn(|i| (i as f64 / 32.0).exp2().to_bits().wrapping_sub((i as u64) << 47))
+    }
+
+    /// The paths this CPU can run, preferred first.
+    fn candidates() -> Vec<Path> {
+        let mut c = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                c.push(Path::FusedAvx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                c.push(Path::FusedAvx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                c.push(Path::UnfusedAvx2);
+            }
+        }
+        c.push(Path::Unfused);
+        c
+    }
+
+    /// The inputs a candidate must agree on: 2^20 values spread over [-88, 0] (every table
+    /// entry many times over, both signs of `r`), the ends, tiny values and zeros.
+    fn sweep() -> Vec<f32> {
+        let n = 1 << 20;
+        let mut v: Vec<f32> = (0..n).map(|i| -88.0 * (i as f32 / n as f32)).collect();
+        v.extend([0.0, -0.0, 1e-30, -1e-30, f32::MIN_POSITIVE, -87.999_99, 87.0, 1.0, 10.0, 50.0]);
+        v
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The plain loop the kernel replaces: one library call per value.
+        fn plain(x: &[f32]) -> (f32, f64, f32) {
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = x.iter().map(|v| f64::from((v - m).exp())).sum();
+            (m, sum, m + sum.ln() as f32)
+        }
+
+        #[test]
+        fn the_vector_path_has_the_library_bits_on_every_sixteenth_float_below_88() {
+            let e = Expf::get();
+            // glibc on x86-64 has the algorithm whose steps the candidates repeat; a vector
+            // path falling back to the library there means a wrong constant or step.
+            #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+            assert_ne!(e.path, Path::Library, "no candidate agreed with glibc's expf");
+            // Every sixteenth f32 of magnitude below 88, both signs (about 135M values).
+            let top = 88f32.to_bits();
+            let mut xs = Vec::with_capacity(1 << 16);
+            let mut out = vec![0f32; BLOCK];
+            let mut bad = Vec::new();
+            for sign in [0u32, 0x8000_0000] {
+                let mut b = 0u32;
+                while b < top {
+                    xs.clear();
+                    xs.extend((b..(b + (1 << 18)).min(top)).step_by(16).map(|u| f32::from_bits(sign | u)));
+                    for c in xs.chunks(BLOCK) {
+                        e.block(c, 0.0, &mut out[..c.len()]);
+                        bad.extend(c.iter().zip(&out).filter(|(x, o)| x.exp().to_bits() != o.to_bits()).map(|(x, _)| *x).take(4));
+                    }
+                    b += 1 << 18;
+                }
+            }
+            assert!(bad.is_empty(), "{:?} differ from the library (path {:?})", &bad[..bad.len().min(8)], e.path);
+        }
+
+        #[test]
+        fn max_sum_and_logsumexp_have_the_bits_of_the_plain_loop() {
+            let e = Expf::get();
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            };
+            let mut rows: Vec<Vec<f32>> = [1usize, 15, 16, 17, 63, 64, 65, 1000, 49_152].iter().map(|&n| (0..n).map(|_| next() * 60.0 - 30.0).collect()).collect();
+            rows.push(vec![f32::NAN, 1.0, 2.0]);
+            rows.push(vec![1.0, f32::NEG_INFINITY, 3.0]);
+            rows.push(vec![f32::INFINITY, 1.0]);
+            rows.push(vec![f32::NEG_INFINITY; 3]);
+            rows.push(vec![-200.0, 0.0, 5.0]);
+            rows.push(vec![-0.0, 0.0, -0.0]);
+            rows.push((0..300).map(|i| if i == 77 { 87.9 } else { -0.05 * i as f32 }).collect());
+            let same32 = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            for r in &rows {
+                let ((m, sum), lse, (pm, psum, plse)) = (e.max_sum_exp(r), e.logsumexp(r), plain(r));
+                assert!(same32(m, pm) && (sum.to_bits() == psum.to_bits() || (sum.is_nan() && psum.is_nan())), "row of {}: ({m}, {sum}) against ({pm}, {psum})", r.len());
+                assert!(same32(lse, plse), "row of {}: {lse} against {plse}", r.len());
+            }
+        }
+    }
 }

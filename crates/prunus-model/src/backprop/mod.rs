@@ -164,9 +164,10 @@ impl LlamaModel {
             let mut row_loss = vec![0f64; m];
             {
                 use rayon::prelude::*;
+                let exp = crate::kernels::expf::Expf::get();
                 logits[..m * vocab].par_chunks_mut(vocab).zip(row_loss.par_iter_mut()).zip(chunk.par_iter()).for_each(|((l, out), &(_, target))| {
-                    let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f64 = l.iter().map(|&v| f64::from((v - mx).exp())).sum();
+                    // The maximum and the f64 sum of `expf(v - mx)` in order, many at a time.
+                    let (mx, sum) = exp.max_sum_exp(l);
                     let lse = f64::from(mx) + sum.ln();
                     *out = lse - f64::from(l[target as usize]);
                     for v in l.iter_mut() {
