@@ -64,6 +64,8 @@ impl CustomOp3 for CausalAttention {
         let next = AtomicUsize::new(0);
         let threads = candle_core::utils::get_num_threads().clamp(1, tasks.max(1));
         let scale = self.scale;
+        // The C library's expf, many values at a time (the same bits).
+        let exp = crate::kernels::expf::Expf::get();
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| {
@@ -102,9 +104,9 @@ impl CustomOp3 for CausalAttention {
                         for (r, row) in sc.chunks_exact_mut(e).enumerate() {
                             let visible = a + r % bq + 1;
                             let m = row[..visible].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                            exp.exp_shifted(&mut row[..visible], m);
                             let mut sum = 0f32;
-                            for x in &mut row[..visible] {
-                                *x = (*x - m).exp();
+                            for x in &row[..visible] {
                                 sum += *x;
                             }
                             let inv = 1.0 / sum;

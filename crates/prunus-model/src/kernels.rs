@@ -1,5 +1,6 @@
-//! A fused CPU kernel for inference: the row-wise log-sum-exp of the NLL, rows split over
-//! candle's thread count. No gradient; the differentiable path composes ops. (The causal
+//! Fused CPU kernels for inference: the row-wise log-sum-exp of the NLL and the SwiGLU
+//! product, rows split over candle's thread count, with the C library's `expf` many values at
+//! a time ([`expf`]). No gradient; the differentiable path composes ops. (The causal
 //! softmax that lived here is part of the fused attention now, `attention.rs`.)
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
@@ -55,6 +56,69 @@ impl CustomOp1 for RowLogSumExp {
 /// ones in f32 (perplexity came out 1.2e-4 relative too low against the numpy reference).
 pub(crate) fn row_logsumexp(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&RowLogSumExp)
+}
+
+/// `silu(gate) * up` elementwise, (...) x (...) -> (...): candle's `silu` (`g / (1 + e^-g)`,
+/// rounded to f32) times `up`, in one pass over row chunks, `e^-g` through [`expf::Expf`], so
+/// the bits of `(gate.silu()? * up)?`.
+struct SwiGlu;
+
+impl candle_core::CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (gate, up) = (contiguous_f32(s1, l1, "swiglu")?, contiguous_f32(s2, l2, "swiglu")?);
+        if l1.dims() != l2.dims() {
+            candle_core::bail!("swiglu of shapes {:?} and {:?}", l1.dims(), l2.dims());
+        }
+        let n = l1.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; gate.len()];
+        let exp = expf::Expf::get();
+        // Rows of gate and up side by side: par_rows splits one input, so the row index finds
+        // the other.
+        par_rows(gate, &mut out, n, n, |first, g, o| {
+            let u = &up[first * n..first * n + g.len()];
+            for ((g, u), o) in g.chunks(4096).zip(u.chunks(4096)).zip(o.chunks_mut(4096)) {
+                for (o, &g) in o.iter_mut().zip(g) {
+                    *o = -g;
+                }
+                exp.exp_shifted(o, 0.0);
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g / (1.0 + *o) * u;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `silu(gate) * up` with the bits of `(gate.silu()? * up)?` (f32, CPU, same shapes; no
+/// gradient).
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &SwiGlu)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn swiglu_has_the_bits_of_silu_times_up() {
+        let (rows, cols) = (7, 1531);
+        let n = rows * cols;
+        // Gates from -130 to 130 (past the 88 where expf's special cases start), some zeros.
+        let g: Vec<f32> = (0..n).map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * if i % 97 == 0 { 0.13 } else { 0.013 }).collect();
+        let u: Vec<f32> = (0..n).map(|i| ((i * 104_729 % 1009) as f32 - 504.0) * 0.002).collect();
+        let g = Tensor::from_vec(g, (rows, cols), &Device::Cpu).unwrap();
+        let u = Tensor::from_vec(u, (rows, cols), &Device::Cpu).unwrap();
+        let fused = super::swiglu(&g, &u).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let plain = (g.silu().unwrap() * &u).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let differ = fused.iter().zip(&plain).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{differ} of {n} values differ");
+        assert!(super::swiglu(&g, &u.narrow(1, 0, 5).unwrap()).is_err());
+    }
 }
 
 pub(crate) mod expf {
@@ -167,6 +231,22 @@ pub(crate) mod expf {
                 return;
             }
             lanes::<false>(x, m, out, t)
+        }
+
+        /// Each value `v` of `x` replaced by `expf(v - m)`, the library's bits; blocks with a
+        /// difference of magnitude 88 or more, an infinity or a NaN take the library's calls.
+        pub(crate) fn exp_shifted(&self, x: &mut [f32], m: f32) {
+            let mut buf = [0f32; BLOCK];
+            for c in x.chunks_mut(BLOCK) {
+                let special = c.iter().fold(false, |s, &v| s | !((v - m).abs() < 88.0));
+                if special || self.path == Path::Library {
+                    c.iter_mut().for_each(|v| *v = (*v - m).exp());
+                } else {
+                    let b = &mut buf[..c.len()];
+                    b.copy_from_slice(c);
+                    self.block(b, m, c);
+                }
+            }
         }
 
         /// `m + ln(sum of expf(x - m))` with `m` the maximum of `x`, the sum in f64 in the
@@ -369,7 +449,7 @@ pub(crate) mod expf {
         }
 
         #[test]
-        fn max_sum_and_logsumexp_have_the_bits_of_the_plain_loop() {
+        fn exp_shifted_max_sum_and_logsumexp_have_the_bits_of_the_plain_loops() {
             let e = Expf::get();
             let mut state = 0x2545_f491_4f6c_dd1du64;
             let mut next = move || {
@@ -388,6 +468,13 @@ pub(crate) mod expf {
             rows.push((0..300).map(|i| if i == 77 { 87.9 } else { -0.05 * i as f32 }).collect());
             let same32 = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
             for r in &rows {
+                for m in [0.0, 1.5, -3.0, f32::INFINITY] {
+                    let mut fast = r.clone();
+                    e.exp_shifted(&mut fast, m);
+                    for (i, (&f, &v)) in fast.iter().zip(r).enumerate() {
+                        assert!(same32(f, (v - m).exp()), "row of {}, value {i}: expf({v} - {m}) = {f}", r.len());
+                    }
+                }
                 let ((m, sum), lse, (pm, psum, plse)) = (e.max_sum_exp(r), e.logsumexp(r), plain(r));
                 assert!(same32(m, pm) && (sum.to_bits() == psum.to_bits() || (sum.is_nan() && psum.is_nan())), "row of {}: ({m}, {sum}) against ({pm}, {psum})", r.len());
                 assert!(same32(lse, plse), "row of {}: {lse} against {plse}", r.len());

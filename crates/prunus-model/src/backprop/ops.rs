@@ -210,6 +210,8 @@ pub(crate) fn attention(sh: &AttnShape, q: &[f32], k: &[f32], v: &[f32], o: &mut
     let (seq, hd, h) = (sh.seq, sh.hd, sh.heads);
     let (qw, kw) = (h * hd, sh.kv_heads * hd);
     let (o_out, lse_out) = (Shared::new(o), Shared::new(lse));
+    // The C library's expf, many values at a time (the same bits).
+    let exp = crate::kernels::expf::Expf::get();
     (0..sh.n * h).into_par_iter().for_each_init(
         || vec![0f32; seq * seq],
         |s, task| {
@@ -219,9 +221,9 @@ pub(crate) fn attention(sh: &AttnShape, q: &[f32], k: &[f32], v: &[f32], o: &mut
             let lse = unsafe { lse_out.get() };
             for (p, row) in s.chunks_exact_mut(seq).enumerate() {
                 let m = row[..=p].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                exp.exp_shifted(&mut row[..=p], m);
                 let mut sum = 0f32;
-                for x in &mut row[..=p] {
-                    *x = (*x - m).exp();
+                for x in &row[..=p] {
                     sum += *x;
                 }
                 let inv = 1.0 / sum;
@@ -249,6 +251,8 @@ pub(crate) fn attention_back(sh: &AttnShape, q: &[f32], k: &[f32], v: &[f32], o:
     let mut dk_part = vec![0f32; n * h * seq * hd];
     let mut dv_part = vec![0f32; n * h * seq * hd];
     let (dq_out, dk_out, dv_out) = (Shared::new(dq), Shared::new(&mut dk_part), Shared::new(&mut dv_part));
+    // The C library's expf, many values at a time (the same bits).
+    let exp = crate::kernels::expf::Expf::get();
     (0..n * h).into_par_iter().for_each_init(
         || (vec![0f32; seq * seq], vec![0f32; seq * seq], vec![0f32; seq]),
         |(p_buf, dp, delta), task| {
@@ -257,7 +261,7 @@ pub(crate) fn attention_back(sh: &AttnShape, q: &[f32], k: &[f32], v: &[f32], o:
             scores(sh, q, k, b, j, p_buf);
             for (p, row) in p_buf.chunks_exact_mut(seq).enumerate() {
                 let l = lse[(b * seq + p) * h + j];
-                row[..=p].iter_mut().for_each(|x| *x = (*x - l).exp());
+                exp.exp_shifted(&mut row[..=p], l);
                 row[p + 1..].fill(0.0);
             }
             let rows = b * seq * qw + j * hd;

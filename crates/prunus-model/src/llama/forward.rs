@@ -244,7 +244,11 @@ impl LlamaModel {
         }
         let gate = xn.matmul(&blk[GateProj].t()?)?; // (n*seq, d_ffn)
         let up = xn.matmul(&blk[UpProj].t()?)?;
-        let act = (gate.silu()? * up)?;
+        let act = if !self.differentiable && self.device.is_cpu() && gate.dtype() == DType::F32 {
+            crate::kernels::swiglu(&gate, &up)? // the same bits, one pass
+        } else {
+            (gate.silu()? * up)?
+        };
         if let Some(f) = capture.as_mut() {
             f(MLP_ACT, &act)?;
         }
