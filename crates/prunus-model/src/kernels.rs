@@ -267,9 +267,11 @@ pub(crate) mod expf {
                     sum += f64::from((v - m).exp());
                 }
             } else if self.path == Path::FusedAvx512 {
+                // SAFETY: the path is chosen only where the CPU has AVX-512 F (x86-64 only).
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the path is chosen only where the CPU has AVX-512 F.
                 return (m, unsafe { avx512::<true>(x, m, &mut [], 0.0, &self.tab) });
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!("AVX-512 is a candidate on x86-64 only");
             } else {
                 let mut buf = [0f32; BLOCK];
                 for c in x.chunks(BLOCK) {
