@@ -121,9 +121,9 @@ pub enum Command {
     Synth(SynthArgs),
     /// Continue a prompt with a model (a pruned one runs on packed sparse linears), and time it.
     ///
-    /// The block linears are packed once (`--packing auto`: N:M where the zeros follow 2:4 or
-    /// 4:8, CSR or a bitmap where the model is sparse enough, dense where packing would not pay)
-    /// and the model runs on flat buffers with a key/value cache: the prompt in one pass, then
+    /// The block linears are packed once (`--packing auto`: a bitmap of the non-zeros, 2:4 and
+    /// 4:8 patterns included, CSR where the model is very sparse, dense where packing would not
+    /// pay) and the model runs on flat buffers with a key/value cache: the prompt in one pass, then
     /// one token at a time. Greedy by default, or sampled with --temperature and --seed. The text
     /// goes to stdout; the time to the first token, the decode speed and the formats with their
     /// sizes to stderr (or all of it as JSON with --json).
