@@ -78,6 +78,14 @@ impl PackedLinear {
                             let r = r0 + i;
                             *yr = simd::bitmap_row(isa, &bits[r * chunks..(r + 1) * chunks], &values[starts[r]..], &xp);
                         }
+                    } else if let Storage::NM { m, keep, values, positions, .. } = &self.storage
+                        && simd::nm_half_vector(isa, *m, *keep)
+                    {
+                        let per_row = self.cols / m * keep;
+                        for (i, yr) in ys.iter_mut().enumerate() {
+                            let at = (r0 + i) * per_row..(r0 + i + 1) * per_row;
+                            *yr = simd::nm_half_row(isa, *m, *keep, &values[at.clone()], &positions[at], &xp);
+                        }
                     } else {
                         on_isa!(isa, rows_dot, (p: &PackedLinear = self, r0: usize = r0, x: &[f32] = &xp, ys: &mut [f32] = ys))
                     }
@@ -335,8 +343,11 @@ fn dense_rows(w: &[f32], cols: usize, r0: usize, x: &[f32], ys: &mut [f32]) {
         for (g, (w, x)) in wg.zip(xg).enumerate() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a prefetch only hints at an address; it never faults.
+            // Every cache line of the group: once per group (one line in four) was slower.
             unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.as_ptr().wrapping_add(g * GROUP + PREFETCH).cast());
+                for c in 0..CHAINS {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.as_ptr().wrapping_add(g * GROUP + c * LANES + PREFETCH).cast());
+                }
             }
             for (c, a) in acc.iter_mut().enumerate() {
                 for j in 0..LANES {
