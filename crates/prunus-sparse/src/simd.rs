@@ -500,7 +500,8 @@ mod x86 {
             // SAFETY: 16 values from k are in bounds (just checked: the high byte's 8 start at
             // most 8 later); the caller checked that x holds a whole chunk per mask.
             unsafe {
-                if chunk % CHAINS == 0 {
+                // Every other chunk, as in the AVX-512 kernel (and for the same measured reason).
+                if chunk % 2 == 0 {
                     _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add(k + PREFETCH).cast());
                 }
                 let (v, xs) = (values.as_ptr().add(k), x.as_ptr().add(chunk * LANES));
