@@ -162,14 +162,18 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 pub fn git_state() -> (String, bool) {
     (command_output("git", &["rev-parse", "HEAD"]), command_output("git", &["status", "--porcelain", "--untracked-files=no"]) != "")
 }
+/// The value of the first `key` line of /proc/cpuinfo (`model name`, `flags`), if there is one.
+pub fn cpuinfo_field(key: &str) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines().find(|l| l.starts_with(key)).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+}
+
 /// The machine a run's manifest names: cores, memory, CPU model, OS.
 pub fn machine() -> serde_json::Value {
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
+    let cpu = cpuinfo_field("model name");
     serde_json::json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "memory_bytes": mem_kb.map(|k| k * 1024),

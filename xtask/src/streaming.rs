@@ -61,8 +61,7 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 
 /// The CPU's model name and the vector extensions the kernels can use, from /proc/cpuinfo.
 pub fn cpu_line() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |key: &str| info.lines().find(|l| l.starts_with(key)).and_then(|l| l.split(':').nth(1)).unwrap_or("").trim().to_string();
+    let field = |key: &str| crate::outputs::cpuinfo_field(key).unwrap_or_default();
     let flags = field("flags");
     let wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"];
     let have: Vec<&str> = wanted.into_iter().filter(|w| flags.split_whitespace().any(|f| f == *w)).collect();
