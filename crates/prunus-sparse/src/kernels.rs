@@ -79,12 +79,12 @@ impl PackedLinear {
                             *yr = simd::bitmap_row(isa, &bits[r * chunks..(r + 1) * chunks], &values[starts[r]..], &xp);
                         }
                     } else if let Storage::NM { m, keep, values, positions, .. } = &self.storage
-                        && simd::nm_half_vector(isa, *m, *keep)
+                        && crate::nm::nm_half_vector(isa, *m, *keep)
                     {
                         let per_row = self.cols / m * keep;
                         for (i, yr) in ys.iter_mut().enumerate() {
                             let at = (r0 + i) * per_row..(r0 + i + 1) * per_row;
-                            *yr = simd::nm_half_row(isa, *m, *keep, &values[at.clone()], &positions[at], &xp);
+                            *yr = crate::nm::nm_half_row(isa, *m, *keep, &values[at.clone()], &positions[at], &xp);
                         }
                     } else {
                         on_isa!(isa, rows_dot, (p: &PackedLinear = self, r0: usize = r0, x: &[f32] = &xp, ys: &mut [f32] = ys))

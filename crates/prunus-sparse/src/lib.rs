@@ -35,6 +35,7 @@
 
 mod format;
 mod kernels;
+mod nm;
 pub mod simd;
 
 pub use format::{Format, PackedLinear};
