@@ -37,87 +37,91 @@ pub(crate) fn nm_half_row(isa: Isa, m: usize, keep: usize, values: &[f32], posit
 mod x86 {
     use std::arch::x86_64::*;
 
-    use crate::simd::{CHAINS, LANES, PREFETCH};
+    use crate::simd::{CHAINS, LANES, PREFETCH, reduce};
+
+    /// Calls `step(accumulator, chunk)` for the `chunks` whole chunks of a row, chunk c into
+    /// accumulator c mod CHAINS (whole groups of CHAINS chunks, so the accumulators stay in
+    /// registers, then the rest), the row's values and positions prefetched ahead.
+    #[inline(always)]
+    fn by_chunks<A>(chunks: usize, values: &[f32], positions: &[u8], acc: &mut [A; CHAINS], mut step: impl FnMut(&mut A, usize)) {
+        let whole = chunks / CHAINS * CHAINS;
+        for g in (0..whole).step_by(CHAINS) {
+            // SAFETY: a prefetch only hints at an address; it never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(positions.as_ptr().wrapping_add(g * LANES + PREFETCH).cast()) };
+            for (i, a) in acc.iter_mut().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add((g + i) * LANES + PREFETCH).cast()) };
+                step(a, g + i);
+            }
+        }
+        for c in whole..chunks {
+            step(&mut acc[c - whole], c);
+        }
+    }
+
+    /// The values after the whole chunks into their lanes, as the portable loop adds them, then
+    /// the reduction of all the lanes.
+    #[inline(always)]
+    fn finish(mut out: [[f32; LANES]; CHAINS], m: usize, keep: usize, values: &[f32], positions: &[u8], x: &[f32]) -> f32 {
+        let chunks = values.len() / LANES;
+        let a = &mut out[chunks % CHAINS];
+        for (j, i) in (chunks * LANES..values.len()).enumerate() {
+            a[j] = values[i].mul_add(x[i / keep * m + positions[i] as usize], a[j]);
+        }
+        reduce(&out)
+    }
 
     #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
     pub(super) unsafe fn nm_half_row_avx512(m: usize, keep: usize, values: &[f32], positions: &[u8], x: &[f32]) -> f32 {
-        let chunks = values.len() / LANES;
         // Lane l of a chunk belongs to group l / keep, which starts at input (l / keep) * m of
         // the chunk's 32 (= 16 / keep groups of m).
         let base: [i32; LANES] = std::array::from_fn(|l| ((l / keep) * m) as i32);
+        // SAFETY: base holds 16 i32.
+        let base = unsafe { _mm512_loadu_si512(base.as_ptr().cast()) };
         let mut acc = [_mm512_setzero_ps(); CHAINS];
-        // SAFETY: chunk c reads values and positions c * 16..c * 16 + 16 (c < chunks) and
-        // inputs c * 32..c * 32 + 32, within the row's values / keep * m inputs (checked by the
-        // caller); positions below m keep every index below 32.
-        unsafe {
-            let base = _mm512_loadu_si512(base.as_ptr().cast());
-            let step = |a: &mut __m512, c: usize| {
+        by_chunks(values.len() / LANES, values, positions, &mut acc, |a, c| {
+            // SAFETY: chunk c reads values and positions c * 16..c * 16 + 16 (c < chunks) and
+            // inputs c * 32..c * 32 + 32, within the row's values / keep * m inputs (checked by
+            // the caller); positions below m keep every index below 32.
+            unsafe {
                 let idx = _mm512_add_epi32(base, _mm512_cvtepu8_epi32(_mm_loadu_si128(positions.as_ptr().add(c * LANES).cast())));
                 let xs = x.as_ptr().add(c * 2 * LANES);
                 let picked = _mm512_permutex2var_ps(_mm512_loadu_ps(xs), idx, _mm512_loadu_ps(xs.add(LANES)));
                 *a = _mm512_fmadd_ps(_mm512_loadu_ps(values.as_ptr().add(c * LANES)), picked, *a);
-            };
-            let whole = chunks / CHAINS * CHAINS;
-            for g in (0..whole).step_by(CHAINS) {
-                _mm_prefetch::<_MM_HINT_T0>(positions.as_ptr().wrapping_add(g * LANES + PREFETCH).cast());
-                for (i, a) in acc.iter_mut().enumerate() {
-                    _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add((g + i) * LANES + PREFETCH).cast());
-                    step(a, g + i);
-                }
             }
-            for c in whole..chunks {
-                step(&mut acc[c - whole], c);
-            }
-        }
+        });
         let mut out = [[0f32; LANES]; CHAINS];
         for (o, a) in out.iter_mut().zip(acc) {
             // SAFETY: o holds 16 floats.
             unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
         }
-        // The part chunk, lane by lane as the portable loop adds it.
-        let a = &mut out[chunks % CHAINS];
-        for (j, i) in (chunks * LANES..values.len()).enumerate() {
-            a[j] = values[i].mul_add(x[i / keep * m + positions[i] as usize], a[j]);
-        }
-        crate::simd::reduce(&out)
+        finish(out, m, keep, values, positions, x)
     }
 
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) unsafe fn nm_half_row_avx2(m: usize, keep: usize, values: &[f32], positions: &[u8], x: &[f32]) -> f32 {
-        let chunks = values.len() / LANES;
         // As in the AVX-512 kernel, per half chunk: lane l of half h (stored value 8h + l)
         // belongs to group (8h + l) / keep, at input ((8h + l) / keep) * m - 16h of the half's 16.
         let base: [[i32; 8]; 2] = std::array::from_fn(|h| std::array::from_fn(|l| (((8 * h + l) / keep) * m - 16 * h) as i32));
+        // SAFETY: each half of base holds 8 i32.
+        let base = unsafe { [_mm256_loadu_si256(base[0].as_ptr().cast()), _mm256_loadu_si256(base[1].as_ptr().cast())] };
+        let seven = _mm256_set1_epi32(7);
         // Each accumulator of 16 lanes as two registers of 8.
         let mut acc = [[_mm256_setzero_ps(); 2]; CHAINS];
-        // SAFETY: as in nm_half_row_avx512: chunk c reads values and positions c * 16..c * 16 +
-        // 16 and inputs c * 32..c * 32 + 32, all in bounds; indices stay below 16 per half.
-        unsafe {
-            let base = [_mm256_loadu_si256(base[0].as_ptr().cast()), _mm256_loadu_si256(base[1].as_ptr().cast())];
-            let seven = _mm256_set1_epi32(7);
-            let step = |a: &mut [__m256; 2], c: usize| {
-                for h in 0..2 {
-                    let at = c * LANES + 8 * h;
+        by_chunks(values.len() / LANES, values, positions, &mut acc, |a, c| {
+            for h in 0..2 {
+                let at = c * LANES + 8 * h;
+                // SAFETY: as in nm_half_row_avx512, the half's 8 values and positions and 16
+                // inputs are in bounds; indices stay below 16 (the two registers of 8 inputs).
+                unsafe {
                     let idx = _mm256_add_epi32(base[h], _mm256_cvtepu8_epi32(_mm_loadl_epi64(positions.as_ptr().add(at).cast())));
                     let xs = x.as_ptr().add(c * 2 * LANES + 16 * h);
                     let (lo, hi) = (_mm256_permutevar8x32_ps(_mm256_loadu_ps(xs), idx), _mm256_permutevar8x32_ps(_mm256_loadu_ps(xs.add(8)), idx));
-                    let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven));
-                    let picked = _mm256_blendv_ps(lo, hi, upper);
+                    let picked = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)));
                     a[h] = _mm256_fmadd_ps(_mm256_loadu_ps(values.as_ptr().add(at)), picked, a[h]);
                 }
-            };
-            let whole = chunks / CHAINS * CHAINS;
-            for g in (0..whole).step_by(CHAINS) {
-                _mm_prefetch::<_MM_HINT_T0>(positions.as_ptr().wrapping_add(g * LANES + PREFETCH).cast());
-                for (i, a) in acc.iter_mut().enumerate() {
-                    _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add((g + i) * LANES + PREFETCH).cast());
-                    step(a, g + i);
-                }
             }
-            for c in whole..chunks {
-                step(&mut acc[c - whole], c);
-            }
-        }
+        });
         let mut out = [[0f32; LANES]; CHAINS];
         for (o, [lo, hi]) in out.iter_mut().zip(acc) {
             // SAFETY: o holds 16 floats.
@@ -126,10 +130,6 @@ mod x86 {
                 _mm256_storeu_ps(o.as_mut_ptr().add(8), hi);
             }
         }
-        let a = &mut out[chunks % CHAINS];
-        for (j, i) in (chunks * LANES..values.len()).enumerate() {
-            a[j] = values[i].mul_add(x[i / keep * m + positions[i] as usize], a[j]);
-        }
-        crate::simd::reduce(&out)
+        finish(out, m, keep, values, positions, x)
     }
 }
