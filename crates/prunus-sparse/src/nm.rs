@@ -37,25 +37,18 @@ pub(crate) fn nm_half_row(isa: Isa, m: usize, keep: usize, values: &[f32], posit
 mod x86 {
     use std::arch::x86_64::*;
 
-    use crate::simd::{CHAINS, LANES, PREFETCH, reduce};
+    use crate::simd::{CHAINS, LANES, PREFETCH, by_chains, reduce};
 
-    /// Calls `step(accumulator, chunk)` for the `chunks` whole chunks of a row, chunk c into
-    /// accumulator c mod CHAINS (whole groups of CHAINS chunks, so the accumulators stay in
-    /// registers, then the rest), the row's values and positions prefetched ahead.
+    /// Chunk c's values a few KiB ahead, and the positions once per group of chunks (a hint:
+    /// it never faults).
     #[inline(always)]
-    fn by_chunks<A>(chunks: usize, values: &[f32], positions: &[u8], acc: &mut [A; CHAINS], mut step: impl FnMut(&mut A, usize)) {
-        let whole = chunks / CHAINS * CHAINS;
-        for g in (0..whole).step_by(CHAINS) {
-            // SAFETY: a prefetch only hints at an address; it never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(positions.as_ptr().wrapping_add(g * LANES + PREFETCH).cast()) };
-            for (i, a) in acc.iter_mut().enumerate() {
-                // SAFETY: as above.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add((g + i) * LANES + PREFETCH).cast()) };
-                step(a, g + i);
+    fn prefetch(values: &[f32], positions: &[u8], c: usize) {
+        // SAFETY: a prefetch only hints at an address; it never faults.
+        unsafe {
+            if c % CHAINS == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(positions.as_ptr().wrapping_add(c * LANES + PREFETCH).cast());
             }
-        }
-        for c in whole..chunks {
-            step(&mut acc[c - whole], c);
+            _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add(c * LANES + PREFETCH).cast());
         }
     }
 
@@ -79,12 +72,13 @@ mod x86 {
         // SAFETY: base holds 16 i32.
         let base = unsafe { _mm512_loadu_si512(base.as_ptr().cast()) };
         let mut acc = [_mm512_setzero_ps(); CHAINS];
-        by_chunks(values.len() / LANES, values, positions, &mut acc, |a, c| {
-            // SAFETY: chunk c reads values and positions c * 16..c * 16 + 16 (c < chunks) and
-            // inputs c * 32..c * 32 + 32, within the row's values / keep * m inputs (checked by
-            // the caller); positions below m keep every index below 32.
+        by_chains(positions.as_chunks::<LANES>().0, &mut acc, |a, c, p| {
+            // SAFETY: chunk c reads values c * 16..c * 16 + 16 (c < chunks) and inputs
+            // c * 32..c * 32 + 32, within the row's values / keep * m inputs (checked by the
+            // caller); positions below m keep every index below 32.
             unsafe {
-                let idx = _mm512_add_epi32(base, _mm512_cvtepu8_epi32(_mm_loadu_si128(positions.as_ptr().add(c * LANES).cast())));
+                prefetch(values, positions, c);
+                let idx = _mm512_add_epi32(base, _mm512_cvtepu8_epi32(_mm_loadu_si128(p.as_ptr().cast())));
                 let xs = x.as_ptr().add(c * 2 * LANES);
                 let picked = _mm512_permutex2var_ps(_mm512_loadu_ps(xs), idx, _mm512_loadu_ps(xs.add(LANES)));
                 *a = _mm512_fmadd_ps(_mm512_loadu_ps(values.as_ptr().add(c * LANES)), picked, *a);
@@ -108,13 +102,14 @@ mod x86 {
         let seven = _mm256_set1_epi32(7);
         // Each accumulator of 16 lanes as two registers of 8.
         let mut acc = [[_mm256_setzero_ps(); 2]; CHAINS];
-        by_chunks(values.len() / LANES, values, positions, &mut acc, |a, c| {
+        by_chains(positions.as_chunks::<LANES>().0, &mut acc, |a, c, p| {
+            prefetch(values, positions, c);
             for h in 0..2 {
                 let at = c * LANES + 8 * h;
                 // SAFETY: as in nm_half_row_avx512, the half's 8 values and positions and 16
                 // inputs are in bounds; indices stay below 16 (the two registers of 8 inputs).
                 unsafe {
-                    let idx = _mm256_add_epi32(base[h], _mm256_cvtepu8_epi32(_mm_loadl_epi64(positions.as_ptr().add(at).cast())));
+                    let idx = _mm256_add_epi32(base[h], _mm256_cvtepu8_epi32(_mm_loadl_epi64(p[8 * h..].as_ptr().cast())));
                     let xs = x.as_ptr().add(c * 2 * LANES + 16 * h);
                     let (lo, hi) = (_mm256_permutevar8x32_ps(_mm256_loadu_ps(xs), idx), _mm256_permutevar8x32_ps(_mm256_loadu_ps(xs.add(8)), idx));
                     let picked = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)));

@@ -106,6 +106,24 @@ pub(crate) fn reduce(acc: &[[f32; LANES]; CHAINS]) -> f32 {
     sum[0] + sum[1]
 }
 
+/// Calls `step(accumulator, chunk, item)` for every chunk of a one-token row (`items` holds
+/// one per chunk: a bitmap's masks, an N:M row's positions), chunk c into accumulator
+/// c mod CHAINS: whole groups of CHAINS chunks (so the accumulators stay in registers), then
+/// the rest.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn by_chains<A, T: Copy>(items: &[T], acc: &mut [A; CHAINS], mut step: impl FnMut(&mut A, usize, T)) {
+    let whole = items.len() / CHAINS * CHAINS;
+    for (g, group) in items[..whole].chunks_exact(CHAINS).enumerate() {
+        for (i, (a, &item)) in acc.iter_mut().zip(group).enumerate() {
+            step(a, g * CHAINS + i, item);
+        }
+    }
+    for (i, &item) in items[whole..].iter().enumerate() {
+        step(&mut acc[i], whole + i, item);
+    }
+}
+
 /// One row of a bitmap-packed matrix times `x`, for one token: for every 16 columns, the
 /// row's weights there (zeros where the bit is clear) are multiplied into accumulator
 /// `chunk % CHAINS` (lane j takes column j of the chunk) with fused multiply-adds, and the
@@ -256,7 +274,7 @@ pub(crate) fn bitmap_offsets(isa: Isa, masks: &[u16], per_block: usize, stride: 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{CHAINS, LANES, PREFETCH};
+    use super::{CHAINS, LANES, PREFETCH, by_chains};
 
     /// For each byte of a mask, the source lane of each of 8 lanes when the set bits take
     /// consecutive values (lanes whose bit is clear point at lane 0 and are masked off).
@@ -276,22 +294,6 @@ mod x86 {
         }
         t
     };
-
-    /// Calls `step(accumulator, chunk, mask)` for every chunk, chunk c into accumulator
-    /// c mod CHAINS: whole groups of CHAINS chunks (so the accumulators stay in registers),
-    /// then the rest.
-    #[inline(always)]
-    fn by_chains<A>(masks: &[u16], acc: &mut [A; CHAINS], mut step: impl FnMut(&mut A, usize, u16)) {
-        let whole = masks.len() / CHAINS * CHAINS;
-        for (g, group) in masks[..whole].chunks_exact(CHAINS).enumerate() {
-            for (i, (a, &mask)) in acc.iter_mut().zip(group).enumerate() {
-                step(a, g * CHAINS + i, mask);
-            }
-        }
-        for (i, &mask) in masks[whole..].iter().enumerate() {
-            step(&mut acc[i], whole + i, mask);
-        }
-    }
 
     #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
     pub(super) unsafe fn bitmap_row_avx512(masks: &[u16], values: &[f32], x: &[f32]) -> f32 {
