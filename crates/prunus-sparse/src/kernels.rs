@@ -412,8 +412,8 @@ fn lanes(values: &[f32], x: &[f32], cols: usize, column: impl Fn(usize) -> usize
 /// number `tile`): block by block of `BLOCK_FLOATS / T` input columns (the block's inputs
 /// stay in the first-level cache while [`GROUP_ROWS`] rows pass over them), each row's
 /// weights in the block scale their tile columns into `T` accumulators held in registers
-/// ([`simd::tile_segment`]); then the tile's outputs are written to `y`, a token's outputs of
-/// these rows contiguous. Each output's chain of multiply-adds continues from block to block
+/// ([`simd::tile_segment`]); then the tile's outputs are transposed (8 x 8 blocks, as the
+/// inputs were) and written to `y`, a token's outputs of these rows contiguous. Each output's chain of multiply-adds continues from block to block
 /// in storage order, so `T` (16, 64, or 128 with AVX-512: enough independent chains to hide
 /// the multiply-add latency) changes no bit.
 #[inline(always)]
@@ -421,9 +421,11 @@ fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize
     let n = TILE_ROWS.min(p.rows - r0);
     let blocks = l.blocks;
     let values = p.all_values();
-    let mut acc = ACC.with(|c| c.take());
-    acc.clear();
-    acc.resize(n * T, 0.0);
+    let mut buf = ACC.with(|c| c.take());
+    buf.clear();
+    buf.resize(2 * n * T, 0.0);
+    // The accumulators (a row's T outputs contiguous), then room for them transposed.
+    let (acc, by_token) = buf.split_at_mut(n * T);
     for g0 in (0..n).step_by(GROUP_ROWS) {
         let g1 = (g0 + GROUP_ROWS).min(n);
         for b in 0..blocks {
@@ -437,17 +439,17 @@ fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize
             }
         }
     }
-    for j in 0..T.min(out.t - tile * T) {
+    let tokens = T.min(out.t - tile * T);
+    simd::transpose(isa, acc, T, n, tokens, by_token, n);
+    for (j, outputs) in by_token.chunks_exact(n).take(tokens).enumerate() {
         let token = tile * T + j;
         // SAFETY: `out` points at the t x rows outputs, which outlive the product; this task
         // alone writes rows r0..r0 + n (tasks take disjoint row ranges), and token < t,
         // r0 + n <= rows keep the writes inside.
         let dst = unsafe { std::slice::from_raw_parts_mut(out.y.add(token * out.rows + r0), n) };
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = acc[i * T + j];
-        }
+        dst.copy_from_slice(outputs);
     }
-    ACC.with(|c| c.set(acc));
+    ACC.with(|c| c.set(buf));
 }
 
 /// The many-token kernel's list of stored weights: `offsets[k]`, the offset in a tile of
@@ -495,7 +497,7 @@ thread_local! {
     /// A task's lists of tile offsets and block bounds in the many-token kernel, kept between
     /// calls.
     static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
-    /// A task's accumulators in the many-token kernel.
+    /// A task's accumulators in the many-token kernel, and room for them transposed.
     static ACC: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
