@@ -7,7 +7,6 @@
 //! (sparsity pruned by magnitude per matrix, 0 for none; `dense` or `packed` as in
 //! `sparse_speed`; seconds to loop).
 
-use candle_core::Device;
 use prunus_core::Pattern;
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
 use prunus_model::runtime::{Packing, Runtime};
@@ -27,12 +26,7 @@ fn main() -> anyhow::Result<()> {
         "packed" => Packing::Auto,
         _ => anyhow::bail!(usage),
     };
-    let mut say = |m: &str| eprintln!("assets: {m}");
-    let model_file = prunus_data::assets::default_model(&mut say)?;
-    let corpus_file = prunus_data::assets::verified_file(prunus_data::assets::AssetId::WikiVital, prunus_data::assets::WIKI_VITAL_JSON, &mut say)?;
-    let mut model = prunus_model::LlamaModel::from_gguf(&model_file.path, &Device::Cpu)?;
-    let tokenizer = prunus_data::tokenizer::from_gguf(&model_file.path)?;
-    let eval = prunus_data::tokenizer::encode_cached(&tokenizer, &prunus_data::corpus::wiki_vital(&corpus_file.path)?.eval_text)?;
+    let (mut model, eval) = prunus_benches::default_model_and_tokens(prunus_benches::Text::Eval)?;
     if sparsity > 0.0 {
         let magnitude = prunus_core::registry::find("magnitude").expect("linked").build_layerwise(&serde_json::Value::Null)?;
         prune_layerwise(&mut model, &magnitude, &Pattern::Unstructured { sparsity }, None, &PipelineOptions::default(), &mut |_| {})?;

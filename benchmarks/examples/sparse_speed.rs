@@ -19,7 +19,6 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use candle_core::Device;
 use prunus_core::Pattern;
 use prunus_core::pipeline::{PipelineOptions, prune_layerwise};
 use prunus_model::runtime::{Packing, Runtime, side_by_side};
@@ -50,13 +49,7 @@ fn main() -> anyhow::Result<()> {
     // Settings to run (`dense 70% 2:4`); all of them when none is named.
     let only: Vec<String> = std::env::args().skip(2).collect();
     std::fs::create_dir_all(&out)?;
-    let mut say = |m: &str| eprintln!("assets: {m}");
-    let model_file = prunus_data::assets::default_model(&mut say)?;
-    let corpus_file = prunus_data::assets::verified_file(prunus_data::assets::AssetId::WikiVital, prunus_data::assets::WIKI_VITAL_JSON, &mut say)?;
-    let dense_model = prunus_model::LlamaModel::from_gguf(&model_file.path, &Device::Cpu)?;
-    let tokenizer = prunus_data::tokenizer::from_gguf(&model_file.path)?;
-    let corpus = prunus_data::corpus::wiki_vital(&corpus_file.path)?;
-    let eval = prunus_data::tokenizer::encode_cached(&tokenizer, &corpus.eval_text)?;
+    let (dense_model, eval) = prunus_benches::default_model_and_tokens(prunus_benches::Text::Eval)?;
     let windows: Vec<&[u32]> = (0..WINDOWS).map(|w| &eval[w * SEQ..(w + 1) * SEQ]).collect();
     let prompt = &eval[..PROMPT];
 

@@ -127,13 +127,7 @@ impl LayerwiseMethod for Probe {
 
 fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "results/race".into()));
-    let mut say = |m: &str| eprintln!("assets: {m}");
-    let model_file = prunus_data::assets::default_model(&mut say)?;
-    let corpus_file = prunus_data::assets::verified_file(prunus_data::assets::AssetId::WikiVital, prunus_data::assets::WIKI_VITAL_JSON, &mut say)?;
-    let mut model = prunus_model::LlamaModel::from_gguf(&model_file.path, &Device::Cpu)?;
-    let tokenizer = prunus_data::tokenizer::from_gguf(&model_file.path)?;
-    let corpus = prunus_data::corpus::wiki_vital(&corpus_file.path)?;
-    let pool = prunus_data::tokenizer::encode_cached(&tokenizer, &corpus.calib_text)?;
+    let (mut model, pool) = prunus_benches::default_model_and_tokens(prunus_benches::Text::Calibration)?;
     let windows = prunus_data::corpus::calibration_windows(&pool, 32, 512, 0)?;
     let calibration = Tensor::from_vec(windows.ids, (32, 512), &Device::Cpu)?;
 
