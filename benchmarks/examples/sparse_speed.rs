@@ -12,7 +12,7 @@
 //! and output head (21% of the parameters) stay dense in both.
 //!
 //! Run: `cargo run --release -p prunus-benches --example sparse_speed -- results/sparse-speed`
-//! (about six minutes on two cores; settings named after the folder, `dense 70% 2:4`, run
+//! (about twelve minutes on two cores; settings named after the folder, `dense 70% 2:4`, run
 //! only those); writes `speed.csv` and `speed.md` there, and
 //! `cargo xtask sparse-plot results/sparse-speed` draws `plot.svg` from the CSV.
 
@@ -28,7 +28,7 @@ const WINDOWS: usize = 3;
 const SEQ: usize = 512;
 const PROMPT: usize = 32;
 const DECODE: usize = 64;
-const REPEATS: usize = 3;
+const REPEATS: usize = 7;
 
 struct Row {
     setting: String,
@@ -37,6 +37,8 @@ struct Row {
     dense_bytes: usize,
     eval: (f64, f64),
     decode: (f64, f64),
+    /// Median over the rounds of dense time over packed time: evaluation, decoding.
+    speedup: (f64, f64),
     ttft: (f64, f64),
     max_diff: f64,
     /// Largest error of the dense and the packed logits against the f64 forward, as a share of
@@ -98,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             dense_bytes: linears.iter().map(|l| l.dense_bytes).sum(),
             eval: (tokens / t.eval[0], tokens / t.eval[1]),
             decode: (DECODE as f64 / t.decode[0], DECODE as f64 / t.decode[1]),
+            speedup: (t.eval_speedup, t.decode_speedup),
             ttft: (t.first_token[0], t.first_token[1]),
             max_diff,
             f64_error,
@@ -109,12 +112,12 @@ fn main() -> anyhow::Result<()> {
     let c = dense_model.config();
     let head = (c.vocab_size * c.hidden_size * 4) as f64;
     let bound = |r: &Row| (r.dense_bytes as f64 + head) / (r.bytes as f64 + head);
-    let mut csv = String::from("setting,formats,linear_bytes,linear_dense_bytes,eval_tps_dense,eval_tps_packed,decode_tps_dense,decode_tps_packed,ttft_dense_s,ttft_packed_s,max_logit_diff,f64_error_dense,f64_error_packed,decode_bound\n");
+    let mut csv = String::from("setting,formats,linear_bytes,linear_dense_bytes,eval_tps_dense,eval_tps_packed,decode_tps_dense,decode_tps_packed,ttft_dense_s,ttft_packed_s,max_logit_diff,f64_error_dense,f64_error_packed,decode_bound,eval_speedup_median,decode_speedup_median\n");
     for r in &rows {
         writeln!(
             csv,
-            "{},\"{}\",{},{},{:.2},{:.2},{:.2},{:.2},{:.4},{:.4},{:.3e},{:.3e},{:.3e},{:.3}",
-            r.setting, r.formats, r.bytes, r.dense_bytes, r.eval.0, r.eval.1, r.decode.0, r.decode.1, r.ttft.0, r.ttft.1, r.max_diff, r.f64_error.0, r.f64_error.1, bound(r)
+            "{},\"{}\",{},{},{:.2},{:.2},{:.2},{:.2},{:.4},{:.4},{:.3e},{:.3e},{:.3e},{:.3},{:.3},{:.3}",
+            r.setting, r.formats, r.bytes, r.dense_bytes, r.eval.0, r.eval.1, r.decode.0, r.decode.1, r.ttft.0, r.ttft.1, r.max_diff, r.f64_error.0, r.f64_error.1, bound(r), r.speedup.0, r.speedup.1
         )?;
     }
     std::fs::write(out.join("speed.csv"), csv)?;
@@ -124,12 +127,12 @@ fn main() -> anyhow::Result<()> {
          Produced by `cargo run --release -p prunus-benches --example sparse_speed -- results/sparse-speed` \
          (benchmarks/examples/sparse_speed.rs) on {cpu}, kernels `{}`, {} threads. Magnitude pruning at each setting; \
          dense = every linear in the dense format (gemm for many tokens, a row loop for one), packed = each linear in its format (`Packing::Auto`), same runtime, timed alternately, \
-         best of {REPEATS}. Evaluation: {WINDOWS} windows of {SEQ} tokens from position 0. Decode: a {PROMPT}-token prompt, then {DECODE} tokens one at a time \
+         best of {REPEATS} (x: the ratio of the bests; median: the median over the {REPEATS} rounds of dense time over packed time, each round timing both back to back). Evaluation: {WINDOWS} windows of {SEQ} tokens from position 0. Decode: a {PROMPT}-token prompt, then {DECODE} tokens one at a time \
          with the key/value cache. Bound: the decode speed-up if it were set by the bytes read alone \
          (linears plus the {:.0} MiB dense tied head, dense over packed). The last three columns: the largest difference between the logits of packed and dense over the \
          evaluation windows, and of each against the f64 forward of the same weights, as shares of the largest logit (the largest over the windows).\n\n\
-         | setting | formats | linears MiB (dense {:.1}) | eval tok/s dense | packed | x | decode tok/s dense | packed | x | bound | first token s dense | packed | packed - dense | dense - f64 | packed - f64 |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | setting | formats | linears MiB (dense {:.1}) | eval tok/s dense | packed | x | median | decode tok/s dense | packed | x | median | bound | first token s dense | packed | packed - dense | dense - f64 | packed - f64 |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         prunus_sparse::simd::detected().name(),
         rayon::current_num_threads(),
         head / (1 << 20) as f64,
@@ -138,16 +141,18 @@ fn main() -> anyhow::Result<()> {
     for r in &rows {
         writeln!(
             md,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1e} | {:.1e} | {:.1e} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1e} | {:.1e} | {:.1e} |",
             r.setting,
             r.formats,
             r.bytes as f64 / (1 << 20) as f64,
             r.eval.0,
             r.eval.1,
             r.eval.1 / r.eval.0,
+            r.speedup.0,
             r.decode.0,
             r.decode.1,
             r.decode.1 / r.decode.0,
+            r.speedup.1,
             bound(r),
             r.ttft.0,
             r.ttft.1,

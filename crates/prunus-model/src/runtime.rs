@@ -327,25 +327,36 @@ pub struct SideBySide {
     pub first_token: [f64; 2],
     /// The greedy tokens decoded one at a time after it.
     pub decode: [f64; 2],
+    /// The median over the rounds of the first side's evaluation time over the second's (a
+    /// round times both back to back, so a load that drifts over minutes slows both alike).
+    pub eval_speedup: f64,
+    /// The same for decoding.
+    pub decode_speedup: f64,
 }
 
 /// Times `sides` alternately on the same work and keeps the best time of each (a shared
 /// machine's load only ever slows a run down): every window evaluated from position 0, the
 /// best of `eval_repeats`; then `prompt` prefilled and `decode` tokens decoded greedily with
-/// the key/value cache, the best of `decode_repeats`.
+/// the key/value cache, the best of `decode_repeats`; and the median of the rounds' ratios.
 pub fn side_by_side(sides: [&Runtime; 2], windows: &[&[u32]], prompt: &[u32], decode: usize, eval_repeats: usize, decode_repeats: usize) -> Result<SideBySide> {
-    let mut best = SideBySide { eval: [f64::INFINITY; 2], first_token: [f64::INFINITY; 2], decode: [f64::INFINITY; 2] };
+    let inf = [f64::INFINITY; 2];
+    let mut best = SideBySide { eval: inf, first_token: inf, decode: inf, eval_speedup: f64::NAN, decode_speedup: f64::NAN };
+    let (mut eval_ratios, mut decode_ratios) = (Vec::new(), Vec::new());
     for _ in 0..eval_repeats {
+        let mut round = [0.0; 2];
         for (i, rt) in sides.iter().enumerate() {
             let t = std::time::Instant::now();
             for w in windows {
                 rt.window_logits(w)?;
             }
-            best.eval[i] = best.eval[i].min(t.elapsed().as_secs_f64());
+            round[i] = t.elapsed().as_secs_f64();
+            best.eval[i] = best.eval[i].min(round[i]);
         }
+        eval_ratios.push(round[0] / round[1]);
     }
     let argmax = |v: &[f32]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b }) as u32;
     for _ in 0..decode_repeats {
+        let mut round = [0.0; 2];
         for (i, rt) in sides.iter().enumerate() {
             let mut cache = rt.cache();
             let t = std::time::Instant::now();
@@ -355,10 +366,23 @@ pub fn side_by_side(sides: [&Runtime; 2], windows: &[&[u32]], prompt: &[u32], de
             for _ in 0..decode {
                 logits = rt.extend(&mut cache, &[argmax(&logits)])?;
             }
-            best.decode[i] = best.decode[i].min(t.elapsed().as_secs_f64());
+            round[i] = t.elapsed().as_secs_f64();
+            best.decode[i] = best.decode[i].min(round[i]);
         }
+        decode_ratios.push(round[0] / round[1]);
     }
+    (best.eval_speedup, best.decode_speedup) = (median(eval_ratios), median(decode_ratios));
     Ok(best)
+}
+
+/// The median of `v` (the mean of the middle two for an even count; NaN when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Runs `f` on a thread of the current rayon pool: the forward's many parallel loops are
