@@ -587,3 +587,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let half = [sums[0] + sums[4], sums[1] + sums[5], sums[2] + sums[6], sums[3] + sums[7]];
     (half[0] + half[2]) + (half[1] + half[3])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_rounds_odd_even_and_none() {
+        assert_eq!(median(vec![1.3, 0.9, 1.1]), 1.1);
+        assert_eq!(median(vec![2.0, 1.0, 4.0, 3.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
+}
