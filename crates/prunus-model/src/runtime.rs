@@ -318,7 +318,8 @@ struct Scratch {
     a: Vec<f32>,
 }
 
-/// Best wall seconds of the same work on two runtimes, timed alternately ([`side_by_side`]).
+/// Best wall seconds of the same work on two runtimes, timed alternately ([`side_by_side`]),
+/// and the median ratios of their rounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SideBySide {
     /// Evaluating all the windows once.
