@@ -413,9 +413,10 @@ fn lanes(values: &[f32], x: &[f32], cols: usize, column: impl Fn(usize) -> usize
 /// stay in the first-level cache while [`GROUP_ROWS`] rows pass over them), each row's
 /// weights in the block scale their tile columns into `T` accumulators held in registers
 /// ([`simd::tile_segment`]); then the tile's outputs are transposed (8 x 8 blocks, as the
-/// inputs were) and written to `y`, a token's outputs of these rows contiguous. Each output's chain of multiply-adds continues from block to block
-/// in storage order, so `T` (16, 64, or 128 with AVX-512: enough independent chains to hide
-/// the multiply-add latency) changes no bit.
+/// inputs were) and written to `y`, a token's outputs of these rows contiguous. Each output's
+/// chain of multiply-adds continues from block to block in storage order, so `T` (16, 64, or
+/// 128 with AVX-512: enough independent chains to hide the multiply-add latency) changes no
+/// bit.
 #[inline(always)]
 fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize, xt: &[f32], tile: usize, out: Out) {
     let n = TILE_ROWS.min(p.rows - r0);
