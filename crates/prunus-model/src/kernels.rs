@@ -1,5 +1,6 @@
-//! Fused CPU kernels for inference: the row-wise log-sum-exp of the NLL and the SwiGLU
-//! product, rows split over candle's thread count, with the C library's `expf` many values at
+//! Fused CPU kernels for inference: the row-wise log-sum-exp of the NLL, the SwiGLU product
+//! and the block linears' products (through prunus-sparse's dense kernel), rows split over
+//! candle's thread count, with the C library's `expf` many values at
 //! a time ([`expf`]). No gradient; the differentiable path composes ops. (The causal
 //! softmax that lived here is part of the fused attention now, `attention.rs`.)
 
@@ -100,6 +101,40 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> 
     gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &SwiGlu)
 }
 
+/// `x W^T` for `x` (rows x d_in) and `w` (d_out x d_in), both f32: prunus-sparse's dense
+/// product, which for many rows multiplies by a transposed copy of `w` and gives the bits of
+/// candle's `x.matmul(&w.t())` (the same gemm kernels, the same order of operations) faster.
+struct DenseLinear;
+
+impl candle_core::CustomOp2 for DenseLinear {
+    fn name(&self) -> &'static str {
+        "dense-linear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w) = (contiguous_f32(s1, l1, "linear")?, contiguous_f32(s2, l2, "linear")?);
+        let (&[rows, d_in], &[d_out, w_in]) = (l1.dims(), l2.dims()) else {
+            candle_core::bail!("linear of shapes {:?} and {:?}", l1.dims(), l2.dims());
+        };
+        if d_in != w_in {
+            candle_core::bail!("linear of {rows} x {d_in} inputs by weights of {d_out} x {w_in}");
+        }
+        let mut out = vec![0f32; rows * d_out];
+        prunus_sparse::dense_forward(w, d_out, d_in, x, rows, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((rows, d_out))))
+    }
+}
+
+/// Rows at and above which [`linear`] is used: below them prunus-sparse's product takes
+/// other paths (a row loop for one), which need not give gemm's bits.
+pub(crate) const LINEAR_ROWS: usize = 128;
+
+/// `x.matmul(&w.t())` with its bits for `x` (rows x d_in, rows at least [`LINEAR_ROWS`]) and
+/// `w` (d_out x d_in), f32 on the CPU, through [`DenseLinear`]; no gradient.
+pub(crate) fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &DenseLinear)
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor};
@@ -118,6 +153,23 @@ mod tests {
         let differ = fused.iter().zip(&plain).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
         assert_eq!(differ, 0, "{differ} of {n} values differ");
         assert!(super::swiglu(&g, &u.narrow(1, 0, 5).unwrap()).is_err());
+    }
+
+    #[test]
+    fn linear_has_the_bits_of_matmul_by_the_transpose() {
+        for (rows, d_in, d_out) in [(super::LINEAR_ROWS, 72, 37), (300, 576, 192), (257, 200, 576)] {
+            let x: Vec<f32> = (0..rows * d_in).map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.001).collect();
+            let w: Vec<f32> = (0..d_out * d_in).map(|i| ((i * 104_729 % 1009) as f32 - 504.0) * 0.002).collect();
+            let x = Tensor::from_vec(x, (rows, d_in), &Device::Cpu).unwrap();
+            let w = Tensor::from_vec(w, (d_out, d_in), &Device::Cpu).unwrap();
+            let fast = super::linear(&x, &w).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let plain = x.matmul(&w.t().unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(fast.len(), rows * d_out);
+            let differ = fast.iter().zip(&plain).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{rows} x {d_in} x {d_out}: {differ} values differ");
+        }
+        let x = Tensor::zeros((4, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(super::linear(&x, &Tensor::zeros((3, 7), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
     }
 }
 

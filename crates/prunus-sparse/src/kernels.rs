@@ -500,6 +500,20 @@ thread_local! {
     static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
     /// A task's accumulators in the many-token kernel, and room for them transposed.
     static ACC: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The dense kernels' weights transposed, kept between calls.
+    static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Whether the dense kernels multiply by a transposed copy of the weights. gemm's kernels
+/// read the weights of `y = x W^T` down columns of `W`: from row-major `W` it gathers them
+/// into panels inside every product, which on SmolLM2's block shapes at 512 tokens cost more
+/// than transposing `W` once (8 x 8 blocks, in parallel) and handing gemm the transpose, which
+/// it reads as it is (`decode_rows -- eval`, benchmarks/README.md). Same kernels, same order
+/// of operations: the same bits. The output head (49152 x 576) gained nothing and its
+/// transpose would be 108 MiB, so matrices above 4M weights and products of few tokens keep
+/// the plain call.
+fn transposing_pays(t: usize, rows: usize, cols: usize) -> bool {
+    t >= 128 && rows * cols <= 1 << 22
 }
 
 /// Floats between the starts of two input columns of a tile: a cache line more than the tile,
@@ -526,6 +540,22 @@ fn dense(w: &[f32], ld: usize, x: &[f32], t: usize, rows: usize, cols: usize, y:
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     assert!(w.len() >= (rows - 1) * ld + cols && ld >= cols, "weights of {rows} x {cols}, {ld} apart");
+    if transposing_pays(t, rows, cols) {
+        let mut wt = TRANSPOSED.with(|c| c.take());
+        wt.resize(rows * cols, 0.0);
+        let isa = simd::detected();
+        wt.par_chunks_mut(TRANSPOSE_COLUMNS * rows).enumerate().for_each(|(c, out)| {
+            let c0 = c * TRANSPOSE_COLUMNS;
+            simd::transpose(isa, &w[c0..], ld, rows, out.len() / rows, out, rows);
+        });
+        // SAFETY: as below, with the weights read from their transpose `wt` (cols x rows,
+        // row-major: column stride 1, row stride rows), which holds cols * rows values.
+        unsafe {
+            gemm::gemm(t, rows, cols, y.as_mut_ptr(), 1, rows as isize, false, x.as_ptr(), 1, cols as isize, wt.as_ptr(), 1, rows as isize, 1.0, 1.0, false, false, false, parallelism);
+        }
+        TRANSPOSED.with(|c| c.set(wt));
+        return;
+    }
     // SAFETY: y holds t x rows values (row stride rows), x t x cols (row stride cols), w rows x
     // cols read as its transpose (column stride ld, checked above); the lengths of x and y were
     // checked by the caller and y does not alias x or w (a unique borrow).

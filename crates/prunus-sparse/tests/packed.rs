@@ -216,3 +216,32 @@ fn empty_products_are_empty() {
     q.forward(&[3.0, 5.0], 1, &mut y);
     assert_eq!(y, [3.0, 10.0]);
 }
+
+/// gemm on row-major weights read as their transpose, as candle's `x.matmul(&w.t())` calls it.
+fn plain_gemm(w: &[f32], x: &[f32], t: usize, rows: usize, cols: usize, threads: usize) -> Vec<f32> {
+    let mut y = vec![0f32; t * rows];
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+        // SAFETY: y is t x rows, x t x cols and w rows x cols, all row-major and disjoint.
+        unsafe {
+            gemm::gemm(t, rows, cols, y.as_mut_ptr(), 1, rows as isize, false, x.as_ptr(), 1, cols as isize, w.as_ptr(), cols as isize, 1, 0.0, 1.0, false, false, false, parallelism);
+        }
+    });
+    y
+}
+
+#[test]
+fn dense_products_multiplying_a_transposed_copy_keep_gemms_bits() {
+    // Many tokens go through the transposed copy of the weights, few through the plain call:
+    // both the bits of gemm on the row-major weights, in pools of 1 and 2 threads.
+    let mut rng = SplitMix64::new(11);
+    for (t, rows, cols) in [(130, 37, 70), (200, 64, 576), (129, 576, 200), (16, 33, 136)] {
+        let w = rng.vec(rows * cols, 1.0);
+        let x = rng.vec(t * cols, 1.0);
+        for threads in [1, 2] {
+            let mut y = vec![f32::NAN; t * rows];
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| prunus_sparse::dense_forward(&w, rows, cols, &x, t, &mut y));
+            assert_eq!(bits(&y), bits(&plain_gemm(&w, &x, t, rows, cols, threads)), "{t} x {rows} x {cols}, {threads} threads");
+        }
+    }
+}

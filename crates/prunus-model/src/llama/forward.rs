@@ -200,9 +200,13 @@ impl LlamaModel {
         let split = |t: Tensor, heads: usize| -> candle_core::Result<Tensor> {
             t.reshape((n, seq, heads, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(xn.matmul(&blk[QProj].t()?)?, h)?;
-        let k = split(xn.matmul(&blk[KProj].t()?)?, kvh)?;
-        let v = split(xn.matmul(&blk[VProj].t()?)?, kvh)?;
+        // `x W^T`; many rows of inference on the CPU through the kernel that gives the same
+        // bits faster (kernels::linear).
+        let fast = !self.differentiable && self.device.is_cpu() && x.dtype() == DType::F32 && rows >= crate::kernels::LINEAR_ROWS;
+        let linear = |x: &Tensor, slot: BlockSlot| if fast { crate::kernels::linear(x, &blk[slot]) } else { x.matmul(&blk[slot].t()?) };
+        let q = split(linear(&xn, QProj)?, h)?;
+        let k = split(linear(&xn, KProj)?, kvh)?;
+        let v = split(linear(&xn, VProj)?, kvh)?;
         let (q, k) = if self.differentiable {
             (
                 candle_nn::rotary_emb::rope_slow(&q, &ctx.cos, &ctx.sin)?,
@@ -234,7 +238,7 @@ impl LlamaModel {
         if let Some(f) = capture.as_mut() {
             f(ATTN_OUT, &o)?;
         }
-        let attn = o.matmul(&blk[OProj].t()?)?.reshape((n, seq, d))?;
+        let attn = linear(&o, OProj)?.reshape((n, seq, d))?;
         let x = (x + attn)?;
 
         // SwiGLU MLP.
@@ -242,8 +246,8 @@ impl LlamaModel {
         if let Some(f) = capture.as_mut() {
             f(MLP_IN, &xn)?;
         }
-        let gate = xn.matmul(&blk[GateProj].t()?)?; // (n*seq, d_ffn)
-        let up = xn.matmul(&blk[UpProj].t()?)?;
+        let gate = linear(&xn, GateProj)?; // (n*seq, d_ffn)
+        let up = linear(&xn, UpProj)?;
         let act = if !self.differentiable && self.device.is_cpu() && gate.dtype() == DType::F32 {
             crate::kernels::swiglu(&gate, &up)? // the same bits, one pass
         } else {
@@ -255,7 +259,7 @@ impl LlamaModel {
         if !whole {
             return Ok(None);
         }
-        let down = act.matmul(&blk[DownProj].t()?)?.reshape((n, seq, d))?;
+        let down = linear(&act, DownProj)?.reshape((n, seq, d))?;
         Ok(Some((x + down)?))
     }
 
