@@ -413,7 +413,7 @@ fn lanes(values: &[f32], x: &[f32], cols: usize, column: impl Fn(usize) -> usize
 /// stay in the first-level cache while [`GROUP_ROWS`] rows pass over them), each row's
 /// weights in the block scale their tile columns into `T` accumulators held in registers
 /// ([`simd::tile_segment`]); then the tile's outputs are transposed (8 x 8 blocks, as the
-/// inputs were) and written to `y`, a token's outputs of these rows contiguous. Each output's
+/// inputs were) straight into `y`'s rows of these tokens. Each output's
 /// chain of multiply-adds continues from block to block in storage order, so `T` (16, 64, or
 /// 128 with AVX-512: enough independent chains to hide the multiply-add latency) changes no
 /// bit.
@@ -422,11 +422,10 @@ fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize
     let n = TILE_ROWS.min(p.rows - r0);
     let blocks = l.blocks;
     let values = p.all_values();
-    let mut buf = ACC.with(|c| c.take());
-    buf.clear();
-    buf.resize(2 * n * T, 0.0);
-    // The accumulators (a row's T outputs contiguous), then room for them transposed.
-    let (acc, by_token) = buf.split_at_mut(n * T);
+    let mut acc = ACC.with(|c| c.take());
+    acc.clear();
+    // The accumulators, a row's T outputs contiguous.
+    acc.resize(n * T, 0.0);
     for g0 in (0..n).step_by(GROUP_ROWS) {
         let g1 = (g0 + GROUP_ROWS).min(n);
         for b in 0..blocks {
@@ -441,16 +440,11 @@ fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize
         }
     }
     let tokens = T.min(out.t - tile * T);
-    simd::transpose(isa, acc, T, n, tokens, by_token, n);
-    for (j, outputs) in by_token.chunks_exact(n).take(tokens).enumerate() {
-        let token = tile * T + j;
-        // SAFETY: `out` points at the t x rows outputs, which outlive the product; this task
-        // alone writes rows r0..r0 + n (tasks take disjoint row ranges), and token < t,
-        // r0 + n <= rows keep the writes inside.
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.y.add(token * out.rows + r0), n) };
-        dst.copy_from_slice(outputs);
-    }
-    ACC.with(|c| c.set(buf));
+    // SAFETY: `out` points at the t x rows outputs, which outlive the product; the positions
+    // written are rows r0..r0 + n (r0 + n <= rows) of tokens tile * T.. (fewer than t), and
+    // this task alone writes those rows (tasks take disjoint row ranges).
+    unsafe { simd::transpose_to(isa, &acc, T, n, tokens, out.y.add(tile * T * out.rows + r0), out.rows) };
+    ACC.with(|c| c.set(acc));
 }
 
 /// The many-token kernel's list of stored weights: `offsets[k]`, the offset in a tile of
@@ -498,7 +492,7 @@ thread_local! {
     /// A task's lists of tile offsets and block bounds in the many-token kernel, kept between
     /// calls.
     static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
-    /// A task's accumulators in the many-token kernel, and room for them transposed.
+    /// A task's accumulators in the many-token kernel.
     static ACC: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     /// The dense kernels' weights transposed, kept between calls.
     static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };

@@ -222,13 +222,28 @@ pub(crate) fn transpose(isa: Isa, x: &[f32], ld: usize, tokens: usize, cols: usi
     if tokens == 0 || cols == 0 {
         return;
     }
-    assert!(x.len() >= (tokens - 1) * ld + cols && ld >= cols && stride >= tokens, "{tokens} x {cols} inputs, {ld} apart");
     assert!(xs.len() >= (cols - 1) * stride + tokens, "room for {cols} columns of {tokens}");
+    // SAFETY: xs holds every position written (checked above) and is borrowed uniquely.
+    unsafe { transpose_to(isa, x, ld, tokens, cols, xs.as_mut_ptr(), stride) }
+}
+
+/// [`transpose`] into memory that other tasks may be writing elsewhere (the many-token
+/// kernel's outputs, whose rows several tasks share).
+///
+/// # Safety
+///
+/// `xs + c * stride + l` for every column c < `cols` and token l < `tokens` must be valid for
+/// writes, and nothing else may read or write those positions during the call.
+pub(crate) unsafe fn transpose_to(isa: Isa, x: &[f32], ld: usize, tokens: usize, cols: usize, xs: *mut f32, stride: usize) {
+    if tokens == 0 || cols == 0 {
+        return;
+    }
+    assert!(x.len() >= (tokens - 1) * ld + cols && ld >= cols && stride >= tokens, "{tokens} x {cols} inputs, {ld} apart");
     let (mut l0, mut c0) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx512 | Isa::Avx2) {
-        // SAFETY: the CPU has AVX2 (both instruction sets include it); the kernel reads and
-        // writes whole 8 x 8 blocks inside the bounds checked above.
+        // SAFETY: the CPU has AVX2 (both instruction sets include it); the kernel reads whole
+        // 8 x 8 blocks inside the bounds checked above and writes positions the caller vouches for.
         unsafe { x86::transpose_avx2(x, ld, tokens, cols, xs, stride) };
         (l0, c0) = (tokens / 8 * 8, cols / 8 * 8);
     }
@@ -237,7 +252,8 @@ pub(crate) fn transpose(isa: Isa, x: &[f32], ld: usize, tokens: usize, cols: usi
     for l in 0..tokens {
         let from = if l < l0 { c0 } else { 0 };
         for c in from..cols {
-            xs[c * stride + l] = x[l * ld + c];
+            // SAFETY: c < cols and l < tokens: a position the caller vouches for.
+            unsafe { *xs.add(c * stride + l) = x[l * ld + c] };
         }
     }
 }
@@ -351,15 +367,15 @@ mod x86 {
     /// in registers (pairs interleaved, then quadruples, then halves swapped), stored as
     /// eight columns of eight.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn transpose_avx2(x: &[f32], ld: usize, tokens: usize, cols: usize, xs: &mut [f32], stride: usize) {
+    pub(super) unsafe fn transpose_avx2(x: &[f32], ld: usize, tokens: usize, cols: usize, xs: *mut f32, stride: usize) {
         // Eight tokens at a time, their rows read in order (the hardware prefetchers follow
         // eight streams); the eight-float runs written land in the tile's lines, which stay in
         // the second-level cache until the next eight tokens fill them further.
         for l0 in (0..tokens / 8 * 8).step_by(8) {
             for c0 in (0..cols / 8 * 8).step_by(8) {
                 // SAFETY: rows l0..l0 + 8 <= tokens and columns c0..c0 + 8 <= cols lie inside x
-                // (tokens rows of cols, ld apart), and columns c0..c0 + 8 of tokens l0..l0 + 8
-                // inside xs (the caller checked both).
+                // (tokens rows of cols, ld apart; checked by the caller), and columns c0..c0 + 8
+                // of tokens l0..l0 + 8 are positions of xs the caller vouches for.
                 unsafe {
                     let r = |i: usize| _mm256_loadu_ps(x.as_ptr().add((l0 + i) * ld + c0));
                     let (t0, t1) = (_mm256_unpacklo_ps(r(0), r(1)), _mm256_unpackhi_ps(r(0), r(1)));
@@ -381,7 +397,7 @@ mod x86 {
                         _mm256_permute2f128_ps::<0x31>(u3, u7),
                     ];
                     for (j, v) in columns.into_iter().enumerate() {
-                        _mm256_storeu_ps(xs.as_mut_ptr().add((c0 + j) * stride + l0), v);
+                        _mm256_storeu_ps(xs.add((c0 + j) * stride + l0), v);
                     }
                 }
             }
