@@ -498,6 +498,21 @@ thread_local! {
     static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// `w` (`rows` rows of `cols` values, `ld` apart) transposed into `out` (`cols` rows of
+/// `rows`): 8 x 8 blocks through AVX2 where the CPU has it, blocks of columns split over the
+/// rayon pool. Panics if `w` or `out` is too short.
+pub fn transpose(w: &[f32], ld: usize, rows: usize, cols: usize, out: &mut [f32]) {
+    assert!(out.len() >= rows * cols, "room for {cols} x {rows} values");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let isa = simd::detected();
+    out[..rows * cols].par_chunks_mut(TRANSPOSE_COLUMNS * rows).enumerate().for_each(|(c, out)| {
+        let c0 = c * TRANSPOSE_COLUMNS;
+        simd::transpose(isa, &w[c0..], ld, rows, out.len() / rows, out, rows);
+    });
+}
+
 /// Whether the dense kernels multiply by a transposed copy of the weights. gemm's kernels
 /// read the weights of `y = x W^T` down columns of `W`: from row-major `W` it gathers them
 /// into panels inside every product, which on SmolLM2's block shapes at 512 tokens cost more
@@ -506,7 +521,7 @@ thread_local! {
 /// of operations: the same bits. The output head (49152 x 576) gained nothing and its
 /// transpose would be 108 MiB, so matrices above 4M weights and products of few tokens keep
 /// the plain call.
-fn transposing_pays(t: usize, rows: usize, cols: usize) -> bool {
+pub fn transposing_pays(t: usize, rows: usize, cols: usize) -> bool {
     t >= 128 && rows * cols <= 1 << 22
 }
 
@@ -537,11 +552,7 @@ fn dense(w: &[f32], ld: usize, x: &[f32], t: usize, rows: usize, cols: usize, y:
     if transposing_pays(t, rows, cols) {
         let mut wt = TRANSPOSED.with(|c| c.take());
         wt.resize(rows * cols, 0.0);
-        let isa = simd::detected();
-        wt.par_chunks_mut(TRANSPOSE_COLUMNS * rows).enumerate().for_each(|(c, out)| {
-            let c0 = c * TRANSPOSE_COLUMNS;
-            simd::transpose(isa, &w[c0..], ld, rows, out.len() / rows, out, rows);
-        });
+        transpose(w, ld, rows, cols, &mut wt);
         // SAFETY: as below, with the weights read from their transpose `wt` (cols x rows,
         // row-major: column stride 1, row stride rows), which holds cols * rows values.
         unsafe {

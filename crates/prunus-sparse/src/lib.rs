@@ -39,7 +39,7 @@ mod nm;
 pub mod simd;
 
 pub use format::{Format, PackedLinear};
-pub use kernels::{UNPACK_ABOVE, dense_forward};
+pub use kernels::{UNPACK_ABOVE, dense_forward, transpose, transposing_pays};
 
 /// What can go wrong when packing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -60,14 +60,34 @@ pub(crate) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usiz
     lhs.check(m, k, "left operand");
     rhs.check(k, n, "right operand");
     assert!((m - 1) * dst_rs + n <= dst.len(), "product of {m} x {n} into a buffer of {}", dst.len());
-    // SAFETY: every index the product touches is inside its buffer (checked above); dst does
-    // not alias the operands (a unique borrow).
+    // A linear's weights (the transpose of a row-major matrix) times many rows: multiplied as
+    // a transposed copy, which gemm reads as it is instead of gathering it into panels inside
+    // the product; the same bits (prunus_sparse::transposing_pays).
+    let mut copy = Vec::new();
+    let rhs = if parallel && rhs.rs == 1 && rhs.cs >= k && prunus_sparse::transposing_pays(m, n, k) {
+        copy = TRANSPOSED.with(|c| c.take());
+        copy.resize(k * n, 0.0);
+        prunus_sparse::transpose(rhs.data, rhs.cs, n, k, &mut copy);
+        Operand::rows(&copy, n)
+    } else {
+        rhs
+    };
+    // SAFETY: every index the product touches is inside its buffer (checked above; a copy
+    // holds k x n values); dst does not alias the operands (a unique borrow).
     unsafe {
         gemm::gemm(
             m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, accumulate, lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize, rhs.data.as_ptr(),
             rhs.cs as isize, rhs.rs as isize, 1.0, alpha, false, false, false, parallelism(parallel),
         );
     }
+    if copy.capacity() > 0 {
+        TRANSPOSED.with(|c| c.set(copy));
+    }
+}
+
+thread_local! {
+    /// [`matmul`]'s transposed copies of right operands, kept between calls.
+    static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `y (t x o) = x (t x i) . W^T`, W (o x i).
@@ -368,6 +388,22 @@ mod tests {
     fn data(len: usize, seed: u64) -> Vec<f32> {
         let mut r = prunus_core::rng::SplitMix64::new(seed);
         (0..len).map(|_| r.next_f32() * 2.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn a_linears_product_through_the_transposed_copy_has_the_plain_bits() {
+        // parallel: many rows through the transposed copy of the weights; not parallel: gemm
+        // on the strided weights, one thread. Overwriting and accumulating.
+        for (t, i, o) in [(130, 70, 40), (256, 96, 200)] {
+            let (x, w, start) = (data(t * i, 1), data(o * i, 2), data(t * o, 3));
+            for accumulate in [false, true] {
+                let (mut fast, mut plain) = (start.clone(), start.clone());
+                matmul(t, o, i, &mut fast, o, accumulate, Operand::rows(&x, i), Operand::transposed(&w, i), 1.0, true);
+                matmul(t, o, i, &mut plain, o, accumulate, Operand::rows(&x, i), Operand::transposed(&w, i), 1.0, false);
+                let differ = fast.iter().zip(&plain).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+                assert_eq!(differ, 0, "{t} x {i} x {o}, accumulate {accumulate}");
+            }
+        }
     }
 
     #[test]
