@@ -27,7 +27,10 @@
 //!   time, each stored weight scaling one tile column into accumulators held in registers, a
 //!   block of input columns at a time so the inputs come from the first-level cache; denser
 //!   weights are unpacked (in parallel, into a buffer kept between calls) and multiplied by
-//!   `gemm`, which then gives the very bits of the dense matrix.
+//!   `gemm`, which then gives the very bits of the dense matrix. For 128 tokens or more gemm
+//!   is handed a transposed copy of the weights ([`transpose`], [`transposing_pays`]), which
+//!   its kernels read as it is where the row-major matrix would be gathered into panels in
+//!   every product: faster on SmolLM2's block shapes, the same bits.
 //!
 //! Work is split over output rows with rayon and each output is one chain of fused
 //! multiply-adds in a fixed order, so results do not depend on the thread count; the
