@@ -7,7 +7,8 @@
 //! evaluation text as the prompt and `DECODE` tokens one at a time with the key/value cache,
 //! greedy, timed `DECODE_REPEATS` times. Dense and packed run alternately after one untimed
 //! run each, and the best time of each is kept (the machines are shared: load only ever slows
-//! a run down). The tied embedding and output head stay dense in both.
+//! a run down), with the median over the rounds of the dense time over the packed time (a
+//! round times the two back to back). The tied embedding and output head stay dense in both.
 
 use anyhow::Result;
 use prunus_eval::report::{DensePacked, PackedSpeed};
@@ -45,8 +46,10 @@ pub fn measure(model: &LlamaModel, tokens: &[u32], seq_len: usize) -> Result<Pac
             dense: linears.iter().map(|l| l.dense_bytes).sum::<usize>() as f64,
             packed: linears.iter().map(|l| l.bytes).sum::<usize>() as f64,
         },
+        eval_speedup_median: Some(t.eval_speedup),
+        decode_speedup_median: Some(t.decode_speedup),
         protocol: format!(
-            "{WINDOWS} windows of {seq_len} tokens, best of {EVAL_REPEATS}; decode {DECODE} tokens after a {PROMPT}-token prompt, best of {DECODE_REPEATS}; dense and packed alternately, {} threads",
+            "{WINDOWS} windows of {seq_len} tokens, best of {EVAL_REPEATS}; decode {DECODE} tokens after a {PROMPT}-token prompt, best of {DECODE_REPEATS}; dense and packed alternately, {} threads; speed-ups also as the median of the rounds' dense-over-packed ratios",
             rayon::current_num_threads()
         ),
     })

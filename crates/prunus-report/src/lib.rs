@@ -117,6 +117,14 @@ pub struct PackedSpeed {
     pub disk_bytes: DensePacked,
     /// Bytes of the block linears in memory: dense f32 against packed.
     pub linear_bytes: DensePacked,
+    /// The median over the evaluation rounds of the dense time over the packed time (each
+    /// round times the two back to back, so a load that drifts slows both alike); absent from
+    /// reports written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_speedup_median: Option<f64>,
+    /// The same for decoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_speedup_median: Option<f64>,
     /// The protocol: windows and their length, prompt and decoded tokens, repeats (the best of
     /// which is kept, each side alternately).
     pub protocol: String,

@@ -26,7 +26,12 @@ pub fn with_packed_rows(records: &[CellRecord]) -> Vec<CellRecord> {
             ("disk_bytes_dense", p.disk_bytes.dense, "tensor bytes on disk as dense f32 safetensors"),
             ("disk_bytes_sparse_bitmask", p.disk_bytes.packed, "tensor bytes on disk in the sparse-bitmask layout"),
         ];
-        for (metric, value, protocol) in rows {
+        let medians = [
+            ("decode_speedup_median", p.decode_speedup_median, "decode, median over paired rounds of dense time over packed time"),
+            ("eval_speedup_median", p.eval_speedup_median, "evaluation, median over paired rounds of dense time over packed time"),
+        ];
+        let medians = medians.into_iter().filter_map(|(m, v, what)| v.map(|v| (m, v, what)));
+        for (metric, value, protocol) in rows.into_iter().chain(medians) {
             r.report.evaluations.push(Evaluation::derived(TASK, metric, value, &format!("{protocol}; {}", p.protocol)));
         }
     }
@@ -48,27 +53,32 @@ pub fn section(records: &[CellRecord]) -> String {
         "Each pruned model timed in its own cell's process with its block linears packed (each in the format its zeros suit) against \
          the same model with every linear dense, on the same runtime, alternately: {}. Kernels: `{}` on {}. Disk: the tensors as dense \
          f32 safetensors against compressed-tensors' sparse-bitmask layout (`prune --out-format sparse-bitmask`). The tied \
-         embedding/output head stays dense in both. Speeds are of this machine at the time (not compared between runs).\n",
+         embedding/output head stays dense in both. ×: packed over dense, the ratio of the best times, then the median over the \
+         paired rounds of dense time over packed time (– where the report predates it). Speeds are of this machine at the time (not \
+         compared between runs).\n",
         first.protocol, first.isa, first.cpu
     )
     .unwrap();
-    out.push_str("| Method | Setting | Formats | decode tok/s dense | packed | × | eval tok/s dense | packed | × | disk MiB dense | sparse-bitmask |\n");
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| Method | Setting | Formats | decode tok/s dense | packed | × | median × | eval tok/s dense | packed | × | median × | disk MiB dense | sparse-bitmask |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let median = |m: Option<f64>| m.map_or("–".to_string(), |m| format!("{m:.2}×"));
     let mib = |b: f64| format!("{:.0}", b / (1u64 << 20) as f64);
     for (r, p) in timed {
         let (d, e) = (p.decode_tokens_per_s, p.eval_tokens_per_s);
         writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |",
             method_label(r),
             setting_label(&r.cell.setting_pattern(), r.cell.sparsity),
             p.formats,
             d.dense,
             d.packed,
             ratio(d.packed, d.dense),
+            median(p.decode_speedup_median),
             e.dense,
             e.packed,
             ratio(e.packed, e.dense),
+            median(p.eval_speedup_median),
             mib(p.disk_bytes.dense),
             mib(p.disk_bytes.packed)
         )

@@ -466,15 +466,19 @@ fn timed_cells_get_the_packed_section_and_long_rows() {
         first_token_s: pair(0.1, 0.09),
         disk_bytes: pair(538.0 * 1048576.0, 340.0 * 1048576.0),
         linear_bytes: pair(405.0 * 1048576.0, 216.0 * 1048576.0),
+        eval_speedup_median: Some(0.99),
+        decode_speedup_median: None,
         protocol: "1 window of 512 tokens".into(),
     });
     let records = packed::with_packed_rows(&[cell(None, "dense", 0.0, 0, 14.0, [(0.5, 0.5), (0.6, 0.6)], None), timed]);
     let md = summary_markdown(&records, &options()).unwrap();
     assert!(md.contains("## Packed sparse linears on CPU") && md.contains("`avx512f` on Test CPU"), "{md}");
-    assert!(md.contains("| wanda | 2:4 | 210 bitmap | 40.0 | 60.0 | 1.50× | 800 | 780 | 0.97× | 538 | 340 |"), "{md}");
+    // A median the report lacks (one written before medians were measured) shows as a dash.
+    assert!(md.contains("| wanda | 2:4 | 210 bitmap | 40.0 | 60.0 | 1.50× | – | 800 | 780 | 0.97× | 0.99× | 538 | 340 |"), "{md}");
     let rows: Vec<&Evaluation> = records[1].report.evaluations.iter().filter(|e| e.task == packed::TASK).collect();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
     assert!(rows.iter().any(|e| e.metric == "decode_tokens_per_second_packed" && e.value == 60.0));
+    assert!(rows.iter().any(|e| e.metric == "eval_speedup_median" && e.value == 0.99));
     // Cells that were not timed have no such section.
     let plain = summary_markdown(&[cell(None, "dense", 0.0, 0, 14.0, [(0.5, 0.5), (0.6, 0.6)], None)], &options()).unwrap();
     assert!(!plain.contains("Packed sparse"));

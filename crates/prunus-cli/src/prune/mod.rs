@@ -96,13 +96,15 @@ pub fn run(args: PruneArgs) -> Result<()> {
         pb.finish_and_clear();
         let mib = |b: f64| b / (1u64 << 20) as f64;
         eprintln!(
-            "packed ({}, {}): decode {:.1} tok/s (dense {:.1}), evaluation {:.0} tok/s (dense {:.0}), {:.0} MiB on disk as sparse-bitmask (dense {:.0})",
+            "packed ({}, {}): decode {:.1} tok/s (dense {:.1}; median ratio {:.2}x), evaluation {:.0} tok/s (dense {:.0}; median ratio {:.2}x), {:.0} MiB on disk as sparse-bitmask (dense {:.0})",
             packed.formats,
             packed.isa,
             packed.decode_tokens_per_s.packed,
             packed.decode_tokens_per_s.dense,
+            packed.decode_speedup_median.unwrap_or(f64::NAN),
             packed.eval_tokens_per_s.packed,
             packed.eval_tokens_per_s.dense,
+            packed.eval_speedup_median.unwrap_or(f64::NAN),
             mib(packed.disk_bytes.packed),
             mib(packed.disk_bytes.dense)
         );

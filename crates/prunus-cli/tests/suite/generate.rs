@@ -67,6 +67,9 @@ fn generates_times_and_packs_a_pruned_model() {
     for k in ["decode_tokens_per_s", "eval_tokens_per_s", "first_token_s"] {
         assert!(p[k]["dense"].as_f64().unwrap() > 0.0 && p[k]["packed"].as_f64().unwrap() > 0.0, "{k}: {p}");
     }
+    for k in ["decode_speedup_median", "eval_speedup_median"] {
+        assert!(p[k].as_f64().is_some_and(|v| v > 0.0 && v.is_finite()), "{k}: {p}");
+    }
     assert!(p["disk_bytes"]["packed"].as_f64().unwrap() < p["disk_bytes"]["dense"].as_f64().unwrap());
     assert_eq!(r["output"], sparse.to_str().unwrap());
 
