@@ -349,8 +349,9 @@ pub struct PruneArgs {
     pub out_format: OutFormat,
     /// After evaluating, time the pruned model with its linears packed (each in the format its
     /// zeros suit) against the same model dense, side by side on this CPU: evaluation and
-    /// decode tokens per second, time to the first token, and the sizes on disk and in memory
-    /// (the report's `packed` section; about twenty seconds on SmolLM2-135M).
+    /// decode tokens per second, time to the first token, and the sizes on disk and in memory;
+    /// each speed-up also as the median over paired rounds (the report's `packed` section;
+    /// about twenty seconds on SmolLM2-135M).
     #[arg(long)]
     pub speed: bool,
     /// Hold one decoder block at a time, for models larger than memory (layer-wise methods):
