@@ -125,8 +125,10 @@ impl candle_core::CustomOp2 for DenseLinear {
     }
 }
 
-/// Rows at and above which [`linear`] is used: below them prunus-sparse's product takes
-/// other paths (a row loop for one), which need not give gemm's bits.
+/// Rows at and above which [`linear`] is used: where prunus-sparse's product starts
+/// multiplying by a transposed copy (`prunus_sparse::transposing_pays`). Fewer rows gain
+/// nothing over candle's matmul, and one row would take prunus-sparse's row loop, whose bits
+/// are not gemm's.
 pub(crate) const LINEAR_ROWS: usize = 128;
 
 /// `x.matmul(&w.t())` with its bits for `x` (rows x d_in, rows at least [`LINEAR_ROWS`]) and

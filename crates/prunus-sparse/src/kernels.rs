@@ -494,14 +494,26 @@ thread_local! {
     static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
     /// A task's accumulators in the many-token kernel.
     static ACC: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-    /// The dense kernels' weights transposed, kept between calls.
+    /// Transposed copies of weights ([`with_transposed`]), kept between calls.
     static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `f` of `w` (`rows` rows of `cols` values, `ld` apart) transposed (`cols` rows of `rows`),
+/// in a buffer kept per thread between calls: the dense kernels' and training's transposed
+/// copies of weights ([`transposing_pays`]). Panics if `w` is too short.
+pub fn with_transposed<R>(w: &[f32], ld: usize, rows: usize, cols: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+    let mut wt = TRANSPOSED.with(|c| c.take());
+    wt.resize(rows * cols, 0.0);
+    transpose(w, ld, rows, cols, &mut wt);
+    let r = f(&wt);
+    TRANSPOSED.with(|c| c.set(wt));
+    r
 }
 
 /// `w` (`rows` rows of `cols` values, `ld` apart) transposed into `out` (`cols` rows of
 /// `rows`): 8 x 8 blocks through AVX2 where the CPU has it, blocks of columns split over the
 /// rayon pool. Panics if `w` or `out` is too short.
-pub fn transpose(w: &[f32], ld: usize, rows: usize, cols: usize, out: &mut [f32]) {
+fn transpose(w: &[f32], ld: usize, rows: usize, cols: usize, out: &mut [f32]) {
     assert!(out.len() >= rows * cols, "room for {cols} x {rows} values");
     if rows == 0 || cols == 0 {
         return;
@@ -549,42 +561,18 @@ fn dense(w: &[f32], ld: usize, x: &[f32], t: usize, rows: usize, cols: usize, y:
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     assert!(w.len() >= (rows - 1) * ld + cols && ld >= cols, "weights of {rows} x {cols}, {ld} apart");
-    if transposing_pays(t, rows, cols) {
-        let mut wt = TRANSPOSED.with(|c| c.take());
-        wt.resize(rows * cols, 0.0);
-        transpose(w, ld, rows, cols, &mut wt);
-        // SAFETY: as below, with the weights read from their transpose `wt` (cols x rows,
-        // row-major: column stride 1, row stride rows), which holds cols * rows values.
+    let mut product = |rhs: &[f32], cs: usize, rs: usize| {
+        // SAFETY: y holds t x rows values (row stride rows), x t x cols (row stride cols), and
+        // rhs is the weights read as their transpose: w with column stride ld (checked above)
+        // or its transposed copy (cols rows of rows values); the lengths of x and y were
+        // checked by the caller and y does not alias x or the weights (a unique borrow).
         unsafe {
-            gemm::gemm(t, rows, cols, y.as_mut_ptr(), 1, rows as isize, false, x.as_ptr(), 1, cols as isize, wt.as_ptr(), 1, rows as isize, 1.0, 1.0, false, false, false, parallelism);
+            gemm::gemm(t, rows, cols, y.as_mut_ptr(), 1, rows as isize, false, x.as_ptr(), 1, cols as isize, rhs.as_ptr(), cs as isize, rs as isize, 1.0, 1.0, false, false, false, parallelism);
         }
-        TRANSPOSED.with(|c| c.set(wt));
-        return;
-    }
-    // SAFETY: y holds t x rows values (row stride rows), x t x cols (row stride cols), w rows x
-    // cols read as its transpose (column stride ld, checked above); the lengths of x and y were
-    // checked by the caller and y does not alias x or w (a unique borrow).
-    unsafe {
-        gemm::gemm(
-            t,
-            rows,
-            cols,
-            y.as_mut_ptr(),
-            1,
-            rows as isize,
-            false,
-            x.as_ptr(),
-            1,
-            cols as isize,
-            w.as_ptr(),
-            ld as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    };
+    if transposing_pays(t, rows, cols) {
+        with_transposed(w, ld, rows, cols, |wt| product(wt, 1, rows));
+    } else {
+        product(w, ld, 1);
     }
 }

@@ -28,7 +28,7 @@
 //!   block of input columns at a time so the inputs come from the first-level cache; denser
 //!   weights are unpacked (in parallel, into a buffer kept between calls) and multiplied by
 //!   `gemm`, which then gives the very bits of the dense matrix. For 128 tokens or more gemm
-//!   is handed a transposed copy of the weights ([`transpose`], [`transposing_pays`]), which
+//!   is handed a transposed copy of the weights ([`with_transposed`], [`transposing_pays`]), which
 //!   its kernels read as it is where the row-major matrix would be gathered into panels in
 //!   every product: faster on SmolLM2's block shapes, the same bits.
 //!
@@ -42,7 +42,7 @@ mod nm;
 pub mod simd;
 
 pub use format::{Format, PackedLinear};
-pub use kernels::{UNPACK_ABOVE, dense_forward, transpose, transposing_pays};
+pub use kernels::{UNPACK_ABOVE, dense_forward, transposing_pays, with_transposed};
 
 /// What can go wrong when packing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -60,34 +60,24 @@ pub(crate) fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usiz
     lhs.check(m, k, "left operand");
     rhs.check(k, n, "right operand");
     assert!((m - 1) * dst_rs + n <= dst.len(), "product of {m} x {n} into a buffer of {}", dst.len());
+    let product = |rhs: Operand<'_>, dst: &mut [f32]| {
+        // SAFETY: every index the product touches is inside its buffer (checked above; a
+        // transposed copy holds k x n values); dst does not alias the operands (a unique borrow).
+        unsafe {
+            gemm::gemm(
+                m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, accumulate, lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize, rhs.data.as_ptr(),
+                rhs.cs as isize, rhs.rs as isize, 1.0, alpha, false, false, false, parallelism(parallel),
+            );
+        }
+    };
     // A linear's weights (the transpose of a row-major matrix) times many rows: multiplied as
     // a transposed copy, which gemm reads as it is instead of gathering it into panels inside
     // the product; the same bits (prunus_sparse::transposing_pays).
-    let mut copy = Vec::new();
-    let rhs = if parallel && rhs.rs == 1 && rhs.cs >= k && prunus_sparse::transposing_pays(m, n, k) {
-        copy = TRANSPOSED.with(|c| c.take());
-        copy.resize(k * n, 0.0);
-        prunus_sparse::transpose(rhs.data, rhs.cs, n, k, &mut copy);
-        Operand::rows(&copy, n)
+    if parallel && rhs.rs == 1 && rhs.cs >= k && prunus_sparse::transposing_pays(m, n, k) {
+        prunus_sparse::with_transposed(rhs.data, rhs.cs, n, k, |wt| product(Operand::rows(wt, n), dst));
     } else {
-        rhs
-    };
-    // SAFETY: every index the product touches is inside its buffer (checked above; a copy
-    // holds k x n values); dst does not alias the operands (a unique borrow).
-    unsafe {
-        gemm::gemm(
-            m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, accumulate, lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize, rhs.data.as_ptr(),
-            rhs.cs as isize, rhs.rs as isize, 1.0, alpha, false, false, false, parallelism(parallel),
-        );
+        product(rhs, dst);
     }
-    if copy.capacity() > 0 {
-        TRANSPOSED.with(|c| c.set(copy));
-    }
-}
-
-thread_local! {
-    /// [`matmul`]'s transposed copies of right operands, kept between calls.
-    static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `y (t x o) = x (t x i) . W^T`, W (o x i).
