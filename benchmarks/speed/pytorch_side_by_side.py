@@ -36,6 +36,14 @@ Usage:
   /tmp/torchenv/bin/python benchmarks/speed/pytorch_side_by_side.py \
       [--prunus target/release/prunus] [--windows 16] [--repeats 2] [--out results/speed]
 
+The arithmetic limit: `cargo run --release -p prunus-benches --example fma_peak` measures the
+machine's f32 fused multiply-add peak on its threads (registers only, the widest instruction set
+the CPU has). The floating-point operations of each phase are counted from the model's shape (a
+multiply-add is two; the linears, the output head, and attention's two products over the keys
+up to each query; norms, softmax and the rest not counted), and each side's rate is stated as a
+share of that peak; for pruning, the two calibration passes (the statistics pass stops before
+the down projection), whose time at the peak is the floor below which no end-to-end time can go.
+
 Each PyTorch phase runs in a fresh process of this script (`--child`), so that its peak
 resident memory (ru_maxrss, interpreter and torch included) is its own; prunus's peak is the one
 its report gives (VmHWM of the process).
@@ -349,6 +357,69 @@ def gib(b):
     return f"{b / 2**30:.2f}" if b else "?"
 
 
+def fma_peak():
+    """The machine's f32 multiply-add peak on THREADS threads (benchmarks/examples/fma_peak.rs)."""
+    out = subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "prunus-benches", "--example", "fma_peak", "--", str(THREADS), "--json"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def flop_counts(hf, windows, calib_windows):
+    """Floating-point operations (a multiply-add is two) of the phases, from the model's shape:
+    the linears and the output head, and attention's two products (scores and the weighted
+    sum of the values) over the keys up to each query of a SEQ_LEN window."""
+    with open(os.path.join(hf, "config.json")) as f:
+        c = json.load(f)
+    d, ff, layers, vocab = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
+    heads, kv = c["num_attention_heads"], c.get("num_key_value_heads", c["num_attention_heads"])
+    hd = c.get("head_dim", d // heads)
+    qkvo = d * heads * hd * 2 + d * kv * hd * 2
+    block = qkvo + 3 * d * ff
+    down = d * ff
+    # Per window and layer: queries times the keys they see, two products of head_dim each.
+    attention = 2 * 2 * heads * hd * SEQ_LEN * (SEQ_LEN + 1) // 2
+    tokens = windows * SEQ_LEN
+    calib = calib_windows * SEQ_LEN
+    return {
+        "evaluation": 2 * tokens * (layers * block + vocab * d) + windows * layers * attention,
+        # The statistics pass (dense block, down projection skipped) and the pruned block's pass.
+        "calibration_passes": 2 * calib * layers * (block - down) + 2 * calib * layers * block + 2 * calib_windows * layers * attention,
+    }
+
+
+def limit_table(res, best_p, best_t):
+    """The rates of the phases as shares of the machine's f32 multiply-add peak."""
+    lim = res["limit"]
+    peak, flop = lim["fma_peak"]["gflops"], lim["flop"]
+    share = lambda fl, sec: f"{fl / sec / 1e9:.0f} GFLOP/s ({100 * fl / sec / 1e9 / peak:.0f}%)"
+    ev = flop["evaluation"]
+    md = [
+        "",
+        f"Against this machine's arithmetic limit: f32 multiply-adds at {peak:.0f} GFLOP/s on {lim['fma_peak']['threads']} threads "
+        f"(`fma_peak`, {lim['fma_peak']['isa']}; registers only, which no real kernel reaches). Floating-point operations counted "
+        "from the model's shape (linears, output head, attention's products over the keys up to each query); the share of the "
+        "peak in brackets.",
+        "",
+        "| what | TFLOP | prunus | PyTorch | time at the peak | the goal's time | goal at the peak's share |",
+        "|---|---:|---|---|---:|---:|---:|",
+        f"| evaluation | {ev / 1e12:.2f} | {share(ev, best_p)} | {share(ev, best_t)} | {ev / peak / 1e9:.1f} s | "
+        f"{best_t / 1.5:.1f} s (1.5x PyTorch) | {100 * ev / (best_t / 1.5) / 1e9 / peak:.0f}% |",
+    ]
+    cp = flop["calibration_passes"]
+    for name, label in [("wanda", "Wanda"), ("sparsegpt", "SparseGPT")]:
+        w = res[name]
+        passes = w["prunus"]["stages"]["calibration_forward"]
+        goal = w["pytorch"]["end_to_end_seconds"] / 2
+        # The goal's time less what prunus spends besides the passes.
+        rest = w["prunus"]["end_to_end_seconds"] - passes
+        md.append(f"| {label}: the two calibration passes | {cp / 1e12:.2f} | {share(cp, passes)} ({passes:.1f} s of {w['prunus']['end_to_end_seconds']:.1f} s) | "
+                  f"– (hooks; not timed apart) | {cp / peak / 1e9:.1f} s | {goal:.1f} s end to end (2x PyTorch), {goal - rest:.1f} s for the passes | "
+                  f"{100 * cp / max(goal - rest, 1e-9) / 1e9 / peak:.0f}% |")
+    md += ["", "The last column: the share of the peak the counted operations would have to run at for the goal to hold "
+           "(for pruning, with everything else prunus does besides the passes left as it is)."]
+    return md
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prunus", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "prunus"))
@@ -404,6 +475,8 @@ def main():
     if not args.skip_train:
         res["training"] = side_by_side_train(args.prunus, hf, pool_ids, tmp)
 
+    res["limit"] = {"fma_peak": fma_peak(), "flop": flop_counts(hf, args.windows, 32)}
+
     with open(os.path.join(args.out, "side_by_side.json"), "w") as f:
         json.dump(res, f, indent=1)
         f.write("\n")
@@ -432,6 +505,7 @@ def main():
         md.append(f"| training step, {TRAIN_BATCH} x {SEQ_LEN} tokens in {tr['accumulate']} micro-batches, forward + backward + AdamW (median of the last {TRAIN_STEPS - 1} of {TRAIN_STEPS} steps) | "
                   f"{tr['prunus']['median_warm_step_seconds']:.1f} s ({tr['prunus']['tokens_per_second']:.0f} tokens/s) | {tr['pytorch']['median_warm_step_seconds']:.1f} s ({tr['pytorch']['tokens_per_second']:.0f} tokens/s) | "
                   f"{tr['ratio']:.2f}x | {gib(tr['prunus']['peak_rss_bytes'])} / {gib(tr['pytorch']['peak_rss_bytes'])} GiB | first-step losses {tr['first_loss_rel_diff']:.1e} apart (relative) |")
+    md += limit_table(res, best_p, best_t)
     md += [
         "",
         "Pruning excludes tokenization on both sides (prunus reads its token cache; the PyTorch side tokenizes before its clock starts) "
