@@ -7,7 +7,8 @@
 //!
 //! Many tokens (evaluation, prefill): weights with at least [`UNPACK_ABOVE`] non-zeros are
 //! unpacked and multiplied by gemm (the dense format's bits); sparser ones go through a tiled
-//! layout: the stored weights listed once as offsets into a tile, then tile after tile of 16,
+//! layout: the stored weights listed once per product as offsets into a tile, copied beside
+//! their values in the order the loop reads them ([`crate::lists`]), then tile after tile of 16,
 //! 64 or 128 tokens, the tile's inputs transposed (a whole tile of one input column
 //! contiguous, on whole cache lines) into a buffer that stays in the second-level caches, and
 //! for each output row, the row's stored weights each scaling one tile column into
@@ -20,13 +21,11 @@
 use rayon::prelude::*;
 
 use crate::format::{PackedLinear, Storage};
+use crate::lists::{GROUP_ROWS, Lists, TILE_ROWS};
 use crate::simd::{self, CHAINS, Isa, LANES, PREFETCH, on_isa};
 
 /// Output rows per parallel task, at least (one token).
 const ROWS_PER_TASK: usize = 16;
-
-/// Output rows per parallel task with many tokens (and per task listing their weights).
-const TILE_ROWS: usize = 32;
 
 /// Inputs of a tile per block of columns in the many-token kernel (32 KiB, 64 columns of 128
 /// tokens): read from the first-level cache while a group of rows passes over them.
@@ -34,9 +33,6 @@ const BLOCK_FLOATS: usize = 8192;
 
 /// Input columns per parallel task when transposing a tile.
 const TRANSPOSE_COLUMNS: usize = 64;
-
-/// Rows whose accumulators stay in the first-level cache beside a block of inputs.
-const GROUP_ROWS: usize = 16;
 
 impl PackedLinear {
     /// `y (t x rows) = x (t x cols) . W^T`, row-major, on the best instruction set this CPU
@@ -162,111 +158,7 @@ impl PackedLinear {
             });
         }
         SCRATCH.with(|c| c.set(buf));
-        LISTS.with(|c| c.set(lists));
-    }
-
-    /// Every row's stored weights as offsets into a tile of inputs (column times `stride`),
-    /// at the positions of their values, and where each block of `width` input columns
-    /// starts in each row; built in parallel over rows, in a buffer kept between calls.
-    fn lists(&self, isa: Isa, stride: usize, width: usize) -> Lists {
-        let (rows, cols) = (self.rows, self.cols);
-        let blocks = cols.div_ceil(width).max(1);
-        let mut l = LISTS.with(|c| c.take());
-        let total = self.all_values().len();
-        assert!(total < u32::MAX as usize && cols * stride < u32::MAX as usize, "a linear of fewer than 2^32 values");
-        l.offsets.resize(total + LANES, 0);
-        l.bounds.resize(rows * (blocks + 1), 0);
-        l.blocks = blocks;
-        // Disjoint spans of offsets per task of rows: rows' values are contiguous and in order.
-        let mut spans = Vec::with_capacity(rows.div_ceil(TILE_ROWS));
-        let (mut rest, mut at) = (&mut l.offsets[..], 0);
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let end = if r0 + TILE_ROWS >= rows { total + LANES } else { self.cursor(r0 + TILE_ROWS).k };
-            let (span, tail) = std::mem::take(&mut rest).split_at_mut(end - at);
-            spans.push((r0, at, span));
-            (rest, at) = (tail, end);
-        }
-        spans.into_par_iter().zip(l.bounds.par_chunks_mut(TILE_ROWS * (blocks + 1))).for_each(|((r0, first, span), bounds)| {
-            for (i, bs) in bounds.chunks_exact_mut(blocks + 1).enumerate() {
-                let r = r0 + i;
-                let mut at = self.cursor(r);
-                bs[0] = at.k as u32;
-                match &self.storage {
-                    Storage::Bitmap { chunks, bits, .. } => {
-                        simd::bitmap_offsets(isa, &bits[r * chunks..(r + 1) * chunks], width / 16, stride, &mut span[at.k - first..], bs);
-                    }
-                    _ => {
-                        for b in 0..blocks {
-                            let mut k = at.k - first;
-                            self.walk_to(r, &mut at, (b + 1) * width, |c, _| {
-                                span[k] = (c * stride) as u32;
-                                k += 1;
-                            });
-                            bs[b + 1] = at.k as u32;
-                        }
-                    }
-                }
-            }
-        });
-        l
-    }
-
-    /// Where the walk over row `r`'s stored weights starts.
-    #[inline(always)]
-    fn cursor(&self, r: usize) -> Cursor {
-        match &self.storage {
-            Storage::Dense(_) => unreachable!("dense weights go through gemm"),
-            Storage::NM { m, keep, .. } => Cursor { k: r * (self.cols / m) * keep, next: 0 },
-            Storage::Bitmap { starts, .. } | Storage::Csr { starts, .. } => Cursor { k: starts[r], next: 0 },
-        }
-    }
-
-    /// Every stored value (a row's contiguous, in storage order).
-    #[inline(always)]
-    fn all_values(&self) -> &[f32] {
-        match &self.storage {
-            Storage::Dense(_) => unreachable!("dense weights go through gemm"),
-            Storage::NM { values, .. } | Storage::Bitmap { values, .. } | Storage::Csr { values, .. } => values,
-        }
-    }
-
-    /// Calls `f(column, value)` for the stored weights of row `r` from `at` on, in storage
-    /// order, up to the first one at column `end` or later (N:M groups and bitmap chunks are
-    /// whole: they start before `end`), and leaves `at` there.
-    #[inline(always)]
-    fn walk_to(&self, r: usize, at: &mut Cursor, end: usize, mut f: impl FnMut(usize, f32)) {
-        match &self.storage {
-            Storage::Dense(_) => unreachable!("dense weights go through gemm"),
-            Storage::NM { m, keep, values, positions, .. } => {
-                let groups = self.cols / m;
-                while at.next < groups && at.next * m < end {
-                    let g = at.next;
-                    for k in at.k..at.k + keep {
-                        f(g * m + positions[k] as usize, values[k]);
-                    }
-                    at.k += keep;
-                    at.next += 1;
-                }
-            }
-            Storage::Bitmap { chunks, bits, values, .. } => {
-                while at.next < *chunks && at.next * 16 < end {
-                    let mut b = bits[r * chunks + at.next];
-                    while b != 0 {
-                        f(at.next * 16 + b.trailing_zeros() as usize, values[at.k]);
-                        at.k += 1;
-                        b &= b - 1;
-                    }
-                    at.next += 1;
-                }
-            }
-            Storage::Csr { starts, columns, values } => {
-                let stop = starts[r + 1];
-                while at.k < stop && (columns[at.k] as usize) < end {
-                    f(columns[at.k] as usize, values[at.k]);
-                    at.k += 1;
-                }
-            }
-        }
+        lists.keep();
     }
 
     /// Row `r` of an N:M or CSR matrix times the vector `x`: stored weight i of the row goes
@@ -421,20 +313,20 @@ fn lanes(values: &[f32], x: &[f32], cols: usize, column: impl Fn(usize) -> usize
 fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize, xt: &[f32], tile: usize, out: Out) {
     let n = TILE_ROWS.min(p.rows - r0);
     let blocks = l.blocks;
-    let values = p.all_values();
     let mut acc = ACC.with(|c| c.take());
     acc.clear();
     // The accumulators, a row's T outputs contiguous.
     acc.resize(n * T, 0.0);
     for g0 in (0..n).step_by(GROUP_ROWS) {
         let g1 = (g0 + GROUP_ROWS).min(n);
+        let group = (r0 + g0) / GROUP_ROWS;
         for b in 0..blocks {
-            for (i, acc) in (g0..g1).zip(acc[g0 * T..g1 * T].chunks_exact_mut(T)) {
-                let at = (r0 + i) * (blocks + 1) + b;
-                let (k0, k1) = (l.bounds[at] as usize, l.bounds[at + 1] as usize);
+            let bb = &l.bounds[(group * blocks + b) * (GROUP_ROWS + 1)..][..=g1 - g0];
+            for (ks, acc) in bb.windows(2).zip(acc[g0 * T..g1 * T].chunks_exact_mut(T)) {
+                let (k0, k1) = (ks[0] as usize, ks[1] as usize);
                 if k0 < k1 {
                     let acc: &mut [f32; T] = acc.try_into().expect("a tile of outputs");
-                    simd::tile_segment(isa, &values[k0..k1], &l.offsets[k0..k1], xt, acc);
+                    simd::tile_segment(isa, &l.values[k0..k1], &l.offsets[k0..k1], xt, acc);
                 }
             }
         }
@@ -445,16 +337,6 @@ fn rows_by_tile<const T: usize>(isa: Isa, p: &PackedLinear, l: &Lists, r0: usize
     // this task alone writes those rows (tasks take disjoint row ranges).
     unsafe { simd::transpose_to(isa, &acc, T, n, tokens, out.y.add(tile * T * out.rows + r0), out.rows) };
     ACC.with(|c| c.set(acc));
-}
-
-/// The many-token kernel's list of stored weights: `offsets[k]`, the offset in a tile of
-/// inputs of the column of stored value k (column times the tile's stride); row r's values
-/// in block b of input columns at `bounds[r * (blocks + 1) + b]..bounds[r * (blocks + 1) + b + 1]`.
-#[derive(Default)]
-struct Lists {
-    offsets: Vec<u32>,
-    bounds: Vec<u32>,
-    blocks: usize,
 }
 
 /// Where a many-token product writes: `y` (t x rows, row-major), shared by the tasks, each
@@ -489,9 +371,6 @@ thread_local! {
     /// The many-token kernel's inputs in tiles, kept between calls: a fresh buffer of a few
     /// MiB per product costs as much in page faults as the product itself.
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-    /// A task's lists of tile offsets and block bounds in the many-token kernel, kept between
-    /// calls.
-    static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
     /// A task's accumulators in the many-token kernel.
     static ACC: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     /// Transposed copies of weights ([`with_transposed`]), kept between calls.
@@ -543,13 +422,6 @@ const fn stride<const T: usize>() -> usize {
     T + 16
 }
 
-/// A position in the walk over a row's stored weights: the next value and, for N:M and
-/// bitmaps, the next group or chunk.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cursor {
-    k: usize,
-    next: usize,
-}
 /// The dense path: `gemm` (its kernels for AVX-512, AVX2 or the baseline, chosen at run time),
 /// split over its output only, so the thread count changes no bit. `w` holds `rows` rows of
 /// `cols` weights, `ld` apart.

@@ -38,6 +38,7 @@
 
 mod format;
 mod kernels;
+mod lists;
 mod nm;
 pub mod simd;
 
