@@ -70,42 +70,35 @@ impl PackedLinear {
             (offsets, values, at) = (o_rest, v_rest, end);
         }
         let task_bounds = TILE_ROWS / GROUP_ROWS * blocks * (GROUP_ROWS + 1);
+        let per_block = width / 16;
         let spans = spans.into_par_iter().zip(l.bounds.par_chunks_mut(task_bounds));
-        spans.for_each_init(Default::default, |(row_major, row_bounds): &mut (Vec<u32>, Vec<u32>), ((r0, first, offsets, values), bounds)| {
-            // Each row's offsets in storage order, and where its blocks start (from `first`).
+        spans.for_each(|((r0, first, offsets, values), bounds)| {
             let n = TILE_ROWS.min(rows - r0);
-            row_major.resize(offsets.len(), 0);
-            row_bounds.resize(n * (blocks + 1), 0);
-            for (i, bs) in row_bounds.chunks_exact_mut(blocks + 1).enumerate() {
-                let r = r0 + i;
-                let mut at = self.cursor(r);
-                bs[0] = (at.k - first) as u32;
-                match &self.storage {
-                    Storage::Bitmap { chunks, bits, .. } => {
-                        simd::bitmap_offsets(isa, &bits[r * chunks..(r + 1) * chunks], width / 16, stride, &mut row_major[at.k - first..], bs);
-                    }
-                    _ => {
-                        for b in 0..blocks {
-                            let mut k = at.k - first;
-                            self.walk_to(r, &mut at, (b + 1) * width, |c, _| {
-                                row_major[k] = (c * stride) as u32;
-                                k += 1;
-                            });
-                            bs[b + 1] = (at.k - first) as u32;
-                        }
-                    }
-                }
-            }
-            // Then in reading order, with their values beside them.
+            // Written in reading order: position k of the task's span is the next one read.
             let mut k = 0;
             for (g0, group) in (0..n).step_by(GROUP_ROWS).zip(bounds.chunks_mut(blocks * (GROUP_ROWS + 1))) {
+                let g1 = (g0 + GROUP_ROWS).min(n);
+                // Where each row of the group has got to in its stored weights.
+                let mut at = [Cursor::default(); GROUP_ROWS];
+                for (i, c) in (g0..g1).zip(&mut at) {
+                    *c = self.cursor(r0 + i);
+                }
                 for (b, bb) in group.chunks_exact_mut(GROUP_ROWS + 1).enumerate() {
                     bb[0] = (first + k) as u32;
-                    for (i, end) in (g0..(g0 + GROUP_ROWS).min(n)).zip(&mut bb[1..]) {
-                        let (k0, k1) = (row_bounds[i * (blocks + 1) + b] as usize, row_bounds[i * (blocks + 1) + b + 1] as usize);
-                        offsets[k..k + k1 - k0].copy_from_slice(&row_major[k0..k1]);
-                        values[k..k + k1 - k0].copy_from_slice(&all[first + k0..first + k1]);
-                        k += k1 - k0;
+                    for ((i, c), end) in (g0..g1).zip(&mut at).zip(&mut bb[1..]) {
+                        let r = r0 + i;
+                        match &self.storage {
+                            Storage::Bitmap { chunks, bits, .. } => {
+                                let (c0, c1) = ((b * per_block).min(*chunks), ((b + 1) * per_block).min(*chunks));
+                                let m = simd::bitmap_offsets(isa, &bits[r * chunks + c0..r * chunks + c1], c0, stride, &mut offsets[k..]);
+                                values[k..k + m].copy_from_slice(&all[c.k..c.k + m]);
+                                (c.k, k) = (c.k + m, k + m);
+                            }
+                            _ => self.walk_to(r, c, (b + 1) * width, |column, v| {
+                                (offsets[k], values[k]) = ((column * stride) as u32, v);
+                                k += 1;
+                            }),
+                        }
                         *end = (first + k) as u32;
                     }
                 }

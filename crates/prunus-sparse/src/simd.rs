@@ -258,31 +258,26 @@ pub(crate) unsafe fn transpose_to(isa: Isa, x: &[f32], ld: usize, tokens: usize,
     }
 }
 
-/// A bitmap row's stored weights as offsets into a tile of inputs (`column * stride`, in
-/// storage order) written to `out`, and in `bounds[b + 1]` the position after the last of
-/// block b (`per_block` chunks of 16 columns), counted from `bounds[0]`.
-pub(crate) fn bitmap_offsets(isa: Isa, masks: &[u16], per_block: usize, stride: usize, out: &mut [u32], bounds: &mut [u32]) {
-    let base = bounds[0];
-    bounds[1..].fill(base);
-    let mut k = 0;
-    for (b, block) in masks.chunks(per_block.max(1)).enumerate() {
-        let first = b * per_block;
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX-512F; the kernel checks its stores against out.
-            Isa::Avx512 => k = unsafe { x86::bitmap_offsets_avx512(block, first, stride, out, k) },
-            _ => {
-                for (i, &mask) in block.iter().enumerate() {
-                    let mut m = mask;
-                    while m != 0 {
-                        out[k] = (((first + i) * LANES + m.trailing_zeros() as usize) * stride) as u32;
-                        k += 1;
-                        m &= m - 1;
-                    }
+/// The stored weights of bitmap chunks `masks` (the first is chunk `first` of its row) as
+/// offsets into a tile of inputs (`column * stride`, in storage order) written to `out`;
+/// returns how many.
+pub(crate) fn bitmap_offsets(isa: Isa, masks: &[u16], first: usize, stride: usize, out: &mut [u32]) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F; the kernel checks its stores against out.
+        Isa::Avx512 => unsafe { x86::bitmap_offsets_avx512(masks, first, stride, out, 0) },
+        _ => {
+            let mut k = 0;
+            for (i, &mask) in masks.iter().enumerate() {
+                let mut m = mask;
+                while m != 0 {
+                    out[k] = (((first + i) * LANES + m.trailing_zeros() as usize) * stride) as u32;
+                    k += 1;
+                    m &= m - 1;
                 }
             }
+            k
         }
-        bounds[b + 1] = base + k as u32;
     }
 }
 
