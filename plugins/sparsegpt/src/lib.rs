@@ -255,6 +255,9 @@ pub fn inverse_cholesky_upper(h: &[f64], d: usize, config: &Config, layer: &str)
 }
 
 /// One factorization attempt: `None` if H + damping I or its inverse is not positive definite.
+/// faer runs the factorizations and the inverse on the rayon pool (its default parallelism
+/// with the `rayon` feature), splitting only their output blocks, so the factor does not depend
+/// on the thread count (a test below checks it).
 ///
 /// (Computing `U` from one factorization of the index-reversed matrix and a triangular inverse
 /// takes 2/3 d^3 flops instead of 5/3 d^3 and is equal in exact arithmetic, but on the real
@@ -339,11 +342,12 @@ pub fn prune_blocked(weight: &mut [f32], d_out: usize, d_in: usize, u: &[f32], p
             mask[r * d_in + i1..r * d_in + i2].copy_from_slice(&m1[r * b..(r + 1) * b]);
         }
         if i2 < d_in {
-            // W[:, i2:] -= Err1 @ U[i1:i2, i2:]: the hot spot, (d_out x b) by (b x (d_in - i2)).
+            // W[:, i2:] -= Err1 @ U[i1:i2, i2:]: the hot spot, (d_out x b) by (b x (d_in - i2)),
+            // on the rayon pool (faer splits the output, so the thread count changes no bit).
             let dst = MatMut::from_row_major_slice_mut(weight, d_out, d_in).subcols_mut(i2, d_in - i2);
             let lhs = MatRef::from_row_major_slice(err1, d_out, b);
             let rhs = MatRef::from_row_major_slice(u, d_in, d_in).submatrix(i1, i2, b, d_in - i2);
-            faer::linalg::matmul::matmul(dst, Accum::Add, lhs, rhs, -1.0f32, Par::Seq);
+            faer::linalg::matmul::matmul(dst, Accum::Add, lhs, rhs, -1.0f32, Par::rayon(0));
         }
     }
     mask
@@ -370,3 +374,45 @@ fn choose_nm(w1: &[f32], m1: &mut [bool], b: usize, i: usize, n: usize, m: usize
 }
 
 prunus_core::register!(layerwise SparseGpt);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// faer's factorizations and the lazy-batch product run on the rayon pool: the factor, the
+    /// mask and the updated weights must not depend on its size. 512 inputs are enough for
+    /// faer to split its blocked factorization and products over threads.
+    #[test]
+    fn factor_and_updates_do_not_depend_on_the_thread_count() {
+        let (d, d_out, n) = (512, 96, 768);
+        let mut state = 1u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f64 / (1u64 << 24) as f64 - 0.5
+        };
+        let x: Vec<f64> = (0..n * d).map(|_| next()).collect();
+        let mut h = vec![0f64; d * d];
+        for row in x.chunks_exact(d) {
+            for a in 0..d {
+                for b in 0..d {
+                    h[a * d + b] += row[a] * row[b];
+                }
+            }
+        }
+        let w0: Vec<f32> = (0..d_out * d).map(|_| next() as f32).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
+            pool.install(|| {
+                let factor = inverse_cholesky_upper(&h, d, &Config::default(), "test").expect("positive definite");
+                let mut w = w0.clone();
+                let mask = prune_blocked(&mut w, d_out, d, &factor.u, &Pattern::Unstructured { sparsity: 0.5 }, 128);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&factor.u), mask, bits(&w))
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(run(threads) == one, "{threads} threads against one");
+        }
+    }
+}
