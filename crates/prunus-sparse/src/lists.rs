@@ -37,8 +37,8 @@ impl Lists {
 }
 
 thread_local! {
-    /// A task's lists of tile offsets and block bounds in the many-token kernel, kept between
-    /// calls.
+    /// The many-token kernel's lists (tile offsets, values in reading order and bounds), kept
+    /// between calls.
     static LISTS: std::cell::Cell<Lists> = const { std::cell::Cell::new(Lists { offsets: Vec::new(), values: Vec::new(), bounds: Vec::new(), blocks: 0 }) };
 }
 
