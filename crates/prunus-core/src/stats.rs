@@ -1,6 +1,6 @@
 //! Activation statistics a layer-wise method may ask for, gathered per capture site.
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, DType, Storage, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -55,18 +55,23 @@ impl Stats {
                 got: vec![n_tokens, d_in],
             });
         }
-        let flat = if self.sq_sum.is_some() || self.gram.is_some() { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? } else { Vec::new() };
-        if let Some(sq) = self.sq_sum.as_mut() {
-            crate::mask::check_finite(&flat, "calibration activations")?;
-            for row in flat.chunks_exact(d_in) {
-                for (acc, &v) in sq.iter_mut().zip(row) {
-                    *acc += f64::from(v) * f64::from(v);
-                }
+        if self.sq_sum.is_some() || self.gram.is_some() {
+            // The activations as they are when they are contiguous f32 on the CPU (the
+            // pipeline's case), else a copy.
+            let plain = x.dtype() == DType::F32 && x.device().is_cpu() && x.is_contiguous();
+            let owned = if plain { Vec::new() } else { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? };
+            let (storage, layout) = x.storage_and_layout();
+            let flat: &[f32] = match (&*storage, layout.contiguous_offsets()) {
+                (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) if plain => &v[a..b],
+                _ => &owned,
+            };
+            if let Some(sq) = self.sq_sum.as_mut() {
+                add_sq_sum(sq, flat, d_in)?;
             }
-        }
-        if let Some(gram) = self.gram.as_mut() {
-            // (d_in, n_tokens) x (n_tokens, d_in) in f32, summed per batch into f64.
-            add_gram(gram, &flat, n_tokens, d_in);
+            if let Some(gram) = self.gram.as_mut() {
+                // (d_in, n_tokens) x (n_tokens, d_in) in f32, summed per batch into f64.
+                add_gram(gram, flat, n_tokens, d_in);
+            }
         }
         self.n_samples += n_samples;
         self.n_tokens += n_tokens;
@@ -79,6 +84,33 @@ impl Stats {
         let n = self.n_samples.max(1) as f64;
         self.sq_sum.as_ref().map(|s| s.iter().map(|v| v / n).collect())
     }
+}
+
+/// Adds the squares of `x` (rows of `d` values) to `sq`, column by column in row order (in
+/// f64), the columns split into one contiguous group per thread of the rayon pool (each task
+/// reads a run of every row): every sum takes its terms in the order a single loop over the
+/// rows would, so the thread count changes no bit.
+/// If a value is not finite, `sq` is left as it was and the error names the first one.
+fn add_sq_sum(sq: &mut [f64], x: &[f32], d: usize) -> Result<()> {
+    use rayon::prelude::*;
+
+    let mut sums = sq.to_vec();
+    let per_task = d.div_ceil(rayon::current_num_threads()).next_multiple_of(16).max(16);
+    sums.par_chunks_mut(per_task).enumerate().for_each(|(c, acc)| {
+        let c0 = c * per_task;
+        for row in x.chunks_exact(d) {
+            for (a, &v) in acc.iter_mut().zip(&row[c0..]) {
+                *a += f64::from(v) * f64::from(v);
+            }
+        }
+    });
+    // A square of a finite f32 is far from f64's range, and sums of them too, so a sum that
+    // is not finite means an input that was not.
+    if sums.iter().any(|v| !v.is_finite()) {
+        crate::mask::check_finite(x, "calibration activations")?;
+    }
+    sq.copy_from_slice(&sums);
+    Ok(())
 }
 
 /// Rows of the Gram matrix per panel of [`add_gram`], at least (more than gemm's 64).
@@ -183,6 +215,54 @@ mod tests {
         let x = Tensor::new(&[[1f32, f32::NAN]], &Device::Cpu).unwrap();
         let mut s = Stats::new(StatKind::SqNorm, 2);
         assert!(s.add(&x, 1).unwrap_err().to_string().contains("calibration activations"));
+    }
+
+    #[test]
+    fn sq_sum_has_the_bits_of_one_loop_over_the_rows_in_any_pool() {
+        for (n, d, seed) in [(2048, 576, 1), (300, 1536, 2), (7, 33, 3), (5, 1, 4), (64, 95, 5)] {
+            let mut rng = prunus_rng::SplitMix64::new(seed);
+            // Magnitudes from 1e-3 to 1e3, so that the order of the additions shows.
+            let batches: Vec<Vec<f32>> = (0..2).map(|_| (0..n * d).map(|_| (rng.next_f32() - 0.5) * 10f32.powi((rng.next_u64() % 7) as i32 - 3)).collect()).collect();
+            let mut serial = vec![0f64; d];
+            for x in &batches {
+                for row in x.chunks_exact(d) {
+                    for (a, &v) in serial.iter_mut().zip(row) {
+                        *a += f64::from(v) * f64::from(v);
+                    }
+                }
+            }
+            for threads in 1..=4 {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut s = Stats::new(StatKind::SqNorm, d);
+                pool.install(|| {
+                    for x in &batches {
+                        s.add(&Tensor::from_vec(x.clone(), (n, d), &Device::Cpu).unwrap(), 1).unwrap();
+                    }
+                });
+                let same = s.sq_sum.as_deref().unwrap().iter().zip(&serial).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{n} x {d}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn views_and_other_dtypes_are_read_by_value_and_errors_change_nothing() {
+        let x = Tensor::new(&[[1f32, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::Cpu).unwrap();
+        let mut plain = Stats::new(StatKind::Hessian, 2);
+        plain.add(&x.t().unwrap().contiguous().unwrap(), 1).unwrap();
+        let mut view = Stats::new(StatKind::Hessian, 2);
+        view.add(&x.t().unwrap(), 1).unwrap(); // a transposed view, not contiguous
+        assert_eq!((view.sq_sum.as_deref(), view.gram.as_deref()), (plain.sq_sum.as_deref(), plain.gram.as_deref()));
+        let mut half = Stats::new(StatKind::Hessian, 2);
+        half.add(&x.t().unwrap().to_dtype(DType::BF16).unwrap(), 1).unwrap();
+        assert_eq!((half.sq_sum.as_deref(), half.gram.as_deref()), (plain.sq_sum.as_deref(), plain.gram.as_deref()));
+        assert_eq!(plain.sq_sum.as_deref(), Some(&[14.0, 77.0][..]));
+        // A non-finite value: the first is named and the sums stay as they were.
+        let bad = Tensor::new(&[[1f32, 2.0], [f32::INFINITY, 1.0], [f32::NAN, 0.0]], &Device::Cpu).unwrap();
+        let before = plain.clone();
+        let err = plain.add(&bad, 1).unwrap_err();
+        assert!(matches!(err, crate::Error::NonFinite { index: 2, .. }), "{err}");
+        assert_eq!((plain.sq_sum, plain.gram, plain.n_tokens), (before.sq_sum, before.gram, before.n_tokens));
     }
 
     #[test]
