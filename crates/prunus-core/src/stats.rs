@@ -61,9 +61,10 @@ impl Stats {
             let plain = x.dtype() == DType::F32 && x.device().is_cpu() && x.is_contiguous();
             let owned = if plain { Vec::new() } else { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()? };
             let (storage, layout) = x.storage_and_layout();
-            let flat: &[f32] = match (&*storage, layout.contiguous_offsets()) {
-                (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) if plain => &v[a..b],
-                _ => &owned,
+            let flat: &[f32] = match (plain, &*storage, layout.contiguous_offsets()) {
+                (false, ..) => &owned,
+                (true, Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+                (true, ..) => unreachable!("a contiguous f32 tensor on the CPU has its values in one f32 CPU buffer"),
             };
             if let Some(sq) = self.sq_sum.as_mut() {
                 add_sq_sum(sq, flat, d_in)?;

@@ -385,12 +385,8 @@ mod tests {
     #[test]
     fn factor_and_updates_do_not_depend_on_the_thread_count() {
         let (d, d_out, n) = (512, 96, 768);
-        let mut state = 1u64;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 40) as f64 / (1u64 << 24) as f64 - 0.5
-        };
-        let x: Vec<f64> = (0..n * d).map(|_| next()).collect();
+        let mut rng = prunus_core::rng::SplitMix64::new(1);
+        let x: Vec<f64> = rng.vec(n * d, 0.5).into_iter().map(f64::from).collect();
         let mut h = vec![0f64; d * d];
         for row in x.chunks_exact(d) {
             for a in 0..d {
@@ -399,7 +395,7 @@ mod tests {
                 }
             }
         }
-        let w0: Vec<f32> = (0..d_out * d).map(|_| next() as f32).collect();
+        let w0 = rng.vec(d_out * d, 0.5);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
             pool.install(|| {
